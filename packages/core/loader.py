@@ -1,0 +1,219 @@
+"""The one shard loader every LightningDataModule uses.
+
+Shards are split across processes (rank) and DataLoader workers; with fewer shards than readers the
+split falls back to samples, so every reader gets data and every sample is read exactly once per epoch.
+Shuffling is explicit and seeded (shard order and a sample buffer, re-seeded by `set_epoch`); without
+it the order is deterministic, which evaluation relies on. Undecodable samples are skipped, warned
+about with their shard and key, and counted in a `SkipCounter` shared with worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing as mp
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import webdataset as wds
+from PIL import Image
+
+from ireid.core.records import Record
+from ireid.core.shards import IMAGE_EXTENSIONS, shard_paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    key: str
+    record: Record
+    image: Image.Image | bytes  # bytes when images are not decoded
+    url: str
+
+
+class SkipCounter:
+    """Number of samples skipped as undecodable, summed over worker processes (shared memory)."""
+
+    def __init__(self) -> None:
+        self._value = mp.Value("q", 0)
+        self.messages: list[str] = []  # the first few, for reports
+
+    def add(self, message: str) -> None:
+        with self._value.get_lock():
+            self._value.value += 1
+        if len(self.messages) < 20:
+            self.messages.append(message)
+
+    @property
+    def value(self) -> int:
+        return int(self._value.value)
+
+    def reset(self) -> None:
+        with self._value.get_lock():
+            self._value.value = 0
+
+
+def decode_sample(raw: dict[str, Any], decode_image: bool = True) -> Sample:
+    """Turn WebDataset's raw bytes into a `Sample`; raises with the shard and key on bad input."""
+    key, url = raw.get("__key__", "?"), raw.get("__url__", "?")
+    where = f"{url}: sample {key!r}"
+    if "json" not in raw:
+        raise ValueError(f"{where}: no .json member")
+    try:
+        meta = json.loads(raw["json"])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: malformed JSON ({exc})") from exc
+    record = Record.from_dict(meta, where)
+    ext = next((e for e in IMAGE_EXTENSIONS if e in raw), None)
+    if ext is None:
+        raise ValueError(f"{where}: no image member ({'/'.join(IMAGE_EXTENSIONS)})")
+    image: Image.Image | bytes = raw[ext]
+    if decode_image:
+        try:
+            with Image.open(io.BytesIO(raw[ext])) as im:
+                image = im.convert("RGB")
+        except Exception as exc:  # PIL raises several types for corrupt data
+            raise ValueError(f"{where}: undecodable .{ext} image ({exc})") from exc
+    return Sample(key=key, record=record, image=image, url=url)
+
+
+def _process_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _worker_info() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+class ShardDataset(torch.utils.data.IterableDataset):
+    """Iterates the samples of a list of shards for this process and worker.
+
+    `transform` maps a `Sample` to what the DataModule batches. `samples_per_epoch` (per process) makes
+    every process yield the same number of samples by cycling its part, as DDP training needs.
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str | Path],
+        *,
+        transform: Callable[[Sample], Any] | None = None,
+        shuffle: bool = False,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        decode_images: bool = True,
+        samples_per_epoch: int | None = None,
+        skip_counter: SkipCounter | None = None,
+        rank_world: tuple[int, int] | None = None,
+    ):
+        super().__init__()
+        if not urls:
+            raise ValueError("ShardDataset needs at least one shard")
+        self.urls = [str(u) for u in urls]
+        self.transform = transform
+        self.shuffle = shuffle
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.decode_images = decode_images
+        self.samples_per_epoch = samples_per_epoch
+        self.skips = skip_counter or SkipCounter()
+        self.rank_world = rank_world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-seed shuffling (Lightning calls this on the dataset before each epoch)."""
+        self.epoch = epoch
+
+    def _readers(self) -> tuple[int, int]:
+        rank, world = self.rank_world or _process_info()
+        worker, workers = _worker_info()
+        return rank * workers + worker, world * workers
+
+    def _samples(self, shards: list[str], keep: Callable[[int], bool]) -> Iterator[Sample]:
+        def on_tar_error(exc: Exception) -> bool:
+            self.skips.add(f"unreadable shard data: {exc}")
+            log.warning("skipping unreadable shard data: %s", exc)
+            return True
+
+        index = -1
+        for raw in wds.tarfile_samples([{"url": u} for u in shards], handler=on_tar_error):
+            index += 1
+            if not keep(index):
+                continue
+            try:
+                yield decode_sample(raw, self.decode_images)
+            except Exception as exc:
+                self.skips.add(str(exc))
+                log.warning("skipping sample: %s", exc)
+
+    def _one_pass(self, epoch: int, reader: int, readers: int) -> Iterator[Sample]:
+        shards = list(self.urls)
+        if self.shuffle:
+            random.Random(f"{self.seed}:{epoch}").shuffle(shards)
+        if len(shards) >= readers:
+            return self._samples(shards[reader::readers], lambda _: True)
+        # fewer shards than readers: everyone reads everything and keeps every readers-th sample
+        return self._samples(shards, lambda i: i % readers == reader)
+
+    def __iter__(self) -> Iterator[Any]:
+        reader, readers = self._readers()
+        stream = self._stream(reader, readers)
+        if self.shuffle and self.shuffle_buffer > 1:
+            stream = self._buffer_shuffle(stream, random.Random(f"{self.seed}:{self.epoch}:{reader}"))
+        for sample in stream:
+            yield self.transform(sample) if self.transform else sample
+
+    def _stream(self, reader: int, readers: int) -> Iterator[Sample]:
+        if self.samples_per_epoch is None:
+            yield from self._one_pass(self.epoch, reader, readers)
+            return
+        _, workers = _worker_info()
+        worker = reader % workers
+        quota = self.samples_per_epoch // workers + (1 if worker < self.samples_per_epoch % workers else 0)
+        produced, cycle = 0, 0
+        while produced < quota:
+            got_any = False
+            for sample in self._one_pass(self.epoch * 1_000_003 + cycle, reader, readers):
+                got_any = True
+                yield sample
+                produced += 1
+                if produced >= quota:
+                    return
+            if not got_any:
+                raise RuntimeError(f"reader {reader} of {readers} got no decodable sample from {self.urls}")
+            cycle += 1
+
+    def _buffer_shuffle(self, stream: Iterator[Sample], rng: random.Random) -> Iterator[Sample]:
+        buffer: list[Sample] = []
+        for sample in stream:
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(sample)
+                continue
+            i = rng.randrange(len(buffer))
+            buffer[i], sample = sample, buffer[i]
+            yield sample
+        rng.shuffle(buffer)
+        yield from buffer
+
+
+def split_urls(root: Path | str, split: str) -> list[str]:
+    """Shard paths of one split of a dataset folder written by ireid."""
+    return [str(p) for p in shard_paths(root, split)]
+
+
+def iter_samples(root: Path | str, split: str, decode_images: bool = True) -> Iterator[Sample]:
+    """Every sample of a split, in written order, in this process (for indexing, statistics, evaluation)."""
+    yield from ShardDataset(split_urls(root, split), decode_images=decode_images, rank_world=(0, 1))
+
+
+def load_records(root: Path | str, split: str) -> list[Record]:
+    """The records of a split without decoding images."""
+    return [s.record for s in iter_samples(root, split, decode_images=False)]
