@@ -1,0 +1,172 @@
+"""What every converter shares: image checks, id remapping and atomic shard writing.
+
+A format module only parses its annotations into `SourceItem`s; `convert_items` then checks that
+every image exists and decodes *before* writing anything, remaps person ids to be contiguous from 0
+within each split (the source id is kept as `orig_pid`), and writes shards through `DatasetWriter`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from ireid.core.records import QA, Record, make_key
+from ireid.core.shards import DatasetWriter, atomic_write_json
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ConversionError(ValueError):
+    """Annotations that cannot be converted; the message names the file and the record."""
+
+
+@dataclass
+class SourceItem:
+    """One annotated image as a format module reads it, before ids are remapped."""
+
+    image: Path
+    orig_pid: str
+    split: str
+    where: str  # "file: record N", for error messages
+    camid: int = 0
+    role: str | None = None
+    captions: list[str] = field(default_factory=list)
+    initial_description: str = ""
+    fine_description: str = ""
+    qas: list[QA] = field(default_factory=list)
+    distractor: bool = False  # gallery-only images of nobody (Market-1501 id -1)
+
+
+@dataclass
+class ConversionReport:
+    counts: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    skipped_junk: int = 0
+
+    @property
+    def bad(self) -> list[str]:
+        return self.missing + self.unreadable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts,
+            "ids": self.ids,
+            "missing": len(self.missing),
+            "unreadable": len(self.unreadable),
+            "skipped_junk": self.skipped_junk,
+        }
+
+
+def load_json_list(path: Path) -> list[dict[str, Any]]:
+    """Read an annotation file that must be a JSON list of objects."""
+    if not path.exists():
+        raise ConversionError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    if not isinstance(data, list):
+        raise ConversionError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ConversionError(f"{path}: record {i}: expected an object, got {type(item).__name__}")
+    return data
+
+
+def field_of(item: dict[str, Any], name: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in item:
+        raise ConversionError(f"{where}: missing field '{name}'")
+    value = item[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConversionError(f"{where}: field '{name}': unexpected {type(value).__name__} {value!r}")
+    return value
+
+
+def image_bytes(path: Path) -> tuple[bytes, str]:
+    """The image's bytes as JPEG or PNG (other formats are re-encoded to PNG); raises if undecodable."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()  # full decode: truncated files fail here, not at training time
+        if data.startswith(JPEG_MAGIC):
+            return data, "jpg"
+        if data.startswith(PNG_MAGIC):
+            return data, "png"
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue(), "png"
+
+
+def _remap(items: list[SourceItem]) -> dict[tuple[str, str], int]:
+    """Contiguous ids from 0 per split, in sorted order of the source ids (numeric where possible)."""
+
+    def order(pid: str) -> tuple[int, int | str]:
+        return (0, int(pid)) if pid.lstrip("-").isdigit() else (1, pid)
+
+    mapping: dict[tuple[str, str], int] = {}
+    for split in sorted({it.split for it in items}):
+        pids = sorted({it.orig_pid for it in items if it.split == split and not it.distractor}, key=order)
+        mapping.update({(split, pid): i for i, pid in enumerate(pids)})
+    return mapping
+
+
+def convert_items(
+    items: Iterable[SourceItem],
+    *,
+    source: str,
+    root: Path,
+    out: Path,
+    skip_bad: bool = False,
+    shard_size: int = 1000,
+    resume: bool = False,
+    progress: bool = True,
+) -> ConversionReport:
+    """Check all images, then write shards; nothing is written if images are missing and not skipped."""
+    items = list(items)
+    report = ConversionReport()
+    good: list[tuple[SourceItem, bytes, str]] = []
+    for item in tqdm(items, desc=f"checking {source} images", disable=not progress, unit="img"):
+        if not item.image.is_file():
+            report.missing.append(f"{item.where}: {item.image}")
+            continue
+        try:
+            data, ext = image_bytes(item.image)
+        except Exception as exc:  # PIL raises many types for corrupt files
+            report.unreadable.append(f"{item.where}: {item.image} ({exc})")
+            continue
+        good.append((item, data, ext))
+    if report.bad and not skip_bad:
+        return report
+    mapping = _remap([it for it, _, _ in good])
+    writer = DatasetWriter(out, max_samples=shard_size, resume=resume)
+    for item, data, ext in tqdm(good, desc=f"writing {source} shards", disable=not progress, unit="img"):
+        rel = item.image.relative_to(root) if item.image.is_relative_to(root) else Path(item.image.name)
+        record = Record(
+            key=make_key(source, str(rel.with_suffix(""))),
+            pid=-1 if item.distractor else mapping[(item.split, item.orig_pid)],
+            split=item.split,
+            source=source,
+            camid=item.camid,
+            orig_pid=item.orig_pid,
+            role=item.role,
+            captions=item.captions,
+            initial_description=item.initial_description,
+            fine_description=item.fine_description,
+            qas=item.qas,
+            image_path=str(rel),
+        )
+        writer.write(record, data, ext)
+    report.counts = writer.close()
+    for split in report.counts:
+        report.ids[split] = sum(1 for s, _ in mapping if s == split)
+    atomic_write_json(out / "conversion.json", {"source": source, "root": str(root), **report.to_dict()})
+    return report

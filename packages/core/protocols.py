@@ -1,0 +1,78 @@
+"""How the parts meet: the interfaces a retriever, selector, questioner and witness implement.
+
+Components never import each other; the dialogue loop composes whatever objects satisfy these
+protocols (a trained model, a baseline heuristic, an HTTP client, a person at a keyboard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    answer: str
+
+
+@dataclass
+class Dialogue:
+    """The context D_t = {T, (Q_1, A_1), ..., (Q_t, A_t)} of one search."""
+
+    initial: str
+    turns: list[Turn] = field(default_factory=list)
+
+    def ask(self, question: str, answer: str) -> None:
+        self.turns.append(Turn(question, answer))
+
+    def retrieval_text(self, with_questions: bool = False, separator: str = " ") -> str:
+        """What the retriever reads: the initial description then the answers (and questions, if asked)."""
+        parts = [self.initial]
+        for turn in self.turns:
+            if with_questions:
+                parts.append(turn.question)
+            parts.append(turn.answer)
+        return separator.join(p.strip() for p in parts if p.strip())
+
+    @property
+    def asked(self) -> list[str]:
+        return [t.question for t in self.turns]
+
+
+@runtime_checkable
+class TextImageRetriever(Protocol):
+    """Embeds texts and images into one space; outputs are L2-normalised [N, D] float tensors."""
+
+    def encode_text(self, texts: Sequence[str]) -> Tensor: ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> Tensor: ...
+
+
+@runtime_checkable
+class CandidateSelector(Protocol):
+    """Chooses which retrieved candidates the questioner looks at.
+
+    `dialogue` is [B, D], `candidates` [B, K, D] with `mask` [B, K] (True = real candidate);
+    returns [B, num_select] indices into K.
+    """
+
+    def select(self, dialogue: Tensor, candidates: Tensor, mask: Tensor, num_select: int) -> Tensor: ...
+
+
+@runtime_checkable
+class Questioner(Protocol):
+    """Asks the next question of each dialogue, given the candidate images it was shown."""
+
+    def ask(self, dialogues: Sequence[Dialogue], candidates: Sequence[Sequence[Image.Image]]) -> list[str]: ...
+
+
+@runtime_checkable
+class Witness(Protocol):
+    """Answers questions from memory (the fine-grained description of the person they saw)."""
+
+    def answer(self, questions: Sequence[str], memories: Sequence[str]) -> list[str]: ...

@@ -1,0 +1,5 @@
+import sys
+
+from ireid.interactive.cli import main
+
+sys.exit(main())

@@ -1,0 +1,37 @@
+"""Shared test helpers: tiny records and images."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from ireid.core.records import QA, Record
+
+
+def jpeg(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (16, 32)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png(color: tuple[int, int, int] = (30, 200, 30), size: tuple[int, int] = (16, 32)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_record(i: int, split: str = "train", **kw) -> Record:
+    fields = dict(
+        key=f"src/img_{i:04d}",
+        pid=i // 2,
+        split=split,
+        source="test",
+        camid=i % 3,
+        captions=[f"a person in colour {i}"],
+        initial_description=f"I saw someone {i}.",
+        fine_description=f"I saw someone {i} wearing item {i}.",
+        qas=[QA(question=f"What colour {i}?", answer=f"Colour {i}.", qtype="descriptive", attribute="colour")],
+    )
+    fields.update(kw)
+    return Record(**fields)
