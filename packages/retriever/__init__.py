@@ -1,0 +1,1 @@
+"""CLIP dual-encoder retriever trained with IRRA losses, gallery index, RDA augmentation."""
