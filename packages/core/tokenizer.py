@@ -8,11 +8,15 @@ it carries the union of the special tokens the architectures need, and `ireid.co
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from ireid.core.records import Record
 
 ENDOFTEXT = "<|endoftext|>"
 STARTOFTEXT = "<|startoftext|>"
@@ -107,3 +111,35 @@ def train_bpe_tokenizer(
     )
     tokenizer.save_pretrained(out_dir)
     return tokenizer
+
+
+def record_text(record: Record) -> Iterator[str]:
+    """Every text a record carries: what a tokenizer for its data set must cover."""
+    yield from record.captions
+    yield from (t for t in (record.initial_description, record.fine_description) if t)
+    yield from record.sub_captions
+    for qa in record.qas:
+        yield qa.question
+        yield qa.answer
+        yield from qa.options
+
+
+def dataset_tokenizer(data_dir: Path | str, vocab_size: int = 2048) -> PreTrainedTokenizerFast:
+    """The tokenizer of a shard folder, trained on its train split once and saved beside the shards.
+
+    Training happens in a temporary folder renamed into place, so concurrent processes (DDP ranks) that
+    race here all end up loading one complete tokenizer.
+    """
+    from ireid.core.loader import load_records  # the loader imports torch/webdataset; keep this module light
+
+    target = Path(data_dir) / f"tokenizer-{vocab_size}"
+    if not (target / "tokenizer.json").exists():
+        texts = [t for r in load_records(data_dir, "train") for t in record_text(r)]
+        with tempfile.TemporaryDirectory(dir=data_dir, prefix=".tokenizer-") as tmp:
+            train_bpe_tokenizer(texts, Path(tmp) / "tok", vocab_size=vocab_size)
+            try:
+                os.rename(Path(tmp) / "tok", target)
+            except OSError:
+                if not (target / "tokenizer.json").exists():
+                    raise
+    return PreTrainedTokenizerFast.from_pretrained(str(target))

@@ -283,3 +283,22 @@ def test_nf4_tiny_vlm_runs_forward(tokenizer: PreTrainedTokenizerBase) -> None:
     with torch.no_grad():
         logits = built.model(**vlm_inputs(built, [person(0)])).logits
     assert torch.isfinite(logits).all()
+
+
+def test_dataset_tokenizer_is_trained_once_beside_the_shards(tmp_path):
+    from ireid.core.shards import DatasetWriter
+    from ireid.core.tokenizer import dataset_tokenizer
+    from tests.helpers import jpeg, make_record
+
+    writer = DatasetWriter(tmp_path)
+    for i in range(6):
+        writer.write(make_record(i), jpeg())
+    writer.close()
+    tok = dataset_tokenizer(tmp_path, vocab_size=300)
+    assert (tmp_path / "tokenizer-300" / "tokenizer.json").exists()
+    mtime = (tmp_path / "tokenizer-300" / "tokenizer.json").stat().st_mtime_ns
+    again = dataset_tokenizer(tmp_path, vocab_size=300)
+    assert (tmp_path / "tokenizer-300" / "tokenizer.json").stat().st_mtime_ns == mtime
+    text = make_record(3).qas[0].question
+    assert tok(text)["input_ids"] == again(text)["input_ids"]
+    assert tok.decode(tok(text)["input_ids"]) == text

@@ -1,0 +1,295 @@
+"""Building the synthetic world: identities, their records and images, shards, statistics, a contact sheet.
+
+Texts are made without images (`plan_identities` + `make_record`), so the text side and its ambiguity
+statistics can be produced and tested on their own; `build_world` adds the pictures and writes shards.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from ireid.core.loader import iter_samples
+from ireid.core.records import QA_TYPES, SPLITS, Record, make_key
+from ireid.core.shards import DatasetWriter, atomic_write_bytes, atomic_write_json
+from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, derive_rng, sample_identities
+from ireid.core.synthetic.render import NUM_CAMERAS, encode_jpeg, render_image
+from ireid.core.synthetic.text import choose_mentioned, describe, mentioned_attributes
+
+SOURCE = "synthetic"
+DEFAULTS = {"ids_train": 500, "ids_val": 100, "ids_test": 200, "images_per_id": 4, "shard_size": 500}
+STATS_FILE = "stats.json"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One person of the world. `index` is world-wide (seeds derive from it); `pid` counts within the split."""
+
+    index: int
+    split: str
+    pid: int
+    attributes: Mapping[str, str]
+    mentioned: tuple[str, ...]  # what every initial description of this person names
+
+    @property
+    def orig_pid(self) -> str:
+        return f"syn{self.index:06d}"
+
+
+def plan_identities(seed: int, ids_train: int, ids_val: int, ids_test: int) -> list[Identity]:
+    """Draw unique identities and split them disjointly: the first `ids_train` train, then val, then test."""
+    counts = {"train": ids_train, "val": ids_val, "test": ids_test}
+    if min(counts.values()) < 0 or sum(counts.values()) == 0:
+        raise ValueError(f"identity counts must be >= 0 and not all 0, got {counts}")
+    attributes = sample_identities(seed, sum(counts.values()))
+    identities, index = [], 0
+    for split, count in counts.items():
+        for pid in range(count):
+            mentioned = choose_mentioned(attributes[index], derive_rng(seed, "mentioned", index))
+            identities.append(Identity(index, split, pid, attributes[index], mentioned))
+            index += 1
+    return identities
+
+
+def camera_ids(seed: int, identity: int, images_per_id: int) -> list[int]:
+    """Distinct cameras for an identity's images (cycling when it has more images than there are cameras)."""
+    order = list(range(NUM_CAMERAS))
+    derive_rng(seed, "cameras", identity).shuffle(order)
+    return [order[i % NUM_CAMERAS] for i in range(images_per_id)]
+
+
+def make_record(identity: Identity, image: int, camid: int, seed: int) -> Record:
+    """The annotations of one image; texts vary per image (templates), attributes do not."""
+    texts = describe(identity.attributes, identity.mentioned, derive_rng(seed, "text", identity.index, image))
+    return Record(
+        key=make_key(identity.split, f"{identity.orig_pid}_{image:02d}"),
+        pid=identity.pid,
+        split=identity.split,
+        source=SOURCE,
+        camid=camid,
+        orig_pid=identity.orig_pid,
+        captions=[texts.fine],
+        initial_description=texts.initial,
+        fine_description=texts.fine,
+        sub_captions=list(texts.sub_captions),
+        qas=list(texts.qas),
+        attributes=dict(identity.attributes),
+    )
+
+
+def world_records(seed: int, identities: Iterable[Identity], images_per_id: int) -> list[Record]:
+    """Every record of the world without rendering an image, in the order `build_world` writes them."""
+    return [
+        make_record(identity, image, camid, seed)
+        for identity in identities
+        for image, camid in enumerate(camera_ids(seed, identity.index, images_per_id))
+    ]
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
+def ambiguity_stats(records: Sequence[Record], split: str = "test") -> dict[str, Any]:
+    """How many identities of `split` fit each record's initial description, and its fine description.
+
+    Fitting means matching on every attribute the text states, read from the attribute annotations: the
+    initial description states `mentioned_attributes(record)`, the fine description states them all.
+    """
+    people = {r.orig_pid: r.attributes for r in records if r.split == split}
+    queries = [r for r in records if r.split == split]
+    if not queries:
+        return {"identities": 0}
+
+    def fitting(record: Record, names: Iterable[str]) -> int:
+        names = tuple(names)
+        return sum(all(other[n] == record.attributes[n] for n in names) for other in people.values())
+
+    initial = [fitting(r, mentioned_attributes(r)) for r in queries]
+    fine = [fitting(r, ATTRIBUTE_NAMES) for r in queries]
+    return {
+        "identities": len(people),
+        "records": len(queries),
+        "initial_consistent": _summary(initial) | {"median": statistics.median(initial)},
+        "fine_unique_share": sum(f == 1 for f in fine) / len(fine),
+    }
+
+
+def qa_stats(records: Sequence[Record]) -> dict[str, Any]:
+    """Q&A bank size per record, share of each question type, share of yes/no answers that are "Yes"."""
+    qas = [qa for r in records for qa in r.qas]
+    yes_no = [qa for qa in qas if qa.qtype == "yes_no"]
+    return {
+        "per_record": _summary([len(r.qas) for r in records]),
+        "type_shares": {t: sum(qa.qtype == t for qa in qas) / max(1, len(qas)) for t in QA_TYPES},
+        "yes_no_positive_share": sum(qa.answer.startswith("Yes,") for qa in yes_no) / max(1, len(yes_no)),
+    }
+
+
+def build_world(
+    out_dir: Path | str,
+    *,
+    ids_train: int,
+    ids_val: int,
+    ids_test: int,
+    images_per_id: int,
+    seed: int,
+    image_size: tuple[int, int] = (128, 64),
+    shard_size: int = DEFAULTS["shard_size"],
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Render and write the world as `train/val/test` shards in `out_dir`, plus `stats.json`; returns the stats.
+
+    With `resume=True` samples already in finished shards are skipped (not re-rendered); since every
+    image derives from seeds alone, the shards come out byte-identical to an uninterrupted run.
+    """
+    if images_per_id < 1:
+        raise ValueError(f"images_per_id must be at least 1, got {images_per_id}")
+    if min(image_size) < 16:
+        raise ValueError(f"image_size (height, width) must be at least 16x16, got {image_size}")
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    identities = plan_identities(seed, ids_train, ids_val, ids_test)
+    writer = DatasetWriter(out_dir, max_samples=shard_size, resume=resume)
+    records: list[Record] = []
+    rendered = 0
+    with tqdm(total=len(identities) * images_per_id, desc="synthetic world", unit="img", disable=not progress) as bar:
+        for identity in identities:
+            for image, camid in enumerate(camera_ids(seed, identity.index, images_per_id)):
+                record = make_record(identity, image, camid, seed)
+                records.append(record)
+                if not writer.is_written(record):
+                    picture = render_image(
+                        identity.attributes,
+                        seed=seed,
+                        identity=identity.index,
+                        image=image,
+                        camid=camid,
+                        size=image_size,
+                    )
+                    writer.write(record, encode_jpeg(picture))
+                    rendered += 1
+                bar.update()
+    counts = writer.close()
+    seconds = time.perf_counter() - start
+    stats = {
+        "config": {
+            "seed": seed,
+            "ids_train": ids_train,
+            "ids_val": ids_val,
+            "ids_test": ids_test,
+            "images_per_id": images_per_id,
+            "image_size": list(image_size),
+            "shard_size": shard_size,
+        },
+        "splits": {
+            split: {"identities": sum(i.split == split for i in identities), "images": counts[split]}
+            for split in SPLITS
+            if split in counts
+        },
+        "ambiguity": ambiguity_stats(records, "test"),
+        "qa": qa_stats(records),
+        "rendered_images": rendered,
+        "seconds": seconds,
+        "images_per_second": rendered / seconds if rendered else None,
+    }
+    atomic_write_json(out_dir / STATS_FILE, stats)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------- contact sheet
+
+SHEET_SCALE = 2
+SHEET_PAD = 6
+SHEET_GROUP_GAP = 18
+CAPTION_LINES = 6
+CAPTION_LINE_HEIGHT = 12
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=10)
+
+
+def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """Greedy word wrap to a pixel width; the last line is cut with an ellipsis when text overflows."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > CAPTION_LINES:
+        lines = lines[:CAPTION_LINES]
+        while lines[-1] and font.getlength(lines[-1] + " …") > width:
+            lines[-1] = lines[-1][:-1]
+        lines[-1] += " …"
+    return lines
+
+
+def contact_sheet_size(n_ids: int, images_per_id: int, image_size: tuple[int, int], per_row: int) -> tuple[int, int]:
+    """(width, height) of the sheet `write_contact_sheet` draws for these counts."""
+    cell_w = image_size[1] * SHEET_SCALE + SHEET_PAD
+    cell_h = image_size[0] * SHEET_SCALE + CAPTION_LINES * CAPTION_LINE_HEIGHT + SHEET_PAD
+    columns = min(per_row, n_ids)
+    rows = -(-n_ids // per_row)
+    width = columns * images_per_id * cell_w + (columns - 1) * SHEET_GROUP_GAP + SHEET_PAD
+    return width, rows * cell_h + SHEET_PAD
+
+
+def _first_identities(source: Iterable[tuple[Record, Image.Image]], n: int) -> list[list[tuple[Record, Image.Image]]]:
+    groups: dict[str, list[tuple[Record, Image.Image]]] = {}
+    for record, image in source:
+        person = record.orig_pid or record.key
+        if person not in groups and len(groups) == n:
+            break
+        groups.setdefault(person, []).append((record, image))
+    return list(groups.values())
+
+
+def write_contact_sheet(
+    source: Path | str | Iterable[tuple[Record, Image.Image]],
+    path: Path | str,
+    *,
+    n: int = 8,
+    split: str = "test",
+    per_row: int = 2,
+) -> Path:
+    """A PNG grid of the first `n` identities (every image, captioned with its initial description).
+
+    `source` is a shard folder (its `split` is read) or (record, image) pairs. For eyeballing that the
+    people look like people and differ visibly.
+    """
+    if isinstance(source, str | Path):
+        source = ((s.record, s.image) for s in iter_samples(source, split))
+    groups = _first_identities(source, n)
+    if not groups:
+        raise ValueError(f"no samples to put on a contact sheet ({path})")
+    first = groups[0][0][1]
+    image_size = (first.height, first.width)
+    per_id = max(len(g) for g in groups)
+    sheet = Image.new("RGB", contact_sheet_size(len(groups), per_id, image_size, per_row), "white")
+    draw, font = ImageDraw.Draw(sheet), _font()
+    tile_w, tile_h = image_size[1] * SHEET_SCALE, image_size[0] * SHEET_SCALE
+    cell_h = tile_h + CAPTION_LINES * CAPTION_LINE_HEIGHT + SHEET_PAD
+    for g, group in enumerate(groups):
+        x0 = SHEET_PAD + (g % per_row) * (per_id * (tile_w + SHEET_PAD) + SHEET_GROUP_GAP)
+        y0 = SHEET_PAD + (g // per_row) * cell_h
+        for i, (record, image) in enumerate(group):
+            x = x0 + i * (tile_w + SHEET_PAD)
+            sheet.paste(image.convert("RGB").resize((tile_w, tile_h), Image.Resampling.NEAREST), (x, y0))
+            caption = f"{record.orig_pid} cam {record.camid}: {record.initial_description}"
+            for line_no, line in enumerate(_wrap(caption, font, tile_w)):
+                draw.text((x, y0 + tile_h + 2 + line_no * CAPTION_LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
