@@ -34,8 +34,14 @@ def build_tree(root: Path, n: int, size: tuple[int, int] = (64, 128)) -> None:
         im.save(buf, format="JPEG", quality=90)
         path.write_bytes(buf.getvalue())
         split = "train" if i < n * 0.8 else "test"
-        entries.append({"split": split, "file_path": rel, "id": i // 4 + 1,
-                        "captions": [f"A person wearing item {rng.randrange(1000)} and walking."] * 2})
+        entries.append(
+            {
+                "split": split,
+                "file_path": rel,
+                "id": i // 4 + 1,
+                "captions": [f"A person wearing item {rng.randrange(1000)} and walking."] * 2,
+            }
+        )
     (root / "reid_raw.json").write_text(json.dumps(entries))
 
 

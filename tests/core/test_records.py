@@ -5,8 +5,15 @@ from tests.helpers import make_record
 
 
 def test_round_trip_keeps_every_field():
-    rec = make_record(3, orig_pid="0042", role="query", sub_captions=["She wears a hat."],
-                      rda_groups=[["a", "b"], ["c"]], attributes={"hat": "cap"}, image_path="x/y.jpg")
+    rec = make_record(
+        3,
+        orig_pid="0042",
+        role="query",
+        sub_captions=["She wears a hat."],
+        rda_groups=[["a", "b"], ["c"]],
+        attributes={"hat": "cap"},
+        image_path="x/y.jpg",
+    )
     rec.qas.append(QA("Is it red?", "No, it is blue.", "yes_no"))
     rec.qas.append(QA("Which?", "It is blue.", "multiple_choice", options=("red", "blue", "green", "black")))
     back = Record.from_dict(rec.to_dict())

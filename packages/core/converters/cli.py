@@ -34,8 +34,14 @@ def convert(
     else:
         raise ConversionError(f"unknown format {fmt!r}; choose one of {FORMAT_CHOICES}")
     report = convert_items(
-        items, source=fmt, root=root, out=out, skip_bad=skip_missing, shard_size=shard_size,
-        resume=resume, progress=progress,
+        items,
+        source=fmt,
+        root=root,
+        out=out,
+        skip_bad=skip_missing,
+        shard_size=shard_size,
+        resume=resume,
+        progress=progress,
     )
     report.skipped_junk = junk
     return report
@@ -55,8 +61,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         report = convert(
-            args.format, args.root, args.out, images_dir=args.images, skip_missing=args.skip_missing,
-            shard_size=args.shard_size, resume=args.resume, progress=not args.quiet,
+            args.format,
+            args.root,
+            args.out,
+            images_dir=args.images,
+            skip_missing=args.skip_missing,
+            shard_size=args.shard_size,
+            resume=args.resume,
+            progress=not args.quiet,
         )
     except ConversionError as exc:
         print(f"error: {exc}", file=sys.stderr)

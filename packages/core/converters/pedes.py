@@ -56,8 +56,9 @@ def parse_qa(question: str, answer: str, where: str) -> QA:
     options = [m.group(2).strip() for m in _OPTION_RE.finditer(question)]
     if len(options) >= 2:
         stem = question[: question.find(" A)") if " A)" in question else question.find("A)")].strip()
-        return QA.from_dict({"question": stem or question, "answer": answer, "qtype": "multiple_choice",
-                             "options": options}, where)
+        return QA.from_dict(
+            {"question": stem or question, "answer": answer, "qtype": "multiple_choice", "options": options}, where
+        )
     qtype = "yes_no" if re.match(r"^(yes|no)\b", answer.strip(), re.I) else "descriptive"
     return QA.from_dict({"question": question, "answer": answer, "qtype": qtype}, where)
 
@@ -66,7 +67,9 @@ def _interactive_fields(item: dict[str, Any], where: str) -> dict[str, Any]:
     questions = _strings(item, "questions", where)
     answers = _strings(item, "answers", where)
     if len(questions) != len(answers):
-        raise ConversionError(f"{where}: fields 'questions'/'answers': {len(questions)} questions, {len(answers)} answers")
+        raise ConversionError(
+            f"{where}: fields 'questions'/'answers': {len(questions)} questions, {len(answers)} answers"
+        )
     return {
         "initial_description": field_of(item, "initial_description", where, str).strip(),
         "fine_description": field_of(item, "fine-grained_description", where, str).strip(),
