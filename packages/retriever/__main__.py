@@ -1,0 +1,5 @@
+import sys
+
+from ireid.retriever.cli import main
+
+sys.exit(main())

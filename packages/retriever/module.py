@@ -1,0 +1,223 @@
+"""The retriever LightningModule: CLIP trained with IRRA's objectives (SDM, ID, IRR/MLM).
+
+Validation and test report R@1/5/10, mAP and mINP twice: with the fine-grained descriptions (what the
+model trains on) and with the initial descriptions (the vague start of a dialogue).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from ireid.core.factory import build_model
+from ireid.core.loader import load_records
+from ireid.core.metrics import RetrievalMetrics
+from ireid.core.tokenizer import dataset_tokenizer
+from ireid.retriever.losses import gather_with_grad, id_loss, sdm_loss
+from ireid.retriever.mlm import CrossModalMLM, mask_tokens, mlm_loss
+from ireid.retriever.model import ClipFeatures, resize_text_positions, resize_vision_positions
+
+LOSS_SETS = ("sdm", "sdm+id", "sdm+id+mlm")
+NEW_MODULES = ("classifier", "mlm")
+
+
+def count_train_ids(data_dir: str) -> int:
+    pids = {r.pid for r in load_records(data_dir, "train")}
+    if not pids or min(pids) < 0:
+        raise ValueError(f"{data_dir}: training ids must be contiguous from 0, got {sorted(pids)[:5]}...")
+    return max(pids) + 1
+
+
+class RetrieverModule(L.LightningModule):
+    """CLIP dual encoder with IRRA losses.
+
+    Args:
+        data_dir: shard folder; its train split sizes the ID classifier and trains the tiny tokenizer.
+        model: `tiny`, a local path or a hub id of CLIP weights (offline).
+        model_overrides: merged into the tiny config (see `ireid.core.tiny_configs`).
+        losses: one of `sdm`, `sdm+id`, `sdm+id+mlm`.
+        image_size: (H, W) of the person crops; the visual position grid is resized to it.
+        text_length: text positions are interpolated to this many (192 for real CLIP in LLaVA-ReID).
+        temperature: SDM temperature τ (logit scale 1/τ).
+        lr, new_module_lr_factor, bias_lr_factor, weight_decay, weight_decay_bias, adam_eps: IRRA's
+            parameter groups: new modules (ID classifier, cross-modal MLM) get lr × factor, biases
+            lr × bias factor and their own weight decay; Adam with eps 1e-3.
+        warmup_fraction, warmup_start_factor: linear warm-up over this share of steps, then cosine to 0.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        model: str = "tiny",
+        vocab_size: int = 2048,
+        model_overrides: dict[str, Any] | None = None,
+        losses: str = "sdm+id+mlm",
+        num_ids: int | None = None,
+        image_size: tuple[int, int] = (128, 64),
+        text_length: int = 128,
+        temperature: float = 0.02,
+        mlm_layers: int = 4,
+        mlm_heads: int | None = None,
+        mlm_prob: float = 0.15,
+        lr: float = 1e-5,
+        new_module_lr_factor: float = 5.0,
+        bias_lr_factor: float = 2.0,
+        weight_decay: float = 4e-5,
+        weight_decay_bias: float = 0.0,
+        adam_eps: float = 1e-3,
+        warmup_fraction: float = 0.1,
+        warmup_start_factor: float = 0.1,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if losses not in LOSS_SETS:
+            raise ValueError(f"losses must be one of {LOSS_SETS}, got {losses!r}")
+        self.use_id = "id" in losses.split("+")
+        self.use_mlm = "mlm" in losses.split("+")
+        if self.use_id and num_ids is None:
+            num_ids = count_train_ids(data_dir)
+        self.save_hyperparameters()
+        tokenizer = dataset_tokenizer(data_dir, vocab_size) if model == "tiny" else None
+        built = build_model("clip", model, tokenizer=tokenizer, overrides=model_overrides, seed=seed)
+        self.tokenizer = built.tokenizer
+        self.tokenizer.model_max_length = text_length
+        resize_text_positions(built.model, text_length)
+        resize_vision_positions(built.model, tuple(image_size))
+        built.model.logit_scale.requires_grad_(False)  # IRRA fixes the scale at 1/τ
+        self.features = ClipFeatures(built.model.train())  # from_pretrained returns eval mode
+        dim = self.features.embed_dim
+        if self.use_id:
+            self.classifier = nn.Linear(dim, num_ids)
+            nn.init.normal_(self.classifier.weight, std=0.001)
+            nn.init.zeros_(self.classifier.bias)
+        if self.use_mlm:
+            self.mlm = CrossModalMLM(dim, len(self.tokenizer), layers=mlm_layers, heads=mlm_heads)
+            self.mlm_generator = torch.Generator().manual_seed(seed)
+        self.metrics = nn.ModuleDict({name: RetrievalMetrics() for name in ("fine", "initial")})
+
+    # --- encoding -----------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.hparams.text_length, return_tensors="pt"
+        )
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        return self.features.encode_text(**self.tokenize(texts))
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.features.encode_images(pixel_values)
+
+    # --- training -----------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        images, pids = batch["images"], batch["pids"]
+        text = self.tokenize(batch["texts"])
+        image_tokens = self.features.image_tokens(images)
+        _, text_pooled = self.features.text_tokens(**text)
+        image_feats, text_feats = image_tokens[:, 0].float(), text_pooled.float()
+        terms = {
+            "sdm": sdm_loss(
+                gather_with_grad(image_feats),
+                gather_with_grad(text_feats),
+                gather_with_grad(pids),
+                logit_scale=1.0 / self.hparams.temperature,
+            )
+        }
+        if self.use_id:
+            terms["id"] = id_loss(self.classifier, image_feats, text_feats, pids)
+        if self.use_mlm:
+            terms["mlm"] = self._mlm_loss(text, image_tokens)
+        loss = sum(terms.values())
+        batch_size = len(pids)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def _mlm_loss(self, text: dict[str, torch.Tensor], image_tokens: torch.Tensor) -> torch.Tensor:
+        special = set(self.tokenizer.all_special_ids)
+        masked, labels = mask_tokens(
+            text["input_ids"].cpu(),
+            text["attention_mask"].cpu(),
+            special_ids=special,
+            mask_id=self.tokenizer.mask_token_id,
+            vocab_size=len(self.tokenizer),
+            generator=self.mlm_generator,
+            prob=self.hparams.mlm_prob,
+        )
+        masked_tokens, _ = self.features.text_tokens(masked.to(self.device), text["attention_mask"])
+        labels = labels.to(self.device)
+        chosen = labels != -100  # logits only where a token was masked: full-vocabulary logits everywhere are large
+        logits = self.mlm(masked_tokens, image_tokens, text_padding_mask=text["attention_mask"] == 0, positions=chosen)
+        return mlm_loss(logits, labels[chosen])
+
+    # --- evaluation ---------------------------------------------------------------------------------
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        gallery = self.encode_images(batch["images"])
+        for name in ("fine", "initial"):
+            self.metrics[name].update_gallery(gallery, batch["pids"])
+            texts = batch[f"{name}_texts"]
+            if texts:
+                self.metrics[name].update(self.encode_text(texts), batch[f"{name}_pids"].to(self.device))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        for name, metric in self.metrics.items():
+            if metric.query_pids:
+                for key, value in metric.compute().items():
+                    self.log(f"{stage}/{name}/{key}", value, prog_bar=(name == "fine" and key == "R1"), sync_dist=False)
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # --- optimisation -------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """IRRA's learning rates: new modules (ID classifier, cross-modal MLM) × factor; biases × bias factor
+        with their own weight decay. Grouped by rule, so there are at most four groups to log."""
+        hp = self.hparams
+        rules = {
+            "clip": (hp.lr, hp.weight_decay),
+            "clip-bias": (hp.lr * hp.bias_lr_factor, hp.weight_decay_bias),
+            "new": (hp.lr * hp.new_module_lr_factor, hp.weight_decay),
+            "new-bias": (hp.lr * hp.bias_lr_factor, hp.weight_decay_bias),
+        }
+        params: dict[str, list[nn.Parameter]] = {name: [] for name in rules}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                group = "new" if name.split(".")[0] in NEW_MODULES else "clip"
+                params[group + ("-bias" if name.endswith("bias") else "")].append(param)
+        return [
+            {"params": ps, "lr": rules[name][0], "weight_decay": rules[name][1], "name": name}
+            for name, ps in params.items()
+            if ps
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.param_groups(), lr=hp.lr, betas=(0.9, 0.999), eps=hp.adam_eps)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("the cosine schedule needs a known length: set trainer.max_steps")
+        warmup = max(1, int(total * hp.warmup_fraction))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return hp.warmup_start_factor + (1 - hp.warmup_start_factor) * step / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

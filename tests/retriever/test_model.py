@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from ireid.core.factory import build_model
+from ireid.core.tokenizer import train_bpe_tokenizer
+from ireid.retriever.model import ClipFeatures, resize_text_positions, resize_vision_positions
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    tok = train_bpe_tokenizer(
+        ["a woman in a red top", "a man with a blue bag"] * 5, tmp_path_factory.mktemp("tok"), 300
+    )
+    return build_model("clip", tokenizer=tok).model
+
+
+def test_text_positions_interpolate_linearly(clip):
+    table = clip.text_model.embeddings.position_embedding.weight
+    old = table.shape[0]
+    with torch.no_grad():
+        table.copy_(torch.linspace(0, 1, old)[:, None].expand_as(table))  # a linear ramp stays a linear ramp
+    resize_text_positions(clip, 2 * old)
+    new = clip.text_model.embeddings.position_embedding.weight[:, 0]
+    assert new.shape == (2 * old,)
+    steps = new[2:-2].diff()
+    assert torch.allclose(steps, steps.mean().expand_as(steps), atol=1e-5)
+    assert clip.config.text_config.max_position_embeddings == 2 * old
+    ids = torch.randint(3, 100, (2, 2 * old - 1))
+    out = clip.text_model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert out.last_hidden_state.shape[1] == 2 * old - 1
+
+
+def test_vision_grid_becomes_person_shaped(clip):
+    emb = clip.vision_model.embeddings
+    side = int((emb.position_embedding.weight.shape[0] - 1) ** 0.5)
+    with torch.no_grad():  # position value = row index, so bilinear resizing keeps rows ordered
+        rows = torch.arange(side, dtype=torch.float).repeat_interleave(side)
+        emb.position_embedding.weight[1:, 0] = rows
+        emb.position_embedding.weight[0, 0] = -7.0
+    resize_vision_positions(clip, (128, 64))
+    table = clip.vision_model.embeddings.position_embedding.weight[:, 0]
+    patch = clip.vision_model.embeddings.patch_size
+    grid_h, grid_w = 128 // patch, 64 // patch
+    assert table.shape[0] == 1 + grid_h * grid_w
+    assert table[0] == -7.0, "the class position is kept"
+    grid = table[1:].reshape(grid_h, grid_w)
+    assert torch.allclose(grid[:, 0], grid[:, -1]) and (grid[1:, 0] > grid[:-1, 0]).all()
+    feats = ClipFeatures(clip)
+    tokens = feats.image_tokens(torch.randn(2, 3, 128, 64))
+    assert tokens.shape == (2, 1 + grid_h * grid_w, clip.config.projection_dim)
+    assert torch.allclose(feats.encode_images(torch.randn(2, 3, 128, 64)).norm(dim=-1), torch.ones(2))
+    with pytest.raises(ValueError, match="expected images of"):
+        feats.image_tokens(torch.randn(1, 3, 64, 64))
