@@ -90,7 +90,9 @@ class ClipFeatures(nn.Module):
         return self.clip.text_projection(out.last_hidden_state), self.clip.text_projection(out.pooler_output)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_tokens(pixel_values)[:, 0].float(), dim=-1)
+        """Only the CLS token is normalised and projected: what retrieval needs, without the MLM's token work."""
+        pooled = self.clip.vision_model(pixel_values=pixel_values).pooler_output  # post-LayerNorm CLS
+        return F.normalize(self.clip.visual_projection(pooled).float(), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_tokens(input_ids, attention_mask)[1].float(), dim=-1)

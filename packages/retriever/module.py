@@ -85,6 +85,9 @@ class RetrieverModule(L.LightningModule):
         built = build_model("clip", model, tokenizer=tokenizer, overrides=model_overrides, seed=seed)
         self.tokenizer = built.tokenizer
         self.tokenizer.model_max_length = text_length
+        if self.use_mlm and self.tokenizer.mask_token is None:  # real CLIP vocabularies have none; IRRA adds one
+            self.tokenizer.add_special_tokens({"mask_token": "<|mask|>"})
+            built.model.resize_token_embeddings(len(self.tokenizer))
         resize_text_positions(built.model, text_length)
         resize_vision_positions(built.model, tuple(image_size))
         built.model.logit_scale.requires_grad_(False)  # IRRA fixes the scale at 1/τ

@@ -263,3 +263,16 @@ def test_cli_builds_and_reports_targets(tmp_path: Path, capsys) -> None:
     assert "--resume" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args([*argv, "--image-size", "big"])
+
+
+def test_rda_groups_are_paraphrases_of_each_attribute():
+    from ireid.core.synthetic.text import TEMPLATES
+
+    identity = world.plan_identities(0, 3, 0, 0)[0]
+    record = world.make_record(identity, 0, 0, seed=0)
+    groups = record.rda_groups
+    assert groups[0] == [record.initial_description]
+    assert len(groups) == 1 + len(TEMPLATES)
+    assert all(len(g) >= 2 for g in groups[1:]), "every attribute has at least two wordings"
+    hair = groups[1 + list(TEMPLATES).index("hair_colour")]
+    assert all(identity.attributes["hair_colour"] in sentence for sentence in hair)

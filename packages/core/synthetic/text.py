@@ -418,3 +418,13 @@ def mentioned_attributes(record: Record) -> tuple[str, ...]:
     """What a synthetic record's initial description names: every attribute its Q&A bank does not ask about."""
     asked = {qa.attribute for qa in record.qas}
     return tuple(name for name in ATTRIBUTE_NAMES if name not in asked)
+
+
+def rda_groups(attributes: Mapping[str, str], initial: str) -> list[list[str]]:
+    """ICL's RDA material for one record: the initial description, then per attribute every template's
+    sentence for it (paraphrases of one fact). Deterministic: all templates, no random choice."""
+    groups = [[initial]]
+    for name, templates in TEMPLATES.items():
+        fields = _fields(attributes, name, attributes[name])
+        groups.append(sorted({template.format(**fields) for template in templates.statements}))
+    return groups

@@ -22,7 +22,7 @@ from ireid.core.records import QA_TYPES, SPLITS, Record, make_key
 from ireid.core.shards import DatasetWriter, atomic_write_bytes, atomic_write_json
 from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, derive_rng, sample_identities
 from ireid.core.synthetic.render import NUM_CAMERAS, encode_jpeg, render_image
-from ireid.core.synthetic.text import choose_mentioned, describe, mentioned_attributes
+from ireid.core.synthetic.text import choose_mentioned, describe, mentioned_attributes, rda_groups
 
 SOURCE = "synthetic"
 DEFAULTS = {"ids_train": 500, "ids_val": 100, "ids_test": 200, "images_per_id": 4, "shard_size": 500}
@@ -81,6 +81,7 @@ def make_record(identity: Identity, image: int, camid: int, seed: int) -> Record
         fine_description=texts.fine,
         sub_captions=list(texts.sub_captions),
         qas=list(texts.qas),
+        rda_groups=rda_groups(identity.attributes, texts.initial),
         attributes=dict(identity.attributes),
     )
 
