@@ -17,7 +17,7 @@ from ireid.core.factory import build_model
 from ireid.core.loader import load_records
 from ireid.core.metrics import RetrievalMetrics
 from ireid.core.tokenizer import dataset_tokenizer
-from ireid.retriever.losses import gather_with_grad, id_loss, sdm_loss
+from ireid.retriever.losses import gathered_sdm_loss, id_loss, make_id_classifier
 from ireid.retriever.mlm import CrossModalMLM, mask_tokens, mlm_loss
 from ireid.retriever.model import ClipFeatures, resize_text_positions, resize_vision_positions
 
@@ -94,9 +94,7 @@ class RetrieverModule(L.LightningModule):
         self.features = ClipFeatures(built.model.train())  # from_pretrained returns eval mode
         dim = self.features.embed_dim
         if self.use_id:
-            self.classifier = nn.Linear(dim, num_ids)
-            nn.init.normal_(self.classifier.weight, std=0.001)
-            nn.init.zeros_(self.classifier.bias)
+            self.classifier = make_id_classifier(dim, num_ids)
         if self.use_mlm:
             self.mlm = CrossModalMLM(dim, len(self.tokenizer), layers=mlm_layers, heads=mlm_heads)
             self.mlm_generator = torch.Generator().manual_seed(seed)
@@ -122,14 +120,8 @@ class RetrieverModule(L.LightningModule):
         image_tokens = self.features.image_tokens(images)
         _, text_pooled = self.features.text_tokens(**text)
         image_feats, text_feats = image_tokens[:, 0].float(), text_pooled.float()
-        terms = {
-            "sdm": sdm_loss(
-                gather_with_grad(image_feats),
-                gather_with_grad(text_feats),
-                gather_with_grad(pids),
-                logit_scale=1.0 / self.hparams.temperature,
-            )
-        }
+        # all-gathered across processes: every rank scores its texts against every rank's images
+        terms = {"sdm": gathered_sdm_loss(image_feats, text_feats, pids, logit_scale=1.0 / self.hparams.temperature)}
         if self.use_id:
             terms["id"] = id_loss(self.classifier, image_feats, text_feats, pids)
         if self.use_mlm:
