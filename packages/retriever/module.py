@@ -160,6 +160,9 @@ class RetrieverModule(L.LightningModule):
                 self.metrics[name].update(self.encode_text(texts), batch[f"{name}_pids"].to(self.device))
 
     def _eval_epoch_end(self, stage: str) -> None:
+        skips = getattr(getattr(self.trainer, "datamodule", None), "skips", None)
+        if skips is not None:  # undecodable samples are skipped by the loader, never silently
+            self.log("data/skipped_samples", float(skips.value))
         for name, metric in self.metrics.items():
             if metric.query_pids:
                 for key, value in metric.compute().items():

@@ -20,7 +20,7 @@ def fit_args(world, out, *extra):
         "fit", "--config", str(CONFIG), "--data.data_dir", str(world), "--data.num_workers", "0",
         "--data.batch_size", "8", "--trainer.max_steps", "6", "--trainer.check_val_every_n_epoch", "1",
         "--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "false",
-        "--model.text_length", "96", "--model.losses", "sdm+id+mlm", *extra,
+        "--model.text_length", "96", "--model.losses", "sdm+id+mlm", "--trainer.log_every_n_steps", "1", *extra,
     ]  # fmt: skip
 
 
@@ -37,6 +37,13 @@ def test_fit_writes_checkpoints_and_tensorboard_logs(trained):
     assert {p.name for p in ckpts} >= {"last.ckpt"} and any(p.name.startswith("best-") for p in ckpts)
     assert list(out.rglob("events.out.tfevents.*"))
     assert list(out.rglob("config.yaml")), "the resolved config is saved beside the logs"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(out.rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"val/fine/R1", "val/initial/R1", "train/sdm", "train/mlm", "data/skipped_samples"} <= tags
+    assert events.Scalars("data/skipped_samples")[-1].value == 0
 
 
 def test_checkpoint_reloads_safely_with_the_same_embeddings(trained, tiny_world):
