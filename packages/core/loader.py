@@ -42,7 +42,7 @@ class SkipCounter:
 
     def __init__(self) -> None:
         self._value = mp.Value("q", 0)
-        self.messages: list[str] = []  # the first few, for reports
+        self.messages: list[str] = []  # the first few seen in this process (workers keep their own)
 
     def add(self, message: str) -> None:
         with self._value.get_lock():

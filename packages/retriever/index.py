@@ -510,13 +510,18 @@ def _discard(out_dir: Path, tag: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, missing_hint: str) -> Any:
+    """Parsed JSON of a gallery file; a missing or malformed file is an error naming it."""
     if not path.is_file():
-        raise GalleryIndexError(f"{path}: missing (not a saved gallery folder?)")
+        raise GalleryIndexError(f"{path}: missing ({missing_hint})")
     try:
-        meta = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise GalleryIndexError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta = _read_json(path, "not a saved gallery folder?")
     required = {"format": str, "count": int, "dim": int, "backend": str, "nlist": int, "nprobe": int, "files": dict}
     if not isinstance(meta, dict):
         raise GalleryIndexError(f"{path}: expected a JSON object")
@@ -548,12 +553,7 @@ def _load_npy(path: Path, dtype: type, shape: tuple[int, ...], mmap: bool = Fals
 
 
 def _read_keys(path: Path, count: int) -> list[str]:
-    if not path.is_file():
-        raise GalleryIndexError(f"{path}: missing (listed in {INDEX_FILE})")
-    try:
-        keys = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise GalleryIndexError(f"{path}: unreadable JSON ({exc})") from exc
+    keys = _read_json(path, f"listed in {INDEX_FILE}")
     if not isinstance(keys, list) or len(keys) != count or not all(isinstance(k, str) for k in keys):
         raise GalleryIndexError(f"{path}: expected a list of {count} strings")
     return keys
