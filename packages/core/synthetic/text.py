@@ -45,7 +45,7 @@ TEMPLATES: dict[str, Templates] = {
     "age": Templates(
         statements=("{S} looked {v}.", "{S} was {av} {n}."),
         descriptive=("How old did {s} look?", "What age would you guess the {n} was?", "Roughly how old was {s}?"),
-        yes_no=("Was {s} {v}?", "Did the {n} look {v}?", "Would you say {s} was {v}?"),
+        yes_no=("Was the {n} {v}?", "Did the {n} look {v}?", "Would you say {s} was {v}?"),
     ),
     "hair_colour": Templates(
         statements=("{S} had {v} hair.", "{P} hair was {v}."),
@@ -254,16 +254,16 @@ class Texts:
     mentioned: tuple[str, ...]
 
 
+# Pronoun fields per gender; None (gender unknown, e.g. to a witness whose memory omits it) says "the person".
+_PERSON_FIELDS: dict[str | None, dict[str, str]] = {
+    "man": {"S": "He", "s": "he", "P": "His", "p": "his", "o": "him", "n": "man"},
+    "woman": {"S": "She", "s": "she", "P": "Her", "p": "her", "o": "her", "n": "woman"},
+    None: {"S": "The person", "s": "the person", "P": "Their", "p": "their", "o": "them", "n": "person"},
+}
+
+
 def _fields(attributes: Mapping[str, str], attribute: str | None = None, value: str | None = None) -> dict[str, str]:
-    woman = attributes["gender"] == "woman"
-    fields = {
-        "S": "She" if woman else "He",
-        "s": "she" if woman else "he",
-        "P": "Her" if woman else "His",
-        "p": "her" if woman else "his",
-        "o": "her" if woman else "him",
-        "n": attributes["gender"],
-    }
+    fields = dict(_PERSON_FIELDS[attributes.get("gender")])
     if attribute is not None and value is not None:
         words = phrase(attribute, value)
         fields.update(v=words, av=f"{article(words)} {words}")
@@ -272,6 +272,11 @@ def _fields(attributes: Mapping[str, str], attribute: str | None = None, value: 
 
 def _lower_first(sentence: str) -> str:
     return sentence if sentence.startswith("I ") else sentence[:1].lower() + sentence[1:]
+
+
+def yes_no_answer(positive: bool, statement: str) -> str:
+    """"Yes, <statement>" when the question's assumption is right, else "No, <statement of the truth>"."""
+    return ("Yes, " if positive else "No, ") + _lower_first(statement)
 
 
 def _is_present(attribute: str, value: str) -> bool:
@@ -304,7 +309,7 @@ def initial_description(attributes: Mapping[str, str], mentioned: tuple[str, ...
 
 
 def statement(attributes: Mapping[str, str], attribute: str, rng: random.Random) -> str:
-    """One sentence stating the identity's value of `attribute` (a sub-caption)."""
+    """One sentence stating `attributes[attribute]` (a sub-caption); without a "gender" it speaks of "the person"."""
     template = rng.choice(TEMPLATES[attribute].statements)
     return template.format(**_fields(attributes, attribute, attributes[attribute]))
 
@@ -368,8 +373,7 @@ def _yes_no(a: Mapping[str, str], attribute: str, sub_caption: str, rng: random.
     assumed = truth if positive else rng.choice([v for v in spec.values if v != truth])
     pool = templates.yes_no if _is_present(attribute, assumed) else templates.yes_no_absent
     question = rng.choice(pool).format(**_fields(a, attribute, assumed))
-    answer = ("Yes, " if positive else "No, ") + _lower_first(sub_caption)
-    return QA(question=question, answer=answer, qtype="yes_no", attribute=attribute)
+    return QA(question=question, answer=yes_no_answer(positive, sub_caption), qtype="yes_no", attribute=attribute)
 
 
 def _choice(a: Mapping[str, str], attribute: str, rng: random.Random) -> QA:
@@ -428,3 +432,12 @@ def rda_groups(attributes: Mapping[str, str], initial: str) -> list[list[str]]:
         fields = _fields(attributes, name, attributes[name])
         groups.append(sorted({template.format(**fields) for template in templates.statements}))
     return groups
+
+
+def descriptive_question(attribute: str, gender: str | None = None, variant: int = 0) -> str:
+    """The world's open question about `attribute` ("What colour were his shoes?").
+
+    Without a gender it asks about "the person".
+    """
+    templates = TEMPLATES[attribute].descriptive
+    return templates[variant % len(templates)].format(**_fields({"gender": gender} if gender else {}))
