@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_synthetic.py", "bench_converters.py", "bench_metrics.py", "bench_search.py", "bench_retriever.py"]
+BENCHMARKS = [
+    "bench_synthetic.py",
+    "bench_converters.py",
+    "bench_metrics.py",
+    "bench_search.py",
+    "bench_retriever.py",
+    "bench_llm_witness.py",
+]
 
 
 def main() -> int:

@@ -1,0 +1,36 @@
+"""One string names a witness, in configs and on command lines alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ireid.answerer.llm_witness import Layout, LLMWitness
+from ireid.answerer.rule_based import RuleBasedWitness
+from ireid.core.llm import load_chat_llm
+from ireid.core.protocols import Witness
+
+RULE_SPECS = {"rule": "unknown", "rule-absent": "absent"}
+
+
+def build_witness(
+    spec: str,
+    *,
+    tokenizer_dir: str | Path | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 40,
+    prompt: str | None = None,
+    layout: Layout = "user",
+    **llm_options: Any,
+) -> Witness:
+    """The witness `spec` names.
+
+    "rule" / "rule-absent": `RuleBasedWitness` (missing attributes answered "I don't know." / as absent; `seed`).
+    Anything else is a chat LLM source for `ireid.core.llm.load_chat_llm` ("tiny" with `tokenizer_dir`, "smollm2",
+    "openai:<base_url>#<model>", a local model directory) wrapped in `LLMWitness` (`max_new_tokens`, `prompt`,
+    `layout`); `llm_options` (batch_size, server options) go to `load_chat_llm`.
+    """
+    if spec in RULE_SPECS:
+        return RuleBasedWitness(missing=RULE_SPECS[spec], seed=seed)
+    llm = load_chat_llm(spec, tokenizer_dir=tokenizer_dir, **llm_options)
+    return LLMWitness(llm, max_new_tokens=max_new_tokens, prompt=prompt, layout=layout)
