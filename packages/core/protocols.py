@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 from PIL import Image
 from torch import Tensor
 
+from ireid.core.answers import clean_answer
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -30,13 +32,21 @@ class Dialogue:
     def ask(self, question: str, answer: str) -> None:
         self.turns.append(Turn(question, answer))
 
-    def retrieval_text(self, with_questions: bool = False, separator: str = " ") -> str:
-        """What the retriever reads: the initial description then the answers (and questions, if asked)."""
+    def retrieval_text(self, with_questions: bool = False, separator: str = " ", clean: bool = True) -> str:
+        """What the retriever reads: the initial description then the answers (and questions, if asked).
+
+        Answers are cleaned by default (no "Yes,"/"No,"/option prefixes, no "I don't know", no cut-off
+        sentence), as LLaVA-ReID does before appending them; a turn whose answer cleans to nothing adds
+        nothing, not even its question.
+        """
         parts = [self.initial]
         for turn in self.turns:
+            answer = clean_answer(turn.answer) if clean else turn.answer
+            if not answer.strip():
+                continue
             if with_questions:
                 parts.append(turn.question)
-            parts.append(turn.answer)
+            parts.append(answer)
         return separator.join(p.strip() for p in parts if p.strip())
 
     @property

@@ -6,13 +6,20 @@ import argparse
 import sys
 
 from ireid.core import data_cli
-from ireid.interactive import demo
+from ireid.interactive import demo, eval_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ireid", description="Interactive person re-identification toolkit.")
     commands = parser.add_subparsers(dest="command", required=True)
     data_cli.register(commands)
+    evaluate = commands.add_parser("eval", help="evaluate systems")
+    eval_commands = evaluate.add_subparsers(dest="eval_command", required=True)
+    interactive = eval_commands.add_parser(
+        "interactive", help="question strategies against a witness, scored after every round"
+    )
+    eval_cli.configure(interactive)
+    interactive.set_defaults(run=eval_cli.run)
     demo_parser = commands.add_parser("demo", help="run the main job end to end on the embedded defaults")
     demo.configure(demo_parser)
     demo_parser.set_defaults(run=demo.run)

@@ -1,0 +1,102 @@
+"""The interactive evaluation's settings: a YAML file, with command-line flags overriding single keys."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEXT_MODES = ("answers", "questions+answers")
+
+
+@dataclass
+class PlugIRConfig:
+    top_n: int = 500  # PlugIR pool: top_n · (1 − (t − 1)/10)
+    clusters: int = 10
+    candidates: str = "k-means"  # how representatives are picked: top-k | k-means | uniform
+
+
+@dataclass
+class ChatIRConfig:
+    llm: str = "smollm2"  # tiny | smollm2 | openai:<url>#<model> | a local model directory
+    examples: int = 3  # dialogue examples from the training split shown in the prompt
+    max_new_tokens: int = 48
+    batch_size: int = 32
+
+
+@dataclass
+class RerankConfig:
+    base_ckpt: str = ""  # a retriever checkpoint whose initial-description similarity is averaged in
+    weight: float = 0.5
+
+
+@dataclass
+class EvalConfig:
+    data_dir: str = "runs/demo/data"
+    split: str = "test"
+    retriever_ckpt: str = "runs/demo/retriever/last.ckpt"
+    out: str = "runs/eval"
+    rounds: int = 5
+    batch_size: int = 100
+    max_queries: int | None = None
+    seed: int = 0
+    witness: str = "rule"  # rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | a local model directory
+    tokenizer_dir: str | None = None  # for tiny LLMs: a tokenizer with a chat template
+    text: str = "answers"  # what the retriever reads: answers | questions+answers
+    strategies: list[str] = field(
+        default_factory=lambda: ["initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir"]
+    )
+    plugir: PlugIRConfig = field(default_factory=PlugIRConfig)
+    chatir: ChatIRConfig = field(default_factory=ChatIRConfig)
+    rerank: RerankConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.text not in TEXT_MODES:
+            raise ValueError(f"config field 'text': {self.text!r} is not one of {TEXT_MODES}")
+        if self.rounds < 1:
+            raise ValueError(f"config field 'rounds': must be at least 1, got {self.rounds}")
+        if self.batch_size < 1:
+            raise ValueError(f"config field 'batch_size': must be at least 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_NESTED = {"plugir": PlugIRConfig, "chatir": ChatIRConfig, "rerank": RerankConfig}
+
+
+def _section(name: str, value: Any, where: str) -> Any:
+    cls = _NESTED[name]
+    if value is None and name == "rerank":
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: field {name!r}: expected a mapping, got {type(value).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{where}: field {name!r}: unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**value)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> EvalConfig:
+    known = {f.name for f in fields(EvalConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    values = {k: (_section(k, v, where) if k in _NESTED else v) for k, v in data.items()}
+    return EvalConfig(**values)
+
+
+def load_config(path: Path | str | None) -> EvalConfig:
+    """Defaults, updated by the YAML file at `path` (when given)."""
+    if path is None:
+        return EvalConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings at the top level")
+    return config_from_dict(data, where=str(path))

@@ -1,0 +1,130 @@
+"""`ireid eval interactive`: run question strategies against a witness over a split, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ireid.answerer import build_witness
+from ireid.core.loader import load_records
+from ireid.core.records import Record
+from ireid.core.shards import atomic_write_json
+from ireid.interactive.config import EvalConfig, RerankConfig, load_config
+from ireid.interactive.gallery import Gallery, encode_split
+from ireid.interactive.harness import StrategyResult, evaluate_strategy
+from ireid.interactive.report import markdown_report, write_report
+from ireid.interactive.retrieval import ModuleRetriever
+from ireid.interactive.session import Reranker, retrieval_text_reader
+from ireid.interactive.strategies import build_strategy
+
+# Config keys that a command-line flag of the same name overrides.
+OVERRIDABLE = (
+    "out", "data_dir", "split", "retriever_ckpt", "witness", "strategies", "rounds", "batch_size", "max_queries", "seed"
+)  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML settings (configs/interactive/*.yaml)")
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--data", dest="data_dir", help="shard folder")
+    parser.add_argument("--split")
+    parser.add_argument("--retriever-ckpt", dest="retriever_ckpt")
+    parser.add_argument("--witness", help="rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | model dir")
+    parser.add_argument("--strategies", type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--max-queries", dest="max_queries", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--rerank-ckpt", help="T-ReID re-ranking: base retriever checkpoint (weight 0.5)")
+
+
+def resolve_config(args: argparse.Namespace) -> EvalConfig:
+    config = load_config(args.config)
+    overrides = {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name, None) is not None}
+    config = dataclasses.replace(config, **overrides)
+    if getattr(args, "rerank_ckpt", None):
+        config.rerank = RerankConfig(base_ckpt=args.rerank_ckpt)
+    return config
+
+
+def evenly_spaced(records: list[Record], count: int | None) -> list[Record]:
+    """`count` records spread evenly over the split (all when None), so a subset still covers every part of it."""
+    if count is None or count >= len(records):
+        return records
+    if count < 1:
+        raise ValueError(f"max_queries must be at least 1, got {count}")
+    return [records[i * len(records) // count] for i in range(count)]
+
+
+def _reranker_factory(config: EvalConfig, gallery_dir: Path):
+    """Base-model similarities of each batch's initial descriptions against the base model's own gallery."""
+    if config.rerank is None or not config.rerank.base_ckpt:
+        return None
+    base = ModuleRetriever.from_checkpoint(config.rerank.base_ckpt)
+    base_gallery = encode_split(base, gallery_dir, config.split)
+    weight = config.rerank.weight
+
+    def reranker_for(batch: Sequence[Record]) -> Reranker:
+        with torch.no_grad():
+            scores = base_gallery.scores(base.encode_text([q.initial_description for q in batch]))
+        return Reranker(scores, weight)
+
+    return reranker_for
+
+
+@dataclass
+class EvalOutcome:
+    results: list[StrategyResult]
+    context: dict[str, object]
+    paths: dict[str, Path]
+
+
+def evaluate(config: EvalConfig) -> EvalOutcome:
+    """Every configured strategy over the split (each resumable), then the report files."""
+    out = Path(config.out)
+    atomic_write_json(out / "config.json", config.to_dict())
+    retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
+    gallery: Gallery = encode_split(retriever, config.data_dir, config.split)
+    queries = evenly_spaced(load_records(config.data_dir, config.split), config.max_queries)
+    witness = build_witness(config.witness, tokenizer_dir=config.tokenizer_dir)
+    text_of = retrieval_text_reader(with_questions=config.text == "questions+answers")
+    reranker_for = _reranker_factory(config, Path(config.data_dir))
+    results = []
+    for name in config.strategies:
+        strategy = build_strategy(name, config)
+        results.append(
+            evaluate_strategy(
+                strategy,
+                queries,
+                gallery,
+                retriever,
+                witness,
+                out / "strategies" / name,
+                rounds=config.rounds,
+                batch_size=config.batch_size,
+                text_of=text_of,
+                seed=config.seed,
+                reranker_for=reranker_for,
+            )
+        )
+    context = {
+        "data": f"{config.data_dir} ({config.split}: {len(queries)} queries, gallery {len(gallery)} images)",
+        "retriever": config.retriever_ckpt,
+        "witness": config.witness,
+        "retriever reads": config.text,
+        "rounds": config.rounds,
+    }
+    return EvalOutcome(results, context, write_report(results, out, context))
+
+
+def run(args: argparse.Namespace) -> int:
+    outcome = evaluate(resolve_config(args))
+    print(markdown_report(outcome.results, outcome.context))
+    for kind, path in outcome.paths.items():
+        print(f"{kind}: {path}")
+    return 0

@@ -1,0 +1,109 @@
+"""The evaluation report: JSON, a Markdown table shaped like LLaVA-ReID Table 1, and an R@k-per-round plot."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ireid.core.shards import atomic_write_bytes, atomic_write_json
+from ireid.interactive.harness import StrategyResult
+
+TABLE_METRICS = ("R1", "R5", "R10", "mAP")
+_HEADERS = {"R1": "R@1", "R5": "R@5", "R10": "R@10", "mAP": "mAP"}
+
+
+def table_rounds(num_rounds: int) -> list[int]:
+    """The rounds Table 1 reports: 3 and the last (5 by default), fewer when the dialogue is shorter."""
+    return sorted({min(3, num_rounds), num_rounds})
+
+
+def _label(result: StrategyResult) -> str:
+    return f"{result.name} (upper bound: uses the target)" if result.uses_ground_truth else result.name
+
+
+def _rows(results: Sequence[StrategyResult], reranked: bool) -> list[str]:
+    rows = []
+    for result in results:
+        rounds = result.reranked_rounds if reranked else result.rounds
+        bri = result.reranked_bri if reranked else result.bri
+        if rounds is None or bri is None:
+            continue
+        cells = [f"{rounds[r][m]:.2f}" for r in table_rounds(len(rounds) - 1) for m in TABLE_METRICS]
+        rows.append("| " + " | ".join([_label(result), *cells, f"{bri:.3f}"]) + " |")
+    return rows
+
+
+def _table(results: Sequence[StrategyResult], reranked: bool = False) -> list[str]:
+    num_rounds = len(results[0].rounds) - 1
+    shown = table_rounds(num_rounds)
+    header = ["Method", *(f"R{r} {_HEADERS[m]}" for r in shown for m in TABLE_METRICS), "BRI ↓"]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        *_rows(results, reranked),
+    ]
+
+
+def _per_round_table(results: Sequence[StrategyResult]) -> list[str]:
+    num_rounds = len(results[0].rounds) - 1
+    header = ["Method", *(f"round {r}" for r in range(num_rounds + 1))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (num_rounds + 1)) + "|"]
+    for result in results:
+        lines.append("| " + " | ".join([result.name, *(f"{m['R1']:.2f}" for m in result.rounds)]) + " |")
+    return lines
+
+
+def markdown_report(results: Sequence[StrategyResult], context: dict[str, Any]) -> str:
+    """Table 1-style summary (R@k and mAP in %, BRI lower is better), R@1 per round, and the T-ReID re-rank table."""
+    if not results:
+        raise ValueError("no strategy results to report")
+    lines = ["# Interactive evaluation", ""]
+    lines += [f"- {key}: {value}" for key, value in context.items()]
+    lines += ["", "## Retrieval after rounds 3 and 5 (LLaVA-ReID Table 1 layout)", "", *_table(results)]
+    lines += ["", "## R@1 after each round (round 0 = initial description)", "", *_per_round_table(results)]
+    if any(r.reranked_rounds is not None for r in results):
+        lines += [
+            "",
+            "## With T-ReID re-ranking (base model's initial-description similarity averaged in, LLaVA-ReID §5.3)",
+            "",
+            *_table(results, reranked=True),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_rounds(results: Sequence[StrategyResult], path: Path) -> None:
+    """R@1 (solid) and R@5 (dashed) against the number of questions asked, one colour per strategy (cf. Figure 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for i, result in enumerate(results):
+        colour = f"C{i % 10}"
+        x = list(range(len(result.rounds)))
+        ax.plot(x, [m["R1"] for m in result.rounds], color=colour, marker="o", label=f"{result.name} R@1")
+        ax.plot(
+            x, [m["R5"] for m in result.rounds], color=colour, linestyle="--", marker=".", label=f"{result.name} R@5"
+        )
+    ax.set_xlabel("questions asked (round)")
+    ax.set_ylabel("recall (%)")
+    ax.set_title("Interactive retrieval: R@1 (solid) and R@5 (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_report(results: Sequence[StrategyResult], out_dir: Path, context: dict[str, Any]) -> dict[str, Path]:
+    """results.json, report.md and rounds.png under `out_dir`; returns their paths."""
+    paths = {"json": out_dir / "results.json", "markdown": out_dir / "report.md", "plot": out_dir / "rounds.png"}
+    atomic_write_json(paths["json"], {"context": context, "strategies": [r.to_dict() for r in results]})
+    atomic_write_bytes(paths["markdown"], markdown_report(results, context).encode())
+    plot_rounds(results, paths["plot"])
+    return paths

@@ -1,0 +1,109 @@
+"""The dialogue loop: initial description, then rounds of question, answer and re-ranking, for a batch of searches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ireid.core.metrics import QueryStats, per_query_stats
+from ireid.core.protocols import Dialogue, TextImageRetriever, Witness
+from ireid.core.records import Record
+from ireid.interactive.gallery import Gallery
+from ireid.interactive.strategies.base import QuestionStrategy, RoundContext
+
+
+def retrieval_text_reader(with_questions: bool = False) -> Callable[[Dialogue], str]:
+    """What the retriever reads of a dialogue: the initial description and the cleaned answers (and questions)."""
+
+    def text_of(dialogue: Dialogue) -> str:
+        return dialogue.retrieval_text(with_questions=with_questions)
+
+    return text_of
+
+
+def witness_memory(record: Record) -> str:
+    """What the witness remembers: the fine-grained description (LLaVA-ReID's answerer memory)."""
+    memory = record.fine_description or " ".join(record.captions)
+    if not memory:
+        raise ValueError(f"record {record.key!r}: no fine description or caption to serve as the witness's memory")
+    return memory
+
+
+@dataclass
+class BatchResult:
+    """Per round (0 = initial description) the stats of every query; optionally the T-ReID re-ranked ones."""
+
+    keys: list[str]
+    rounds: list[QueryStats]
+    reranked: list[QueryStats] | None
+    conversations: list[dict[str, Any]]
+
+
+@dataclass
+class Reranker:
+    """T-ReID integration (LLaVA-ReID §5.3): average a base model's similarity for the initial description with
+    the dialogue's similarity; `base_scores` [B, N] are the base model's, computed once per batch."""
+
+    base_scores: Tensor
+    weight: float = 0.5
+
+    def __call__(self, dialogue_scores: Tensor) -> Tensor:
+        return self.weight * self.base_scores + (1 - self.weight) * dialogue_scores
+
+
+@torch.no_grad()
+def run_batch(
+    strategy: QuestionStrategy,
+    queries: Sequence[Record],
+    gallery: Gallery,
+    retriever: TextImageRetriever,
+    witness: Witness,
+    rounds: int,
+    text_of: Callable[[Dialogue], str],
+    seed: int = 0,
+    reranker: Reranker | None = None,
+) -> BatchResult:
+    """Run `rounds` rounds for a batch of searches; only dialogues that got a question are re-encoded."""
+    queries = list(queries)
+    dialogues = [Dialogue(initial=q.initial_description) for q in queries]
+    memories = [witness_memory(q) for q in queries]
+    pids = torch.tensor([q.pid for q in queries], dtype=torch.long)
+    scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
+    per_round = [per_query_stats(scores, pids, gallery.pids)]
+    reranked = [per_query_stats(reranker(scores), pids, gallery.pids)] if reranker else None
+    logs: list[list[dict[str, Any]]] = [[] for _ in queries]
+    for t in range(1, rounds + 1):
+        ctx = RoundContext(t, queries, dialogues, scores, gallery, retriever, text_of, seed)
+        questions = strategy.ask(ctx)
+        asked = [i for i, q in enumerate(questions) if q]
+        if asked:
+            answers = witness.answer([questions[i] for i in asked], [memories[i] for i in asked])
+            for i, answer in zip(asked, answers, strict=True):
+                dialogues[i].ask(questions[i], answer)
+            scores = scores.clone()
+            scores[asked] = gallery.scores(retriever.encode_text([text_of(dialogues[i]) for i in asked]))
+        stats = per_query_stats(scores, pids, gallery.pids)
+        per_round.append(stats)
+        if reranked is not None and reranker is not None:
+            reranked.append(per_query_stats(reranker(scores), pids, gallery.pids))
+        for i in asked:
+            turn = dialogues[i].turns[-1]
+            logs[i].append(
+                {"round": t, "question": turn.question, "answer": turn.answer, "rank": int(stats.first_rank[i])}
+            )
+    conversations = [
+        {
+            "key": q.key,
+            "pid": q.pid,
+            "strategy": strategy.name,
+            "initial": q.initial_description,
+            "turns": logs[i],
+            "ranks": [int(s.first_rank[i]) for s in per_round],
+        }
+        for i, q in enumerate(queries)
+    ]
+    return BatchResult([q.key for q in queries], per_round, reranked, conversations)

@@ -1,0 +1,29 @@
+"""`ireid demo` end to end on a tiny world: train a retriever, evaluate strategies, write the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ireid.interactive.cli import main
+
+
+@pytest.mark.slow
+def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, capsys) -> None:
+    args = ["demo", "--out", str(tmp_path), "--data", str(tiny_world), "--train-steps", "2", "--max-queries", "6"]
+    args += ["--strategies", "initial,random,oracle-lookforward,simirv,plugir"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| oracle-lookforward (upper bound: uses the target) |" in printed
+    report = tmp_path / "eval" / "report.md"
+    assert report.is_file() and (tmp_path / "eval" / "rounds.png").is_file()
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert [s["name"] for s in results["strategies"]] == ["initial", "random", "oracle-lookforward", "simirv", "plugir"]
+    assert all(len(s["rounds"]) == 6 for s in results["strategies"])
+    # A second run reuses the trained retriever and every finished batch.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "eval" / "strategies").glob("*/batches/*.json")}
+    assert main(args) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before

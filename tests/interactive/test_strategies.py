@@ -1,0 +1,129 @@
+"""Question strategies: what each asks, on synthetic records whose answers are known."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+import torch
+
+from ireid.core.protocols import Dialogue
+from ireid.core.records import Record
+from ireid.core.synthetic.parse import parse_question
+from ireid.core.synthetic.world import Identity, make_record
+from ireid.interactive.candidates import pool_size, select_candidates, spherical_kmeans
+from ireid.interactive.gallery import Gallery
+from ireid.interactive.session import retrieval_text_reader
+from ireid.interactive.strategies.base import RoundContext
+from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
+from ireid.interactive.strategies.heuristic import ASKABLE, PlugIR, SimIRV, value_entropy
+
+BASE = {
+    "gender": "man", "age": "young", "hair_colour": "black", "hair_length": "short", "upper_type": "jacket",
+    "upper_colour": "red", "upper_pattern": "plain", "upper_logo": "no", "lower_type": "trousers",
+    "lower_colour": "blue", "shoes_type": "sneakers", "shoes_colour": "white", "bag": "none", "hat": "none",
+    "glasses": "none", "held_item": "none", "scene": "street",
+}  # fmt: skip
+
+
+def person(index: int, mentioned: tuple[str, ...] = ("gender", "upper_colour"), **changes: str) -> Record:
+    identity = Identity(index, "test", index, {**BASE, **changes}, mentioned)
+    return make_record(identity, 0, 0, seed=0)
+
+
+def context(
+    queries: list[Record], gallery: Gallery, dialogues: list[Dialogue] | None = None, t: int = 1
+) -> RoundContext:
+    dialogues = dialogues or [Dialogue(q.initial_description) for q in queries]
+    scores = torch.linspace(1, 0, len(gallery)).expand(len(queries), -1)
+    return RoundContext(t, queries, dialogues, scores, gallery, retriever=None, text_of=retrieval_text_reader())  # type: ignore[arg-type]
+
+
+def test_simirv_asks_about_the_named_object_first_then_moves_on() -> None:
+    query = person(0)  # the initial description names the red top
+    dialogue = Dialogue(query.initial_description)
+    ctx = context([query], Gallery([], torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), []), [dialogue])
+    first = SimIRV().ask(ctx)[0]
+    assert first is not None and parse_question(first).attribute == "upper_type"
+    assert " he " in f" {first} " or " his " in f" {first} "
+    dialogue.ask(first, "He wore a jacket.")
+    second = SimIRV().ask(ctx)[0]
+    assert parse_question(second).attribute == "upper_pattern"
+    assert SimIRV().order(query.initial_description)[:4] == [
+        "upper_type",
+        "upper_colour",
+        "upper_pattern",
+        "upper_logo",
+    ]
+
+
+def test_simirv_stops_when_everything_is_covered() -> None:
+    query = person(0)
+    ctx = context([query], Gallery([], torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), []))
+    ctx.dialogues[0] = Dialogue(query.fine_description)
+    assert SimIRV().ask(ctx) == [None]
+
+
+def test_plugir_asks_about_the_attribute_that_splits_the_candidates() -> None:
+    hats = ("none", "cap", "beanie", "sun hat")
+    gallery_records = [person(i + 1, hat=hats[i % 4], glasses="none" if i < 7 else "sunglasses") for i in range(8)]
+    gallery = Gallery(
+        [r.key for r in gallery_records],
+        torch.arange(8),
+        torch.nn.functional.normalize(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), dim=1),
+        gallery_records,
+    )
+    query = person(0)
+    strategy = PlugIR(top_n=8, clusters=8, method="top-k")
+    question = strategy.ask(context([query], gallery))[0]
+    assert parse_question(question).attribute == "hat"  # 4 even values beat glasses (7:1) and the shared rest
+    assert value_entropy(["a", "b", "a", "b"]) == pytest.approx(0.6931471805599453)
+
+
+def test_candidate_selection_methods() -> None:
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 0.3, 0.8])
+    embeddings = torch.eye(6)
+    assert select_candidates("top-k", scores, embeddings, 3, 4, random.Random(0)) == [1, 5, 3]
+    uniform = select_candidates("uniform", scores, embeddings, 2, 4, random.Random(0))
+    assert len(set(uniform)) == 2 and set(uniform) <= {1, 5, 3, 2}
+    # Two tight groups of points: k-means with 2 clusters returns one member of each, best-ranked first.
+    points = torch.nn.functional.normalize(torch.tensor([[1, 0.1], [1, 0.0], [0.0, 1], [0.1, 1]]), dim=1)
+    picks = select_candidates("k-means", torch.tensor([0.9, 0.8, 0.7, 0.6]), points, 2, 4, random.Random(0))
+    assert len(picks) == 2 and {picks[0] // 2, picks[1] // 2} == {0, 1}
+    assignment, _ = spherical_kmeans(points, 2, random.Random(1))
+    assert assignment[0] == assignment[1] != assignment[2] == assignment[3]
+    assert [pool_size(t) for t in (1, 2, 3)] == [200, 100, 67]
+    with pytest.raises(ValueError, match="unknown candidate method"):
+        select_candidates("best", scores, embeddings, 1, 2, random.Random(0))  # type: ignore[arg-type]
+
+
+class ScriptedLLM:
+    def __init__(self, reply: str) -> None:
+        self.reply, self.prompts = reply, []
+
+    def chat(self, conversations: Sequence[Sequence[dict[str, str]]], max_new_tokens: int) -> list[str]:
+        self.prompts += [c[-1]["content"] for c in conversations]
+        return [self.reply] * len(conversations)
+
+
+def test_chatir_prompts_with_examples_and_the_dialogue_and_keeps_one_question() -> None:
+    train = [person(i, upper_colour="green") for i in range(3)]
+    examples = example_dialogues(train, count=2)
+    assert examples.count("Witness: I saw") == 2 and "You: " in examples
+    llm = ScriptedLLM("Question: What colour were his shoes?\nAnd another line")
+    query = person(9)
+    dialogue = Dialogue(query.initial_description)
+    dialogue.ask("Was he wearing a hat?", "No, he wore no hat.")
+    questions = ChatIR(llm, examples).ask(
+        context([query], Gallery([], torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), []), [dialogue])
+    )
+    assert questions == ["What colour were his shoes?"]
+    assert dialogue_lines(dialogue) in llm.prompts[0] and examples in llm.prompts[0]
+    assert first_question("\n  You: Where was he? Maybe outside.") == "Where was he?" and first_question("  ") == ""
+    assert first_question("Witness: I saw a man.\nYou: Was he tall?") == "Was he tall?"
+    assert first_question("Ask about the shoes") == "Ask about the shoes"
+
+
+def test_askable_attributes_leave_out_gender_only() -> None:
+    assert "gender" not in ASKABLE and len(ASKABLE) == len(BASE) - 1
