@@ -89,19 +89,23 @@ class ShardWriter:
         return len(self.written_keys) + len(self._keys)
 
     def write(self, record: Record, image: bytes, image_ext: str = "jpg") -> None:
-        """Add one sample; keys already finished (on resume) are ignored."""
+        """Add one record with its image; keys already finished (on resume) are ignored."""
         if image_ext not in IMAGE_EXTENSIONS:
             raise ShardError(f"sample {record.key!r}: image extension {image_ext!r} not in {IMAGE_EXTENSIONS}")
-        if record.key in self.written_keys:
+        self.write_sample(record.key, {image_ext: image, "json": json.dumps(record.to_dict(), sort_keys=True).encode()})
+
+    def write_sample(self, key: str, members: dict[str, bytes]) -> None:
+        """Add one sample of any members (`{key}.{extension}` each, in the given order); finished keys are ignored."""
+        if key in self.written_keys:
             return
-        if record.key in self._keys:
-            raise ShardError(f"sample {record.key!r}: duplicate key in {self.prefix}")
+        if key in self._keys:
+            raise ShardError(f"sample {key!r}: duplicate key in {self.prefix}")
         if self._tar is None:
             self._open_next()
         assert self._tar is not None
-        _tar_member(self._tar, f"{record.key}.{image_ext}", image)
-        _tar_member(self._tar, f"{record.key}.json", json.dumps(record.to_dict(), sort_keys=True).encode())
-        self._keys.append(record.key)
+        for extension, data in members.items():
+            _tar_member(self._tar, f"{key}.{extension}", data)
+        self._keys.append(key)
         if len(self._keys) >= self.max_samples:
             self._finish_shard()
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ireid.core import data_cli
-from ireid.interactive import demo, eval_cli
+from ireid.interactive import demo, eval_cli, lookforward
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eval_cli.configure(interactive)
     interactive.set_defaults(run=eval_cli.run)
+    targets = commands.add_parser(
+        "lookforward", help="build the questioner's training targets by one-step looking-forward (LLaVA-ReID Eq. 9)"
+    )
+    lookforward.configure(targets)
+    targets.set_defaults(run=lookforward.run)
     demo_parser = commands.add_parser("demo", help="run the main job end to end on the embedded defaults")
     demo.configure(demo_parser)
     demo_parser.set_defaults(run=demo.run)

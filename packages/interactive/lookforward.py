@@ -1,0 +1,181 @@
+"""`ireid lookforward`: the questioner's training targets by one-step looking-forward (LLaVA-ReID Eq. 9).
+
+The training gallery is encoded once. For each training dialogue, round after round, every unused annotated
+answer is appended in turn and the target's best rank is taken; the question whose answer ranks the target
+best is that round's target, its answer is appended, and the next round starts. A dialogue stops when fewer
+than two unused pairs remain (as the reference does) or after `max_rounds`.
+
+One shard sample per record: `json` (per round: the dialogue so far, the target Q&A, the target's rank before
+and after, the candidate keys), `dialogue.npy` ([T, D] fp16 dialogue embeddings before each round's question)
+and `r{t}.npy` ([k_t, D] fp16 embeddings of round t's top k_t = ceil(budget / t) candidates). Records already
+written are skipped on resume; `<split>.lookforward.json` holds the mean target rank per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ireid.core.loader import load_records
+from ireid.core.metrics import target_ranks_from_scores
+from ireid.core.protocols import Dialogue, TextImageRetriever
+from ireid.core.records import Record
+from ireid.core.shards import ShardWriter, atomic_write_json, shard_paths
+from ireid.interactive.candidates import pool_size
+from ireid.interactive.gallery import Gallery, encode_split
+from ireid.interactive.retrieval import ModuleRetriever
+from ireid.interactive.session import retrieval_text_reader
+from ireid.interactive.strategies.annotated import look_forward
+from ireid.interactive.strategies.base import RoundContext
+
+MIN_UNUSED = 2
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@torch.no_grad()
+def look_forward_batch(
+    records: Sequence[Record],
+    gallery: Gallery,
+    retriever: TextImageRetriever,
+    max_rounds: int,
+    budget: int = 200,
+) -> list[dict[str, Any]]:
+    """Targets for a batch of records: per record its rounds and the arrays to store with them."""
+    text_of = retrieval_text_reader()
+    records = list(records)
+    dialogues = [Dialogue(r.initial_description) for r in records]
+    pids = torch.tensor([r.pid for r in records], dtype=torch.long)
+    rounds: list[list[dict[str, Any]]] = [[] for _ in records]
+    arrays: list[dict[str, np.ndarray]] = [{} for _ in records]
+    embeddings: list[list[np.ndarray]] = [[] for _ in records]
+    active = [i for i, r in enumerate(records) if len(r.qas) >= MIN_UNUSED]
+    for t in range(1, max_rounds + 1):
+        if not active:
+            break
+        embedded = retriever.encode_text([text_of(dialogues[i]) for i in active])
+        scores = gallery.scores(embedded)
+        before = target_ranks_from_scores(scores, pids[active], gallery.pids)
+        ctx = RoundContext(
+            t, [records[i] for i in active], [dialogues[i] for i in active], scores, gallery, retriever, text_of
+        )
+        top = torch.topk(scores, min(pool_size(t, budget), len(gallery)), dim=1).indices
+        still = []
+        for row, (i, choice) in enumerate(zip(active, look_forward(ctx), strict=True)):
+            if choice is None:
+                continue
+            qa = records[i].qas[choice.qa_index]
+            rounds[i].append(
+                {
+                    "round": t,
+                    "dialogue": [{"question": turn.question, "answer": turn.answer} for turn in dialogues[i].turns],
+                    "question": qa.question,
+                    "answer": qa.answer,
+                    "rank_before": int(before[row]),
+                    "rank_after": choice.rank,
+                    "candidates": [gallery.keys[j] for j in top[row].tolist()],
+                }
+            )
+            arrays[i][f"r{t}.npy"] = gallery.embeddings[top[row]].numpy().astype(np.float16)
+            embeddings[i].append(embedded[row].numpy().astype(np.float16))
+            dialogues[i].ask(qa.question, qa.answer)
+            if len(records[i].qas) - len(dialogues[i].turns) >= MIN_UNUSED:
+                still.append(i)
+        active = still
+    return [
+        {"key": r.key, "rounds": rounds[i], "dialogue": np.stack(embeddings[i]) if embeddings[i] else None, **arrays[i]}
+        for i, r in enumerate(records)
+    ]
+
+
+def _members(target: dict[str, Any], record: Record) -> dict[str, bytes]:
+    meta = {"key": record.key, "pid": record.pid, "initial": record.initial_description, "rounds": target["rounds"]}
+    members = {"json": json.dumps(meta, sort_keys=True).encode()}
+    if target["dialogue"] is not None:
+        members["dialogue.npy"] = _npy(target["dialogue"])
+    members.update(
+        {name: _npy(array) for name, array in target.items() if name.endswith(".npy") and name != "dialogue"}
+    )
+    return members
+
+
+def summarise(out: Path, split: str) -> dict[str, Any]:
+    """Mean target rank before and after each round's target question, over every record written."""
+    by_round: dict[int, list[tuple[int, int]]] = {}
+    for path in shard_paths(out, split):
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                    for r in meta["rounds"]:
+                        by_round.setdefault(r["round"], []).append((r["rank_before"], r["rank_after"]))
+    return {
+        str(t): {
+            "dialogues": len(pairs),
+            "mean_rank_before": float(np.mean([b for b, _ in pairs])),
+            "mean_rank_after": float(np.mean([a for _, a in pairs])),
+        }
+        for t, pairs in sorted(by_round.items())
+    }
+
+
+def build_targets(
+    retriever: TextImageRetriever,
+    gallery: Gallery,
+    records: Sequence[Record],
+    out: Path,
+    split: str = "train",
+    max_rounds: int = 10,
+    batch_size: int = 64,
+    budget: int = 200,
+    shard_size: int = 1000,
+) -> dict[str, Any]:
+    """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary."""
+    with ShardWriter(out, split, max_samples=shard_size, resume=True) as writer:
+        todo = [r for r in records if r.key not in writer.written_keys]
+        for start in tqdm(range(0, len(todo), batch_size), desc="look forward", unit="batch"):
+            batch = todo[start : start + batch_size]
+            for record, target in zip(
+                batch, look_forward_batch(batch, gallery, retriever, max_rounds, budget), strict=True
+            ):
+                writer.write_sample(record.key, _members(target, record))
+    summary = {"split": split, "records": len(records), "budget": budget, "rounds": summarise(out, split)}
+    atomic_write_json(out / f"{split}.lookforward.json", summary)
+    return summary
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retriever-ckpt", type=Path, required=True, help="trained retriever checkpoint (.ckpt)")
+    parser.add_argument("--data", type=Path, required=True, help="shard folder with annotated Q&A")
+    parser.add_argument("--out", type=Path, required=True, help="output shard folder (resumed when it exists)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--max-rounds", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
+
+
+def run(args: argparse.Namespace) -> int:
+    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
+    gallery = encode_split(retriever, args.data, args.split)
+    records = load_records(args.data, args.split)
+    summary = build_targets(
+        retriever, gallery, records, args.out, args.split, args.max_rounds, args.batch_size, args.budget
+    )
+    print("round  dialogues  mean target rank before -> after")
+    for t, row in summary["rounds"].items():
+        print(f"{t:>5}  {row['dialogues']:>9}  {row['mean_rank_before']:>10.1f} -> {row['mean_rank_after']:.1f}")
+    print(f"targets: {args.out}")
+    return 0
