@@ -1,0 +1,1 @@
+"""LLaVA-ReID's candidate selector: a Transformer over dialogue and candidates, Gumbel-top-k sampling."""

@@ -1,0 +1,5 @@
+import sys
+
+from ireid.selector.cli import main
+
+sys.exit(main())

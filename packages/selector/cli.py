@@ -1,0 +1,28 @@
+"""`ireid-selector` / `python -m ireid.selector`: LightningCLI (fit/validate) for the selector warm-up."""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from ireid.selector.data import SelectorData
+from ireid.selector.module import SelectorWarmup
+
+
+class SelectorCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # the selector's input width is the data's embedding width, read once the data module exists
+        parser.link_arguments(
+            "data", "model.input_dim", compute_fn=lambda data: data.feature_dim, apply_on="instantiate"
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    SelectorCLI(
+        SelectorWarmup,
+        SelectorData,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+    return 0

@@ -1,0 +1,158 @@
+"""Selector training data: per dialogue state, the dialogue embedding and its retrieved candidates.
+
+A data file is a `torch.save`d dict of three tensors (read back with `weights_only=True`):
+
+- `dialogue` [N, D] float: the retriever's text embedding of each dialogue state;
+- `candidates` [N, K, D] float: the embeddings of its top-K gallery images, in retriever rank order;
+- `mask` [N, K] bool: True for a real candidate; padding (shorter lists) comes after the real ones.
+
+Rank order carries the warm-up targets: the first c real candidates are the retriever's own top c.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ireid.core.shards import atomic_write_bytes
+
+FIELDS = {"dialogue": 2, "candidates": 3, "mask": 2}
+
+
+def check_selector_tensors(tensors: Mapping[str, object], source: str) -> dict[str, Tensor]:
+    """The three fields, validated; errors name `source` and the field."""
+    missing = [name for name in FIELDS if name not in tensors]
+    if missing:
+        raise ValueError(f"{source}: missing field(s) {missing}; expected {list(FIELDS)}")
+    out = {}
+    for name, ndim in FIELDS.items():
+        value = tensors[name]
+        if not isinstance(value, Tensor) or value.ndim != ndim:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"{source}: field {name!r} must be a {ndim}-d tensor, got {shape}")
+        out[name] = value
+    n, k, d = out["candidates"].shape
+    if out["dialogue"].shape != (n, d):
+        raise ValueError(f"{source}: field 'dialogue' has shape {tuple(out['dialogue'].shape)}, expected {(n, d)}")
+    if out["mask"].shape != (n, k) or out["mask"].dtype != torch.bool:
+        raise ValueError(
+            f"{source}: field 'mask' must be bool of shape {(n, k)}, got {out['mask'].dtype} {tuple(out['mask'].shape)}"
+        )
+    if not out["dialogue"].is_floating_point() or not out["candidates"].is_floating_point():
+        raise ValueError(f"{source}: fields 'dialogue' and 'candidates' must be floating point")
+    if n and not out["mask"].any(dim=1).all():
+        raise ValueError(f"{source}: field 'mask' has rows without any real candidate")
+    return out
+
+
+def load_selector_tensors(path: str | Path) -> dict[str, Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: selector data file not found")
+    return check_selector_tensors(torch.load(path, map_location="cpu", weights_only=True, mmap=True), str(path))
+
+
+def save_selector_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
+    """Written whole or not at all (a reader never sees half a file)."""
+    buffer = io.BytesIO()
+    torch.save(check_selector_tensors(tensors, str(path)), buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def synthetic_batch(
+    n: int,
+    num_candidates: int = 20,
+    dim: int = 32,
+    min_candidates: int | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Retrieval lists whose rank order is a function of the inputs: candidates ranked by cosine to the dialogue.
+
+    Each candidate mixes the dialogue direction (random share) with noise, so similarities spread widely;
+    lists have between `min_candidates` (default all) and `num_candidates` real entries, zero padding after.
+    """
+    fewest = num_candidates if min_candidates is None else min_candidates
+    if not 1 <= fewest <= num_candidates:
+        raise ValueError(f"need 1 <= min_candidates <= num_candidates, got {min_candidates}, {num_candidates}")
+    dialogue = torch.nn.functional.normalize(torch.randn(n, dim, generator=generator), dim=-1)
+    share = torch.rand(n, num_candidates, 1, generator=generator)
+    noise = torch.nn.functional.normalize(torch.randn(n, num_candidates, dim, generator=generator), dim=-1)
+    candidates = torch.nn.functional.normalize(share * dialogue.unsqueeze(1) + (1 - share) * noise, dim=-1)
+    lengths = torch.randint(fewest, num_candidates + 1, (n, 1), generator=generator)
+    mask = torch.arange(num_candidates).unsqueeze(0) < lengths
+    similarity = torch.einsum("nkd,nd->nk", candidates, dialogue).masked_fill(~mask, float("-inf"))
+    order = similarity.argsort(dim=1, descending=True)
+    candidates = candidates.gather(1, order.unsqueeze(-1).expand_as(candidates)) * mask.unsqueeze(-1)
+    return {"dialogue": dialogue, "candidates": candidates, "mask": mask}
+
+
+class SelectorDataset(Dataset):
+    """Rows of a validated tensor dict, each a dict of the three fields."""
+
+    def __init__(self, tensors: Mapping[str, Tensor]):
+        self.tensors = dict(tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors["dialogue"])
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {name: value[index] for name, value in self.tensors.items()}
+
+
+class SelectorData(L.LightningDataModule):
+    """Train and validation rows held as tensors; subclasses say where they come from.
+
+    `feature_dim` (D) is known once constructed, so the CLI sizes the selector's input from it.
+    """
+
+    def __init__(self, train: Mapping[str, Tensor], val: Mapping[str, Tensor], batch_size: int, num_workers: int):
+        super().__init__()
+        if train["dialogue"].shape[1] != val["dialogue"].shape[1]:
+            raise ValueError(
+                f"train and val embeddings differ in width: {train['dialogue'].shape[1]} vs {val['dialogue'].shape[1]}"
+            )
+        self.train_set, self.val_set = SelectorDataset(train), SelectorDataset(val)
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.train_set.tensors["dialogue"].shape[1])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, self.batch_size, num_workers=self.num_workers)
+
+
+class SelectorTensorData(SelectorData):
+    """Rows from two data files (see the module docstring), memory-mapped."""
+
+    def __init__(self, train_file: str, val_file: str, batch_size: int = 64, num_workers: int = 0):
+        super().__init__(load_selector_tensors(train_file), load_selector_tensors(val_file), batch_size, num_workers)
+
+
+class SyntheticSelectorData(SelectorData):
+    """Generated rows (`synthetic_batch`), deterministic for a seed: a smoke test of the training loop."""
+
+    def __init__(
+        self,
+        num_train: int = 4096,
+        num_val: int = 512,
+        num_candidates: int = 20,
+        dim: int = 32,
+        min_candidates: int | None = None,
+        seed: int = 0,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ):
+        generator = torch.Generator().manual_seed(seed)
+        train = synthetic_batch(num_train, num_candidates, dim, min_candidates, generator)
+        val = synthetic_batch(num_val, num_candidates, dim, min_candidates, generator)
+        super().__init__(train, val, batch_size, num_workers)

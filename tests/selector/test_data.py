@@ -1,0 +1,64 @@
+"""Selector data: the tensor-file format (round trip, errors naming file and field) and generated lists."""
+
+import pytest
+import torch
+
+from ireid.selector.data import (
+    SelectorTensorData,
+    SyntheticSelectorData,
+    load_selector_tensors,
+    save_selector_tensors,
+    synthetic_batch,
+)
+
+
+def test_synthetic_lists_are_in_retriever_rank_order_with_padding_last():
+    batch = synthetic_batch(50, num_candidates=9, dim=12, min_candidates=3, generator=torch.Generator().manual_seed(0))
+    dialogue, candidates, mask = batch["dialogue"], batch["candidates"], batch["mask"]
+    assert dialogue.shape == (50, 12) and candidates.shape == (50, 9, 12) and mask.dtype == torch.bool
+    lengths = mask.sum(dim=1)
+    assert lengths.min() >= 3 and torch.equal(mask, torch.arange(9) < lengths.unsqueeze(1)), "real first, padding last"
+    assert not candidates[~mask].any()
+    similarity = torch.einsum("nkd,nd->nk", candidates, dialogue)
+    for row, n in zip(similarity, lengths.tolist(), strict=True):
+        assert torch.all(row[: n - 1] >= row[1:n]), "candidates are ranked by cosine to the dialogue"
+    again = synthetic_batch(50, num_candidates=9, dim=12, min_candidates=3, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+
+
+def test_tensor_file_round_trip(tmp_path):
+    batch = synthetic_batch(6, num_candidates=5, dim=4, min_candidates=2, generator=torch.Generator().manual_seed(1))
+    save_selector_tensors(tmp_path / "train.pt", batch)
+    loaded = load_selector_tensors(tmp_path / "train.pt")
+    assert all(torch.equal(loaded[k], batch[k]) for k in batch)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_tensor_file_errors_name_file_and_field(tmp_path):
+    batch = synthetic_batch(4, num_candidates=5, dim=4)
+    path = tmp_path / "bad.pt"
+    torch.save({"dialogue": batch["dialogue"], "candidates": batch["candidates"]}, path)
+    with pytest.raises(ValueError, match=r"bad\.pt: missing field\(s\) \['mask'\]"):
+        load_selector_tensors(path)
+    torch.save({**batch, "mask": batch["mask"].float()}, path)
+    with pytest.raises(ValueError, match=r"bad\.pt: field 'mask' must be bool"):
+        load_selector_tensors(path)
+    torch.save({**batch, "dialogue": batch["dialogue"][:, :3]}, path)
+    with pytest.raises(ValueError, match=r"bad\.pt: field 'dialogue' has shape \(4, 3\), expected \(4, 4\)"):
+        load_selector_tensors(path)
+    with pytest.raises(ValueError, match="field 'candidates' must be a 3-d tensor"):
+        save_selector_tensors(path, {**batch, "candidates": batch["dialogue"]})
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
+        load_selector_tensors(tmp_path / "nope.pt")
+
+
+def test_data_modules_batch_the_rows(tmp_path):
+    generator = torch.Generator().manual_seed(2)
+    save_selector_tensors(tmp_path / "train.pt", synthetic_batch(10, 6, 8, 4, generator))
+    save_selector_tensors(tmp_path / "val.pt", synthetic_batch(3, 6, 8, 4, generator))
+    files = SelectorTensorData(str(tmp_path / "train.pt"), str(tmp_path / "val.pt"), batch_size=4)
+    batch = next(iter(files.train_dataloader()))
+    assert files.feature_dim == 8 and batch["candidates"].shape == (4, 6, 8) and batch["mask"].dtype == torch.bool
+    assert len(files.train_dataloader()) == 2 and len(files.val_dataloader()) == 1
+    synthetic = SyntheticSelectorData(num_train=8, num_val=4, num_candidates=5, dim=6, batch_size=4)
+    assert synthetic.feature_dim == 6 and next(iter(synthetic.val_dataloader()))["dialogue"].shape == (4, 6)
