@@ -36,6 +36,7 @@ from ireid.interactive.retrieval import ModuleRetriever
 from ireid.interactive.session import retrieval_text_reader
 from ireid.interactive.strategies.annotated import look_forward
 from ireid.interactive.strategies.base import RoundContext
+from ireid.selector.data import save_selector_tensors
 
 MIN_UNUSED = 2
 
@@ -115,13 +116,9 @@ def _members(target: dict[str, Any], record: Record) -> dict[str, bytes]:
 def summarise(out: Path, split: str) -> dict[str, Any]:
     """Mean target rank before and after each round's target question, over every record written."""
     by_round: dict[int, list[tuple[int, int]]] = {}
-    for path in shard_paths(out, split):
-        with tarfile.open(path) as tar:
-            for member in tar.getmembers():
-                if member.name.endswith(".json"):
-                    meta = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
-                    for r in meta["rounds"]:
-                        by_round.setdefault(r["round"], []).append((r["rank_before"], r["rank_after"]))
+    for meta, _ in _iter_targets(out, split):
+        for r in meta["rounds"]:
+            by_round.setdefault(r["round"], []).append((r["rank_before"], r["rank_after"]))
     return {
         str(t): {
             "dialogues": len(pairs),
@@ -130,6 +127,40 @@ def summarise(out: Path, split: str) -> dict[str, Any]:
         }
         for t, pairs in sorted(by_round.items())
     }
+
+
+def _iter_targets(out: Path, split: str):
+    """(meta, arrays) per written record; arrays by member name ("dialogue.npy", "r1.npy", ...)."""
+    for path in shard_paths(out, split):
+        with tarfile.open(path) as tar:
+            members: dict[str, dict[str, bytes]] = {}
+            for member in tar.getmembers():
+                key, _, extension = member.name.partition(".")
+                members.setdefault(key, {})[extension] = tar.extractfile(member).read()  # type: ignore[union-attr]
+        for parts in members.values():
+            meta = json.loads(parts.pop("json"))
+            yield meta, {name: np.load(io.BytesIO(data), allow_pickle=False) for name, data in parts.items()}
+
+
+def selector_tensors(out: Path, split: str) -> dict[str, torch.Tensor]:
+    """One selector training row per (record, round): dialogue embedding, candidates in rank order, padding mask.
+
+    The layout of `ireid.selector`'s data files, so the selector warms up on the retriever's own rankings.
+    """
+    rows = [(arrays["dialogue.npy"][i], arrays[f"r{r['round']}.npy"]) for meta, arrays in _iter_targets(out, split)
+            for i, r in enumerate(meta["rounds"])]  # fmt: skip
+    if not rows:
+        raise ValueError(f"{out}: no look-forward rounds in split {split!r}")
+    width = max(len(candidates) for _, candidates in rows)
+    dim = rows[0][0].shape[0]
+    dialogue = torch.zeros(len(rows), dim)
+    candidates = torch.zeros(len(rows), width, dim)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, (state, pool) in enumerate(rows):
+        dialogue[i] = torch.from_numpy(state.astype(np.float32))
+        candidates[i, : len(pool)] = torch.from_numpy(pool.astype(np.float32))
+        mask[i, : len(pool)] = True
+    return {"dialogue": dialogue, "candidates": candidates, "mask": mask}
 
 
 def build_targets(
@@ -165,6 +196,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
+    parser.add_argument("--selector-file", type=Path, help="also write the selector's warm-up data file (.pt) here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,4 +210,7 @@ def run(args: argparse.Namespace) -> int:
     for t, row in summary["rounds"].items():
         print(f"{t:>5}  {row['dialogues']:>9}  {row['mean_rank_before']:>10.1f} -> {row['mean_rank_after']:.1f}")
     print(f"targets: {args.out}")
+    if args.selector_file:
+        save_selector_tensors(args.selector_file, selector_tensors(args.out, args.split))
+        print(f"selector data: {args.selector_file}")
     return 0

@@ -27,3 +27,12 @@ def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, cap
     assert main(args) == 0
     assert "reusing" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+    # The demo's retriever builds look-forward targets and the selector's warm-up file from them.
+    ckpt = json.loads((tmp_path / "retriever" / "done.json").read_text())["ckpt"]
+    targets = tmp_path / "lookforward"
+    args = ["lookforward", "--retriever-ckpt", ckpt, "--data", str(tiny_world), "--out", str(targets)]
+    assert main([*args, "--max-rounds", "2", "--selector-file", str(tmp_path / "selector.pt")]) == 0
+    summary = json.loads((targets / "train.lookforward.json").read_text())
+    assert summary["records"] == 24 and summary["rounds"]["1"]["dialogues"] == 24
+    assert (tmp_path / "selector.pt").is_file()

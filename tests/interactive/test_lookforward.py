@@ -16,7 +16,8 @@ from ireid.core.answers import clean_answer
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.synthetic.world import plan_identities, world_records
 from ireid.interactive.gallery import Gallery
-from ireid.interactive.lookforward import build_targets, look_forward_batch
+from ireid.interactive.lookforward import build_targets, look_forward_batch, selector_tensors
+from ireid.selector.data import check_selector_tensors
 
 
 class BagOfWords:
@@ -90,3 +91,9 @@ def test_targets_shrink_the_rank_stop_before_the_bank_runs_out_and_resume(world,
     build_targets(retriever, gallery, records[:8], tmp_path, max_rounds=20, batch_size=4, budget=12)
     manifest = json.loads((tmp_path / "train.manifest.json").read_text())
     assert manifest["count"] == 8 and manifest["complete"]
+    # The selector's warm-up rows: one per (record, round), candidates padded to the widest pool (12).
+    tensors = selector_tensors(tmp_path, "train")
+    total = sum(row["dialogues"] for row in build_targets(retriever, gallery, [], tmp_path)["rounds"].values())
+    assert tensors["candidates"].shape == (total, 12, gallery.embeddings.shape[1])
+    assert tensors["mask"][:, 0].all() and tensors["mask"].sum(1).max() == 12
+    check_selector_tensors(tensors, "look-forward export")
