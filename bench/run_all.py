@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench_search.py",
     "bench_retriever.py",
     "bench_llm_witness.py",
+    "bench_interactive.py",
 ]
 
 

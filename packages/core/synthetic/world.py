@@ -25,7 +25,7 @@ from ireid.core.synthetic.render import NUM_CAMERAS, encode_jpeg, render_image
 from ireid.core.synthetic.text import choose_mentioned, describe, mentioned_attributes, rda_groups
 
 SOURCE = "synthetic"
-DEFAULTS = {"ids_train": 500, "ids_val": 100, "ids_test": 200, "images_per_id": 4, "shard_size": 500}
+DEFAULTS = {"ids_train": 2000, "ids_val": 100, "ids_test": 200, "images_per_id": 4, "shard_size": 500}
 STATS_FILE = "stats.json"
 
 
