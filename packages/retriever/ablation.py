@@ -1,4 +1,4 @@
-"""`python -m ireid.retriever.ablation`: the loss and RDA ablation on one config, as a Markdown table.
+"""`python -m ireid.retriever.ablation`: the loss, RDA and partial-text ablation on one config, as a Markdown table.
 
 Each variant trains with the same config and step budget, then is tested from its best checkpoint (by
 validation fine R@1). Results are written per variant as they finish, so an interrupted ablation resumes
@@ -17,13 +17,18 @@ from ireid.retriever.cli import RetrieverCLI
 from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
 
+FINE = ["--data.partial_text_prob", "0"]  # every variant names its text mix, whatever the config's default
+PARTIAL = ["--data.partial_text_prob", "0.5"]
 VARIANTS: dict[str, list[str]] = {
-    "sdm": ["--model.losses", "sdm"],
-    "sdm+id": ["--model.losses", "sdm+id"],
-    "sdm+id+mlm": ["--model.losses", "sdm+id+mlm"],
-    "sdm+id, RDA": ["--model.losses", "sdm+id", "--data.rda", "true"],
+    "sdm": ["--model.losses", "sdm", *FINE],
+    "sdm+id": ["--model.losses", "sdm+id", *FINE],
+    "sdm+id+mlm": ["--model.losses", "sdm+id+mlm", *FINE],
+    "sdm+id, RDA": ["--model.losses", "sdm+id", "--data.rda", "true", *FINE],
+    "sdm, partial": ["--model.losses", "sdm", *PARTIAL],
+    "sdm+attr": ["--model.losses", "sdm+attr", *FINE],
+    "sdm+attr, partial": ["--model.losses", "sdm+attr", *PARTIAL],
 }
-COLUMNS = ("fine/R1", "fine/R5", "fine/R10", "fine/mAP", "initial/R1", "initial/R5")
+COLUMNS = ("fine/R1", "fine/R5", "fine/R10", "fine/mAP", "initial/R1", "initial/R5", "partial/R1", "partial/R5")
 
 
 def run_variant(config: Path, overrides: list[str], out: Path) -> dict[str, float]:
@@ -49,7 +54,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
         "|---" * (len(COLUMNS) + 3) + "|",
     ]
     for name, r in results.items():
-        cells = " | ".join(f"{r[c]:.1f}" for c in COLUMNS)
+        cells = " | ".join(f"{r[c]:.1f}" if c in r else "–" for c in COLUMNS)  # older results lack some views
         lines.append(f"| {name} | {cells} | {r['steps']} | {r['train_seconds'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 

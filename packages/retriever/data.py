@@ -1,14 +1,19 @@
 """Text-image pairs from ireid shards for retriever training and evaluation.
 
 Batches carry raw text; the LightningModule tokenises (it owns the tokenizer), so this module needs no
-model. Evaluation batches hold each image once for the gallery and its query texts twice over: the
-fine-grained texts and the initial (coarse) description, so both R@1 figures come from one pass.
+model. Evaluation batches hold each image once for the gallery and its query texts three times over: the
+fine-grained texts, the initial (coarse) description and a partial description (initial + half of the
+sub-captions, what a dialogue half-way through knows), so all R@1 figures come from one pass.
+
+Partial training texts (`partial_text_prob`) put the interactive loop's queries in distribution: the
+initial description followed by a random subset of the witness's answers, in random order.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +26,7 @@ from ireid.retriever.rda import rda_text
 from ireid.retriever.transforms import ImageTransform
 
 TextField = Literal["fine", "captions", "initial"]
+PartialSource = Literal["answers", "sub_captions"]
 
 
 def record_texts(record: Record, field: TextField) -> list[str]:
@@ -33,11 +39,43 @@ def record_texts(record: Record, field: TextField) -> list[str]:
     return record.captions or fine
 
 
+def partial_statements(record: Record, source: PartialSource) -> list[str]:
+    """What a dialogue adds to the initial description: the witness's answers as the loop receives them
+    ("No, she wore black sneakers."), or the sub-captions (the same facts as plain statements). Records
+    without a Q&A bank fall back to their sub-captions."""
+    if source == "answers" and record.qas:
+        return [qa.answer for qa in record.qas]
+    return list(record.sub_captions)
+
+
+def partial_text(initial: str, statements: Sequence[str], rng: random.Random, count: int | None = None) -> str:
+    """The initial description, then `count` of the statements (uniformly 0..all when None), a random
+    subset in random order: any point of a dialogue, answers arriving in any order."""
+    if count is None:
+        count = rng.randint(0, len(statements))
+    return " ".join([initial, *rng.sample(list(statements), count)])
+
+
+def eval_partial_texts(record: Record, seed: int) -> list[str]:
+    """The fixed partial query of an evaluation record: initial + a seeded random half of its sub-captions.
+
+    Seeded by the record's key, so the query does not depend on loading order; empty without an initial
+    description or sub-captions (nothing partial to say)."""
+    if not record.initial_description or not record.sub_captions:
+        return []
+    rng = random.Random(f"{seed}/{record.key}")
+    half = len(record.sub_captions) // 2
+    return [partial_text(record.initial_description, record.sub_captions, rng, half)]
+
+
 @dataclass
 class TrainPair:
     image: torch.Tensor
     text: str
     pid: int
+    key: str = ""
+    full_text: bool = True  # the text states every attribute (fine, captions, RDA), not part of them
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,33 +84,62 @@ class EvalItem:
     pid: int
     fine: list[str]
     initial: list[str]
+    partial: list[str]
 
 
 class TrainSampleTransform:
-    """Sample → one augmented image and one of its texts (an RDA recombination when enabled)."""
+    """Sample → one augmented image and one of its texts: with probability `partial_text_prob` a partial
+    description (records with an initial description), else an RDA recombination when enabled, else a
+    text of `text_field`."""
 
-    def __init__(self, size_hw: tuple[int, int], text_field: TextField, rda: bool, seed: int):
+    def __init__(
+        self,
+        size_hw: tuple[int, int],
+        text_field: TextField,
+        rda: bool,
+        seed: int,
+        partial_text_prob: float = 0.0,
+        partial_source: PartialSource = "answers",
+    ):
+        if not 0.0 <= partial_text_prob <= 1.0:
+            raise ValueError(f"partial_text_prob must be in [0, 1], got {partial_text_prob}")
         self.image = ImageTransform(size_hw, train=True, seed=seed)
         self.text_field = text_field
         self.rda = rda
+        self.partial_text_prob = partial_text_prob
+        self.partial_source = partial_source
         self.rng = random.Random(seed)
+
+    def _partial(self, record: Record) -> bool:
+        # no draw at probability 0, so runs without partial texts keep their random stream
+        if not (self.partial_text_prob and record.initial_description):
+            return False
+        return self.rng.random() < self.partial_text_prob
 
     def __call__(self, sample: Sample) -> TrainPair | None:
         record = sample.record
-        if self.rda and record.rda_groups:
+        full_text = True
+        if self._partial(record):
+            text = partial_text(record.initial_description, partial_statements(record, self.partial_source), self.rng)
+            full_text = False
+        elif self.rda and record.rda_groups:
             text = rda_text(record.rda_groups, self.rng)
         else:
             texts = record_texts(record, self.text_field)
             if not texts:
                 return None
             text = self.rng.choice(texts)
-        return TrainPair(self.image(sample.image), text, record.pid)
+        return TrainPair(self.image(sample.image), text, record.pid, record.key, full_text, record.attributes)
+
+
+EVAL_VIEWS = ("fine", "initial", "partial")
 
 
 class EvalSampleTransform:
-    def __init__(self, size_hw: tuple[int, int], text_field: TextField):
+    def __init__(self, size_hw: tuple[int, int], text_field: TextField, seed: int = 0):
         self.image = ImageTransform(size_hw, train=False)
         self.text_field = text_field
+        self.seed = seed
 
     def __call__(self, sample: Sample) -> EvalItem:
         record = sample.record
@@ -81,6 +148,7 @@ class EvalSampleTransform:
             record.pid,
             record_texts(record, self.text_field),
             record_texts(record, "initial"),
+            eval_partial_texts(record, self.seed),
         )
 
 
@@ -90,6 +158,9 @@ def collate_train(items: list[TrainPair | None]) -> dict[str, Any]:
         "images": torch.stack([it.image for it in items]),
         "texts": [it.text for it in items],
         "pids": torch.tensor([it.pid for it in items]),
+        "keys": [it.key for it in items],
+        "full_text": torch.tensor([it.full_text for it in items], dtype=torch.bool),
+        "attributes": [it.attributes for it in items],
     }
 
 
@@ -98,20 +169,21 @@ def collate_eval(items: list[EvalItem]) -> dict[str, Any]:
         texts = [(t, it.pid) for it in items for t in getattr(it, name)]
         return [t for t, _ in texts], torch.tensor([p for _, p in texts], dtype=torch.long)
 
-    fine_texts, fine_pids = flat("fine")
-    initial_texts, initial_pids = flat("initial")
-    return {
+    batch: dict[str, Any] = {
         "images": torch.stack([it.image for it in items]),
         "pids": torch.tensor([it.pid for it in items]),
-        "fine_texts": fine_texts,
-        "fine_pids": fine_pids,
-        "initial_texts": initial_texts,
-        "initial_pids": initial_pids,
     }
+    for view in EVAL_VIEWS:
+        batch[f"{view}_texts"], batch[f"{view}_pids"] = flat(view)
+    return batch
 
 
 class RetrievalDataModule(L.LightningDataModule):
-    """Training pairs from `train`, evaluation on `val` (validate) and `test` (test) of a shard folder."""
+    """Training pairs from `train`, evaluation on `val` (validate) and `test` (test) of a shard folder.
+
+    `partial_text_prob`: share of training texts that are partial descriptions (initial + a random subset
+    of `partial_source`: the Q&A answers or the sub-captions); the rest stay `text_field` (or RDA).
+    """
 
     def __init__(
         self,
@@ -122,6 +194,8 @@ class RetrievalDataModule(L.LightningDataModule):
         image_size: tuple[int, int] = (128, 64),
         text_field: TextField = "fine",
         rda: bool = False,
+        partial_text_prob: float = 0.0,
+        partial_source: PartialSource = "answers",
         shuffle_buffer: int = 2000,
         samples_per_epoch: int | None = None,
         val_split: str = "val",
@@ -146,7 +220,9 @@ class RetrievalDataModule(L.LightningDataModule):
         hp = self.hparams
         dataset = ShardDataset(
             split_urls(self.data_dir, "train"),
-            transform=TrainSampleTransform(tuple(hp.image_size), hp.text_field, hp.rda, hp.seed),
+            transform=TrainSampleTransform(
+                tuple(hp.image_size), hp.text_field, hp.rda, hp.seed, hp.partial_text_prob, hp.partial_source
+            ),
             shuffle=True,
             shuffle_buffer=hp.shuffle_buffer,
             seed=hp.seed,
@@ -159,7 +235,7 @@ class RetrievalDataModule(L.LightningDataModule):
         hp = self.hparams
         dataset = ShardDataset(
             split_urls(self.data_dir, split),
-            transform=EvalSampleTransform(tuple(hp.image_size), hp.text_field),
+            transform=EvalSampleTransform(tuple(hp.image_size), hp.text_field, hp.seed),
             skip_counter=self.skips,
         )
         return self._loader(dataset, hp.eval_batch_size, collate_eval)

@@ -1,7 +1,8 @@
 """The retriever LightningModule: CLIP trained with IRRA's objectives (SDM, ID, IRR/MLM).
 
-Validation and test report R@1/5/10, mAP and mINP twice: with the fine-grained descriptions (what the
-model trains on) and with the initial descriptions (the vague start of a dialogue).
+Validation and test report R@1/5/10, mAP and mINP three times: with the fine-grained descriptions, with
+the initial descriptions (the vague start of a dialogue) and with partial descriptions (initial + half of
+the sub-captions, a dialogue half-way through).
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ from ireid.core.factory import build_model
 from ireid.core.loader import load_records
 from ireid.core.metrics import RetrievalMetrics
 from ireid.core.tokenizer import dataset_tokenizer
+from ireid.retriever.attributes_head import AttributeHeads, attribute_vocabulary
+from ireid.retriever.data import EVAL_VIEWS
 from ireid.retriever.losses import gathered_sdm_loss, id_loss, make_id_classifier
 from ireid.retriever.mlm import CrossModalMLM, mask_tokens, mlm_loss
 from ireid.retriever.model import ClipFeatures, resize_text_positions, resize_vision_positions
 
-LOSS_SETS = ("sdm", "sdm+id", "sdm+id+mlm")
-NEW_MODULES = ("classifier", "mlm")
+EXTRA_LOSSES = ("id", "mlm", "attr")
+NEW_MODULES = ("classifier", "mlm", "attribute_heads")
+
+
+def parse_losses(losses: str) -> tuple[str, ...]:
+    """`sdm` followed by any of the extra terms, each at most once, joined by `+` (e.g. `sdm+id+attr`)."""
+    terms = tuple(losses.split("+"))
+    if terms[0] != "sdm" or len(set(terms)) != len(terms) or not set(terms[1:]) <= set(EXTRA_LOSSES):
+        raise ValueError(f"losses must be one of 'sdm' followed by any of {EXTRA_LOSSES} joined by '+', got {losses!r}")
+    return terms
 
 
 def count_train_ids(data_dir: str) -> int:
@@ -32,6 +43,10 @@ def count_train_ids(data_dir: str) -> int:
     return max(pids) + 1
 
 
+def train_attribute_vocabulary(data_dir: str) -> dict[str, list[str]]:
+    return attribute_vocabulary(load_records(data_dir, "train"), f"{data_dir} (train split)")
+
+
 class RetrieverModule(L.LightningModule):
     """CLIP dual encoder with IRRA losses.
 
@@ -39,14 +54,17 @@ class RetrieverModule(L.LightningModule):
         data_dir: shard folder; its train split sizes the ID classifier and trains the tiny tokenizer.
         model: `tiny`, a local path or a hub id of CLIP weights (offline).
         model_overrides: merged into the tiny config (see `ireid.core.tiny_configs`).
-        losses: one of `sdm`, `sdm+id`, `sdm+id+mlm`.
+        losses: `sdm` plus any of `id`, `mlm`, `attr` joined by `+` (e.g. `sdm+id+mlm`, `sdm+attr`).
         image_size: (H, W) of the person crops; the visual position grid is resized to it.
         text_length: text positions are interpolated to this many (192 for real CLIP in LLaVA-ReID).
         temperature: SDM temperature τ (logit scale 1/τ).
         lr, new_module_lr_factor, bias_lr_factor, weight_decay, weight_decay_bias, adam_eps: IRRA's
-            parameter groups: new modules (ID classifier, cross-modal MLM) get lr × factor, biases
+            parameter groups: new modules (ID classifier, cross-modal MLM, attribute heads) get lr × factor, biases
             lr × bias factor and their own weight decay; Adam with eps 1e-3.
         warmup_fraction, warmup_start_factor: linear warm-up over this share of steps, then cosine to 0.
+        attr_weight: weight of the `attr` term (per-attribute classifiers on image and full-text features).
+        attribute_values: the attribute vocabulary {name: values}; read from the train split's records
+            when `attr` is requested and it is not given (then stored with the checkpoint).
     """
 
     def __init__(
@@ -71,15 +89,19 @@ class RetrieverModule(L.LightningModule):
         adam_eps: float = 1e-3,
         warmup_fraction: float = 0.1,
         warmup_start_factor: float = 0.1,
+        attr_weight: float = 1.0,
+        attribute_values: dict[str, list[str]] | None = None,
         seed: int = 0,
     ):
         super().__init__()
-        if losses not in LOSS_SETS:
-            raise ValueError(f"losses must be one of {LOSS_SETS}, got {losses!r}")
-        self.use_id = "id" in losses.split("+")
-        self.use_mlm = "mlm" in losses.split("+")
+        terms = parse_losses(losses)
+        self.use_id = "id" in terms
+        self.use_mlm = "mlm" in terms
+        self.use_attr = "attr" in terms
         if self.use_id and num_ids is None:
             num_ids = count_train_ids(data_dir)
+        if self.use_attr and attribute_values is None:
+            attribute_values = train_attribute_vocabulary(data_dir)
         self.save_hyperparameters()
         tokenizer = dataset_tokenizer(data_dir, vocab_size) if model == "tiny" else None
         built = build_model("clip", model, tokenizer=tokenizer, overrides=model_overrides, seed=seed)
@@ -98,7 +120,9 @@ class RetrieverModule(L.LightningModule):
         if self.use_mlm:
             self.mlm = CrossModalMLM(dim, len(self.tokenizer), layers=mlm_layers, heads=mlm_heads)
             self.mlm_generator = torch.Generator().manual_seed(seed)
-        self.metrics = nn.ModuleDict({name: RetrievalMetrics() for name in ("fine", "initial")})
+        if self.use_attr:
+            self.attribute_heads = AttributeHeads(dim, attribute_values)
+        self.metrics = nn.ModuleDict({name: RetrievalMetrics() for name in EVAL_VIEWS})
 
     # --- encoding -----------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -126,6 +150,8 @@ class RetrieverModule(L.LightningModule):
             terms["id"] = id_loss(self.classifier, image_feats, text_feats, pids)
         if self.use_mlm:
             terms["mlm"] = self._mlm_loss(text, image_tokens)
+        if self.use_attr:
+            terms["attr"] = self.hparams.attr_weight * self._attr_loss(batch, image_feats, text_feats)
         loss = sum(terms.values())
         batch_size = len(pids)
         for name, value in terms.items():
@@ -150,10 +176,20 @@ class RetrieverModule(L.LightningModule):
         logits = self.mlm(masked_tokens, image_tokens, text_padding_mask=text["attention_mask"] == 0, positions=chosen)
         return mlm_loss(logits, labels[chosen])
 
+    def _attr_loss(self, batch: dict[str, Any], image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
+        """Attribute CE on every image and on the texts that state every attribute: a partial description
+        does not say whether the person wore a hat, so its features are not asked to."""
+        labels = self.attribute_heads.labels(batch["attributes"], batch["keys"]).to(self.device)
+        image = self.attribute_heads.loss(image_feats, labels)
+        full = batch["full_text"].to(self.device)
+        if not full.any():
+            return image
+        return (image + self.attribute_heads.loss(text_feats[full], labels[full])) / 2
+
     # --- evaluation ---------------------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Any]) -> None:
         gallery = self.encode_images(batch["images"])
-        for name in ("fine", "initial"):
+        for name in EVAL_VIEWS:
             self.metrics[name].update_gallery(gallery, batch["pids"])
             texts = batch[f"{name}_texts"]
             if texts:
