@@ -191,3 +191,12 @@ class Record:
         record.image_path = d.get("image_path")
         record.validate(where)
         return record
+
+
+def evenly_spaced(records: list[Record], count: int | None) -> list[Record]:
+    """`count` records spread evenly over the split (all when None), so a subset still covers every part of it."""
+    if count is None or count >= len(records):
+        return records
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    return [records[i * len(records) // count] for i in range(count)]

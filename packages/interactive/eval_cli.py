@@ -12,7 +12,7 @@ import torch
 
 from ireid.answerer import build_witness
 from ireid.core.loader import load_records
-from ireid.core.records import Record
+from ireid.core.records import Record, evenly_spaced
 from ireid.core.shards import atomic_write_json
 from ireid.interactive.config import EvalConfig, RerankConfig, load_config
 from ireid.interactive.gallery import Gallery, encode_split
@@ -50,15 +50,6 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     if getattr(args, "rerank_ckpt", None):
         config.rerank = RerankConfig(base_ckpt=args.rerank_ckpt)
     return config
-
-
-def evenly_spaced(records: list[Record], count: int | None) -> list[Record]:
-    """`count` records spread evenly over the split (all when None), so a subset still covers every part of it."""
-    if count is None or count >= len(records):
-        return records
-    if count < 1:
-        raise ValueError(f"max_queries must be at least 1, got {count}")
-    return [records[i * len(records) // count] for i in range(count)]
 
 
 def _reranker_factory(config: EvalConfig, gallery_dir: Path):

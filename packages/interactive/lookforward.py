@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,17 +29,18 @@ from tqdm import tqdm
 from ireid.core.loader import load_records
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, TextImageRetriever
-from ireid.core.records import Record
+from ireid.core.records import Record, evenly_spaced
 from ireid.core.shards import ShardWriter, atomic_write_json, shard_paths
 from ireid.interactive.candidates import pool_size
 from ireid.interactive.gallery import Gallery, encode_split
 from ireid.interactive.retrieval import ModuleRetriever
 from ireid.interactive.session import retrieval_text_reader
-from ireid.interactive.strategies.annotated import look_forward
+from ireid.interactive.strategies.annotated import LookAhead, look_forward_ranks
 from ireid.interactive.strategies.base import RoundContext
 from ireid.selector.data import save_selector_tensors
 
 MIN_UNUSED = 2
+TARGETS = ("lookforward", "random")
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -54,8 +56,16 @@ def look_forward_batch(
     retriever: TextImageRetriever,
     max_rounds: int,
     budget: int = 200,
+    targets: str = "lookforward",
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Targets for a batch of records: per record its rounds and the arrays to store with them."""
+    """Targets for a batch of records: per record its rounds and the arrays to store with them.
+
+    `targets="random"` takes a random pair among those looking-forward tries instead of the best one: the
+    "random" question-target row of LLaVA-ReID Table 3.
+    """
+    if targets not in TARGETS:
+        raise ValueError(f"unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
     text_of = retrieval_text_reader()
     records = list(records)
     dialogues = [Dialogue(r.initial_description) for r in records]
@@ -75,9 +85,10 @@ def look_forward_batch(
         )
         top = torch.topk(scores, min(pool_size(t, budget), len(gallery)), dim=1).indices
         still = []
-        for row, (i, choice) in enumerate(zip(active, look_forward(ctx), strict=True)):
-            if choice is None:
+        for row, (i, ranks) in enumerate(zip(active, look_forward_ranks(ctx), strict=True)):
+            if not ranks:
                 continue
+            choice = _choose(ranks, targets, random.Random(f"{seed}:{records[i].key}:{t}"))
             qa = records[i].qas[choice.qa_index]
             rounds[i].append(
                 {
@@ -100,6 +111,13 @@ def look_forward_batch(
         {"key": r.key, "rounds": rounds[i], "dialogue": np.stack(embeddings[i]) if embeddings[i] else None, **arrays[i]}
         for i, r in enumerate(records)
     ]
+
+
+def _choose(ranks: dict[int, int], targets: str, rng: random.Random) -> LookAhead:
+    if targets == "random":
+        index = rng.choice(list(ranks))
+        return LookAhead(index, ranks[index])
+    return LookAhead(*min(ranks.items(), key=lambda item: item[1]))
 
 
 def _members(target: dict[str, Any], record: Record) -> dict[str, bytes]:
@@ -163,6 +181,17 @@ def selector_tensors(out: Path, split: str) -> dict[str, torch.Tensor]:
     return {"dialogue": dialogue, "candidates": candidates, "mask": mask}
 
 
+def _check_settings(out: Path, split: str, settings: dict[str, Any]) -> None:
+    """A folder is resumed only with the settings it was started with: mixed targets would train on both."""
+    path = out / f"{split}.settings.json"
+    if path.exists():
+        written = json.loads(path.read_text())
+        if written != settings:
+            raise ValueError(f"{path}: targets were built with {written}, not {settings}; use another --out")
+    else:
+        atomic_write_json(path, settings)
+
+
 def build_targets(
     retriever: TextImageRetriever,
     gallery: Gallery,
@@ -173,17 +202,20 @@ def build_targets(
     batch_size: int = 64,
     budget: int = 200,
     shard_size: int = 1000,
+    targets: str = "lookforward",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary."""
+    settings = {"targets": targets, "seed": seed, "budget": budget, "max_rounds": max_rounds}
+    _check_settings(Path(out), split, settings)
     with ShardWriter(out, split, max_samples=shard_size, resume=True) as writer:
         todo = [r for r in records if r.key not in writer.written_keys]
         for start in tqdm(range(0, len(todo), batch_size), desc="look forward", unit="batch"):
             batch = todo[start : start + batch_size]
-            for record, target in zip(
-                batch, look_forward_batch(batch, gallery, retriever, max_rounds, budget), strict=True
-            ):
+            chosen = look_forward_batch(batch, gallery, retriever, max_rounds, budget, targets, seed)
+            for record, target in zip(batch, chosen, strict=True):
                 writer.write_sample(record.key, _members(target, record))
-    summary = {"split": split, "records": len(records), "budget": budget, "rounds": summarise(out, split)}
+    summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}
     atomic_write_json(out / f"{split}.lookforward.json", summary)
     return summary
 
@@ -194,17 +226,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output shard folder (resumed when it exists)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--max-rounds", type=int, default=10)
+    parser.add_argument("--max-records", type=int, help="this many records spread evenly over the split (default all)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
+    parser.add_argument(
+        "--targets", choices=TARGETS, default="lookforward", help="best pair per round, or a random one (Table 3)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="for --targets random")
     parser.add_argument("--selector-file", type=Path, help="also write the selector's warm-up data file (.pt) here")
 
 
 def run(args: argparse.Namespace) -> int:
     retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
     gallery = encode_split(retriever, args.data, args.split)
-    records = load_records(args.data, args.split)
+    records = evenly_spaced(load_records(args.data, args.split), args.max_records)
     summary = build_targets(
-        retriever, gallery, records, args.out, args.split, args.max_rounds, args.batch_size, args.budget
+        retriever,
+        gallery,
+        records,
+        args.out,
+        args.split,
+        args.max_rounds,
+        args.batch_size,
+        args.budget,
+        targets=args.targets,
+        seed=args.seed,
     )
     print("round  dialogues  mean target rank before -> after")
     for t, row in summary["rounds"].items():

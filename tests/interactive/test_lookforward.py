@@ -93,7 +93,32 @@ def test_targets_shrink_the_rank_stop_before_the_bank_runs_out_and_resume(world,
     assert manifest["count"] == 8 and manifest["complete"]
     # The selector's warm-up rows: one per (record, round), candidates padded to the widest pool (12).
     tensors = selector_tensors(tmp_path, "train")
-    total = sum(row["dialogues"] for row in build_targets(retriever, gallery, [], tmp_path)["rounds"].values())
+    summary = build_targets(retriever, gallery, [], tmp_path, max_rounds=20, budget=12)
+    total = sum(row["dialogues"] for row in summary["rounds"].values())
     assert tensors["candidates"].shape == (total, 12, gallery.embeddings.shape[1])
     assert tensors["mask"][:, 0].all() and tensors["mask"].sum(1).max() == 12
     check_selector_tensors(tensors, "look-forward export")
+
+
+def test_random_targets_take_a_tried_pair_with_its_true_rank(world) -> None:
+    records, retriever, gallery = world
+    best = look_forward_batch(records[:6], gallery, retriever, max_rounds=1)
+    drawn = look_forward_batch(records[:6], gallery, retriever, max_rounds=1, targets="random", seed=3)
+    again = look_forward_batch(records[:6], gallery, retriever, max_rounds=1, targets="random", seed=3)
+    assert [t["rounds"] for t in drawn] == [t["rounds"] for t in again]  # seeded per record and round
+    for record, b, d in zip(records[:6], best, drawn, strict=True):
+        (chosen,) = d["rounds"]
+        qa = next(qa for qa in record.qas if qa.question == chosen["question"])
+        text = f"{record.initial_description} {clean_answer(qa.answer)}"
+        rank = target_ranks_from_scores(
+            gallery.scores(retriever.encode_text([text])), torch.tensor([record.pid]), gallery.pids
+        )
+        assert chosen["rank_after"] == int(rank[0]) >= b["rounds"][0]["rank_after"]
+    assert any(d["rounds"][0]["question"] != b["rounds"][0]["question"] for b, d in zip(best, drawn, strict=True))
+
+
+def test_a_folder_resumes_only_with_its_own_settings(world, tmp_path: Path) -> None:
+    records, retriever, gallery = world
+    build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=2, budget=12)
+    with pytest.raises(ValueError, match=r"settings\.json: targets were built with"):
+        build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=2, budget=12, targets="random")

@@ -36,13 +36,12 @@ class LookAhead:
 
 
 @torch.no_grad()
-def look_forward(ctx: RoundContext, exclude_answers_in_text: bool = True) -> list[LookAhead | None]:
-    """One-step looking-forward (LLaVA-ReID Eq. 9): per dialogue, try every unused annotated answer.
+def look_forward_ranks(ctx: RoundContext, exclude_answers_in_text: bool = True) -> list[dict[int, int]]:
+    """Per dialogue, the target's 1-based rank after each unused annotated answer: {qa index: rank}.
 
-    Each candidate answer (cleaned as the retriever will read it) is appended to the dialogue, the text is
-    encoded, and the target's best 1-based rank is taken; the pair giving the best rank wins (the earliest on
-    ties). Answers that clean to nothing, or whose text the dialogue already contains, are not tried. All
-    candidates of the batch are encoded together. None where no candidate is left.
+    Each candidate answer (cleaned as the retriever will read it) is appended to the dialogue and the text is
+    encoded. Answers that clean to nothing, or whose text the dialogue already contains, are not tried. All
+    candidates of the batch are encoded together; each dict lists its pairs in bank order.
     """
     texts: list[str] = []
     owners: list[tuple[int, int]] = []  # (dialogue index, qa index)
@@ -55,16 +54,24 @@ def look_forward(ctx: RoundContext, exclude_answers_in_text: bool = True) -> lis
                 continue
             texts.append(ctx.text_of(Dialogue(dialogue.initial, [*dialogue.turns, Turn(qa.question, qa.answer)])))
             owners.append((i, j))
-    best: list[LookAhead | None] = [None] * len(ctx.queries)
+    tried: list[dict[int, int]] = [{} for _ in ctx.queries]
     if not texts:
-        return best
+        return tried
     pids = torch.tensor([ctx.queries[i].pid for i, _ in owners], dtype=torch.long)
-    ranks = _ranks_in_chunks(ctx, texts, pids)
-    for (i, j), rank in zip(owners, ranks.tolist(), strict=True):
-        current_best = best[i]
-        if current_best is None or rank < current_best.rank:
-            best[i] = LookAhead(j, rank)
-    return best
+    for (i, j), rank in zip(owners, _ranks_in_chunks(ctx, texts, pids).tolist(), strict=True):
+        tried[i][j] = rank
+    return tried
+
+
+def look_forward(ctx: RoundContext, exclude_answers_in_text: bool = True) -> list[LookAhead | None]:
+    """One-step looking-forward (LLaVA-ReID Eq. 9): the pair whose answer ranks the target best (earliest on ties).
+
+    None where no candidate is left.
+    """
+    return [
+        LookAhead(*min(ranks.items(), key=lambda item: item[1])) if ranks else None
+        for ranks in look_forward_ranks(ctx, exclude_answers_in_text)
+    ]
 
 
 def _ranks_in_chunks(ctx: RoundContext, texts: Sequence[str], pids: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
