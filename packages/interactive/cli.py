@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ireid.core import data_cli
-from ireid.interactive import demo, eval_cli, lookforward
+from ireid.interactive import demo, eval_cli, lookforward, selection_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eval_cli.configure(interactive)
     interactive.set_defaults(run=eval_cli.run)
+    selection = eval_commands.add_parser(
+        "selection", help="LLaVA-ReID Table 3: candidate rules and question targets of the llava-reid questioner"
+    )
+    selection_cli.configure(selection)
+    selection.set_defaults(run=selection_cli.run)
     targets = commands.add_parser(
         "lookforward", help="build the questioner's training targets by one-step looking-forward (LLaVA-ReID Eq. 9)"
     )

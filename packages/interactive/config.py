@@ -27,6 +27,17 @@ class ChatIRConfig:
 
 
 @dataclass
+class LlavaReIDConfig:
+    questioner_ckpt: str = ""  # a questioner checkpoint trained on look-forward targets (joint stage: has the selector)
+    selector_ckpt: str = ""  # a selector checkpoint, when the questioner checkpoint carries none
+    random_targets_ckpt: str = ""  # Table 3's question row: a questioner trained on random targets
+    candidates: str = "selector"  # selector | top-k | k-means | uniform
+    num_select: int = 4  # images shown per round (c)
+    budget: int = 200  # the pool at round t: ceil(budget / t)
+    max_new_tokens: int = 96
+
+
+@dataclass
 class RerankConfig:
     base_ckpt: str = ""  # a retriever checkpoint whose initial-description similarity is averaged in
     weight: float = 0.5
@@ -50,6 +61,7 @@ class EvalConfig:
     )
     plugir: PlugIRConfig = field(default_factory=PlugIRConfig)
     chatir: ChatIRConfig = field(default_factory=ChatIRConfig)
+    llava_reid: LlavaReIDConfig = field(default_factory=LlavaReIDConfig)
     rerank: RerankConfig | None = None
 
     def __post_init__(self) -> None:
@@ -64,7 +76,7 @@ class EvalConfig:
         return asdict(self)
 
 
-_NESTED = {"plugir": PlugIRConfig, "chatir": ChatIRConfig, "rerank": RerankConfig}
+_NESTED = {"plugir": PlugIRConfig, "chatir": ChatIRConfig, "llava_reid": LlavaReIDConfig, "rerank": RerankConfig}
 
 
 def _section(name: str, value: Any, where: str) -> Any:

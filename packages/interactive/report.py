@@ -107,3 +107,28 @@ def write_report(results: Sequence[StrategyResult], out_dir: Path, context: dict
     atomic_write_bytes(paths["markdown"], markdown_report(results, context).encode())
     plot_rounds(results, paths["plot"])
     return paths
+
+
+# LLaVA-ReID Table 3: which setting each row varies, in the paper's order (the selector row uses look-forward targets).
+SELECTION_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("Candidate", "k-means", "llava-reid:k-means"),
+    ("Candidate", "uniform", "llava-reid:uniform"),
+    ("Candidate", "top-k", "llava-reid:top-k"),
+    ("Candidate", "selector", "llava-reid"),
+    ("Question", "random", "llava-reid:random-targets"),
+    ("Question", "look-forward", "llava-reid"),
+)
+
+
+def selection_table(results: Sequence[StrategyResult]) -> str:
+    """Image and question selection compared as LLaVA-ReID Table 3: R@1/5/10 after the last round, and BRI."""
+    by_name = {r.name: r for r in results}
+    lines = ["| Settings | | R@1 | R@5 | R@10 | BRI ↓ |", "|---|---|---:|---:|---:|---:|"]
+    for group, setting, name in SELECTION_ROWS:
+        if name not in by_name:
+            continue
+        result = by_name[name]
+        last = result.rounds[-1]
+        cells = [f"{last[m]:.2f}" for m in ("R1", "R5", "R10")]
+        lines.append("| " + " | ".join([group, setting, *cells, f"{result.bri:.3f}"]) + " |")
+    return "\n".join(lines) + "\n"

@@ -101,3 +101,32 @@ def test_image_store_names_a_missing_key() -> None:
     assert store.load(["a"])[0].size == (8, 16)
     with pytest.raises(KeyError, match="gallery: no image with key 'b'"):
         store.load(["b"])
+
+
+def test_llava_reid_strategies_need_their_checkpoints() -> None:
+    from ireid.interactive.config import EvalConfig
+    from ireid.interactive.strategies import build_strategy
+
+    with pytest.raises(ValueError, match=r"llava_reid\.questioner_ckpt"):
+        build_strategy("llava-reid:top-k", EvalConfig())
+    with pytest.raises(ValueError, match=r"llava_reid\.random_targets_ckpt"):
+        build_strategy("llava-reid:random-targets", EvalConfig())
+    with pytest.raises(ValueError, match="llava-reid:uniform"):
+        build_strategy("llava-reid:best", EvalConfig())
+
+
+def test_selection_table_has_table_3_rows_in_the_paper_order() -> None:
+    from ireid.interactive.harness import StrategyResult
+    from ireid.interactive.report import selection_table
+
+    def result(name: str, r1: float, bri: float) -> StrategyResult:
+        rounds = [{"R1": 1.0, "R5": 2.0, "R10": 3.0, "mAP": 1.0}, {"R1": r1, "R5": r1 + 10, "R10": r1 + 20, "mAP": 0}]
+        return StrategyResult(name, False, rounds, bri)
+
+    results = [result("llava-reid", 50, 1.5), result("llava-reid:top-k", 40, 2.0), result("random", 9, 3.0)]
+    lines = selection_table(results).splitlines()
+    assert lines[2:] == [
+        "| Candidate | top-k | 40.00 | 50.00 | 60.00 | 2.000 |",
+        "| Candidate | selector | 50.00 | 60.00 | 70.00 | 1.500 |",
+        "| Question | look-forward | 50.00 | 60.00 | 70.00 | 1.500 |",
+    ]

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from functools import cache
+
+from ireid.core.images import ImageStore
 from ireid.core.llm import load_chat_llm
 from ireid.core.loader import load_records
-from ireid.interactive.config import EvalConfig
+from ireid.core.protocols import CandidateSelector
+from ireid.interactive.config import EvalConfig, LlavaReIDConfig
 from ireid.interactive.strategies.annotated import OracleLookForward, RandomQuestions
 from ireid.interactive.strategies.base import QuestionStrategy, RoundContext
 from ireid.interactive.strategies.chatir import ChatIR, example_dialogues
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV
+from ireid.interactive.strategies.llava_reid import SELECTOR, LlavaReID
 
-STRATEGIES: tuple[str, ...] = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir")
+STRATEGIES: tuple[str, ...] = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir", "llava-reid")
+# LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
+LLAVA_REID_VARIANTS: tuple[str, ...] = (
+    "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform", "llava-reid:random-targets"
+)  # fmt: skip
 
 
 class InitialOnly:
@@ -39,7 +48,59 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
         llm = load_chat_llm(config.chatir.llm, tokenizer_dir=config.tokenizer_dir, batch_size=config.chatir.batch_size)
         examples = example_dialogues(load_records(config.data_dir, "train"), config.chatir.examples)
         return ChatIR(llm, examples, config.chatir.max_new_tokens)
-    raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    if name == "llava-reid" or name in LLAVA_REID_VARIANTS:
+        return build_llava_reid(name, config)
+    known = ", ".join((*STRATEGIES, *LLAVA_REID_VARIANTS))
+    raise ValueError(f"unknown strategy {name!r}; expected one of {known}")
 
 
-__all__ = ["STRATEGIES", "InitialOnly", "QuestionStrategy", "RoundContext", "build_strategy"]
+@cache
+def _questioner(ckpt: str, max_new_tokens: int):
+    from ireid.questioner.inference import LlavaReidQuestioner
+
+    return LlavaReidQuestioner.from_checkpoint(ckpt, max_new_tokens=max_new_tokens)
+
+
+@cache
+def _gallery_images(data_dir: str, split: str) -> ImageStore:
+    return ImageStore.from_shards(data_dir, split)
+
+
+def _selector(settings: LlavaReIDConfig, questioner_ckpt: str) -> CandidateSelector:
+    """The selector trained jointly with the questioner, else the one in `selector_ckpt`."""
+    from ireid.questioner.inference import load_selector
+    from ireid.selector.module import SelectorWarmup
+
+    joint = load_selector(questioner_ckpt)
+    if joint is not None:
+        return joint
+    if not settings.selector_ckpt:
+        raise ValueError(
+            f"config llava_reid: {questioner_ckpt} holds no selector; set selector_ckpt "
+            "(or pick candidates with top-k | k-means | uniform)"
+        )
+    return SelectorWarmup.load_from_checkpoint(settings.selector_ckpt, map_location="cpu", weights_only=True).selector
+
+
+def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
+    """`llava-reid` as configured, or one of its Table 3 variants (`llava-reid:<candidates>`, `:random-targets`)."""
+    settings = config.llava_reid
+    variant = name.partition(":")[2]
+    candidates = variant if variant in ("top-k", "k-means", "uniform") else settings.candidates
+    ckpt = settings.random_targets_ckpt if variant == "random-targets" else settings.questioner_ckpt
+    if not ckpt:
+        field = "random_targets_ckpt" if variant == "random-targets" else "questioner_ckpt"
+        raise ValueError(f"strategy {name!r} needs config llava_reid.{field} (a trained questioner checkpoint)")
+    selector = _selector(settings, ckpt) if candidates == SELECTOR else None
+    return LlavaReID(
+        _questioner(ckpt, settings.max_new_tokens),
+        _gallery_images(config.data_dir, config.split),
+        selector,
+        candidates=candidates,
+        num_select=settings.num_select,
+        budget=settings.budget,
+        name=name,
+    )
+
+
+__all__ = ["LLAVA_REID_VARIANTS", "STRATEGIES", "InitialOnly", "QuestionStrategy", "RoundContext", "build_strategy"]
