@@ -13,8 +13,9 @@ from typing import Any
 SPLITS = ("train", "val", "test")
 ROLES = ("query", "gallery")
 QA_TYPES = ("descriptive", "yes_no", "multiple_choice")
+MODALITIES = ("rgb", "infrared")
 MAX_TEXT_CHARS = 8192
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-/]+$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_\-/]+$")
 
 
 class RecordError(ValueError):
@@ -99,6 +100,8 @@ class Record:
 
     `pid` is contiguous from 0 within a split (what losses and metrics use); `orig_pid` keeps the
     source's own id. `role` separates query and gallery images where a source defines them (Market-1501).
+    `attributes` holds the attribute values this image shows. `clothes_id` tells a person's outfits apart
+    (cloth-changing Re-ID: same `pid`, other `clothes_id`); `modality` is the camera's ("rgb" or "infrared").
     """
 
     key: str
@@ -116,16 +119,22 @@ class Record:
     rda_groups: list[list[str]] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
     image_path: str | None = None
+    clothes_id: int = 0
+    modality: str = "rgb"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self, where: str | None = None) -> None:
         where = where or f"record {self.key!r}"
-        if not isinstance(self.key, str) or not _KEY_RE.match(self.key):
-            raise RecordError(f"{where}: field 'key': {self.key!r} must match {_KEY_RE.pattern}")
+        if not isinstance(self.key, str) or not KEY_RE.match(self.key):
+            raise RecordError(f"{where}: field 'key': {self.key!r} must match {KEY_RE.pattern}")
         _int(self.pid, "pid", where)
         _int(self.camid, "camid", where)
+        if _int(self.clothes_id, "clothes_id", where) < 0:
+            raise RecordError(f"{where}: field 'clothes_id': {self.clothes_id} is negative")
+        if self.modality not in MODALITIES:
+            raise RecordError(f"{where}: field 'modality': {self.modality!r} is not one of {MODALITIES}")
         if self.split not in SPLITS:
             raise RecordError(f"{where}: field 'split': {self.split!r} is not one of {SPLITS}")
         if self.role is not None and self.role not in ROLES:
@@ -147,7 +156,11 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["qas"] = [qa.to_dict() for qa in self.qas]
-        return {k: v for k, v in d.items() if v not in (None, [], {}, "")}
+        return {
+            k: v
+            for k, v in d.items()
+            if v not in (None, [], {}, "") and not (k in _OMITTED_DEFAULTS and v == _OMITTED_DEFAULTS[k])
+        }
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "record") -> Record:
@@ -189,6 +202,8 @@ class Record:
         record.rda_groups = [_texts(g, f"rda_groups[{i}]", where) for i, g in enumerate(groups)]
         record.attributes = dict(attributes)
         record.image_path = d.get("image_path")
+        record.clothes_id = d.get("clothes_id", 0)
+        record.modality = d.get("modality", "rgb")
         record.validate(where)
         return record
 
@@ -200,3 +215,7 @@ def evenly_spaced(records: list[Record], count: int | None) -> list[Record]:
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     return [records[i * len(records) // count] for i in range(count)]
+
+
+# Fields written only when they differ from their default, so records without them keep their bytes.
+_OMITTED_DEFAULTS: dict[str, Any] = {"clothes_id": 0, "modality": "rgb"}

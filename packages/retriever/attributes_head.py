@@ -2,7 +2,9 @@
 
 SDM only learns what separates the identities that meet in a batch; naming every attribute (glasses, logo,
 shoe type) on both the image and the full-text embedding makes the small ones part of the shared space.
-The vocabulary comes from the records' `attributes` objects, so any attribute-annotated data set works.
+The vocabulary comes from the records' `attributes` objects, so any attribute-annotated data set works. An
+attribute an image does not show (occluded, or a colour under an infrared camera) is left out of its record and
+is not supervised for that sample.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from torch import Tensor, nn
 
 from ireid.core.records import Record
 from ireid.retriever.losses import make_id_classifier
+
+IGNORE = -100
 
 
 def attribute_vocabulary(records: Iterable[Record], where: str) -> dict[str, list[str]]:
@@ -40,13 +44,17 @@ class AttributeHeads(nn.Module):
         self.heads = nn.ModuleList(make_id_classifier(dim, len(vocabulary[name])) for name in self.names)
 
     def labels(self, attributes: Sequence[Mapping[str, str]], keys: Sequence[str]) -> Tensor:
-        """[B, A] class indices of each sample's attribute values; a missing or unseen value names its sample."""
+        """[B, A] class indices of each sample's attribute values, IGNORE where the sample does not annotate one.
+
+        A value outside the vocabulary is an error naming its sample.
+        """
         rows = []
         for sample, key in zip(attributes, keys, strict=True):
             row = []
             for name in self.names:
                 if name not in sample:
-                    raise ValueError(f"record {key!r}: field 'attributes' has no {name!r} (needed by the 'attr' loss)")
+                    row.append(IGNORE)
+                    continue
                 index = self.value_index[name].get(sample[name])
                 if index is None:
                     value = sample[name]
@@ -56,6 +64,10 @@ class AttributeHeads(nn.Module):
         return torch.tensor(rows, dtype=torch.long).view(len(rows), len(self.names))
 
     def loss(self, feats: Tensor, labels: Tensor) -> Tensor:
-        """mean over attributes a of CE(W_a · feats, labels[:, a])."""
-        terms = [F.cross_entropy(head(feats), labels[:, a]) for a, head in enumerate(self.heads)]
-        return torch.stack(terms).mean()
+        """mean over attributes a of CE(W_a · feats, labels[:, a]), each over the samples that annotate a."""
+        terms = [
+            F.cross_entropy(head(feats), labels[:, a], ignore_index=IGNORE)
+            for a, head in enumerate(self.heads)
+            if (labels[:, a] != IGNORE).any()
+        ]
+        return torch.stack(terms).mean() if terms else feats.sum() * 0.0

@@ -34,12 +34,17 @@ def test_vocabulary_comes_from_the_records_sorted():
     assert attribute_vocabulary(records, "train") == TOY
 
 
-def test_missing_attributes_are_a_clear_error():
+def test_unannotated_attributes_are_ignored_and_unknown_values_are_a_clear_error():
     with pytest.raises(ValueError, match=r"shards \(train\).*'attributes'"):
         attribute_vocabulary([make_record(0), make_record(1)], "shards (train)")
     heads = toy_heads()
-    with pytest.raises(ValueError, match=r"record 'k1'.*no 'shoes'"):
-        heads.labels([{"hat": "cap", "shoes": "boots"}, {"hat": "cap"}], ["k0", "k1"])
+    labels = heads.labels([{"hat": "cap", "shoes": "boots"}, {"hat": "cap"}], ["k0", "k1"])
+    assert labels.tolist() == [[0, 0], [0, -100]]
+    feats = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    # shoes is scored on the first sample only; hat on both
+    expected = (heads.heads[0](feats).log_softmax(1)[:, 0].mean() + heads.heads[1](feats[:1]).log_softmax(1)[0, 0]) / -2
+    assert heads.loss(feats, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert heads.loss(feats, torch.full((2, 2), -100)).item() == 0.0
     with pytest.raises(ValueError, match=r"record 'k0'.*'clogs' is not in the vocabulary"):
         heads.labels([{"hat": "cap", "shoes": "clogs"}], ["k0"])
 

@@ -141,6 +141,25 @@ _SPECS = (
 ATTRIBUTES: dict[str, AttributeSpec] = {spec.name: spec for spec in _SPECS}
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
 
+# What a change of clothes re-draws: the person is seen on another occasion, in other clothes, with other
+# carried items and headwear, somewhere else. Body, face, hair and glasses stay.
+OUTFIT_ATTRIBUTES: tuple[str, ...] = (
+    "upper_type",
+    "upper_colour",
+    "upper_pattern",
+    "upper_logo",
+    "lower_type",
+    "lower_colour",
+    "shoes_type",
+    "shoes_colour",
+    "bag",
+    "hat",
+    "held_item",
+    "scene",
+)
+# Attributes that are only a colour: an infrared camera cannot show them.
+COLOUR_ATTRIBUTES: frozenset[str] = frozenset({"hair_colour", "upper_colour", "lower_colour", "shoes_colour"})
+
 
 def phrase(attribute: str, value: str) -> str:
     """The words the texts use for `value` of `attribute` ("no hat", "a short skirt", "red")."""
@@ -181,6 +200,24 @@ def sample_attributes(rng: random.Random) -> dict[str, str]:
     return chosen
 
 
+def sample_outfit(person: Mapping[str, str], rng: random.Random) -> dict[str, str]:
+    """`person` with every `OUTFIT_ATTRIBUTES` value re-drawn (conditional weights still follow gender)."""
+    chosen: dict[str, str] = {}
+    for spec in _SPECS:
+        if spec.name in OUTFIT_ATTRIBUTES:
+            chosen[spec.name] = rng.choices(spec.values, weights=spec.weights_for(chosen))[0]
+        else:
+            chosen[spec.name] = person[spec.name]
+    return chosen
+
+
+def clothes_differ(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    """Visibly other clothes: another top (type or colour) and other bottoms (type or colour)."""
+    top = a["upper_type"] != b["upper_type"] or a["upper_colour"] != b["upper_colour"]
+    bottoms = a["lower_type"] != b["lower_type"] or a["lower_colour"] != b["lower_colour"]
+    return top and bottoms
+
+
 def attribute_tuple(attributes: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(attributes[name] for name in ATTRIBUTE_NAMES)
 
@@ -204,3 +241,28 @@ def sample_identities(seed: int, count: int) -> list[dict[str, str]]:
         seen.add(key)
         identities.append(attributes)
     return identities
+
+
+def sample_outfits(seed: int, identities: list[dict[str, str]], count: int) -> list[tuple[dict[str, str], ...]]:
+    """Every identity's `count` outfits: its own attributes first, then `count - 1` changes of clothes.
+
+    A new outfit is redrawn until its clothes differ from each earlier outfit of the person and its whole tuple
+    differs from every outfit in the world, so a full description still identifies one person in one outfit.
+    """
+    if count < 1:
+        raise ValueError(f"outfits per identity must be at least 1, got {count}")
+    seen = {attribute_tuple(a) for a in identities}
+    outfits = []
+    for index, person in enumerate(identities):
+        worn = [dict(person)]
+        for outfit in range(1, count):
+            for attempt in range(1000):
+                candidate = sample_outfit(person, derive_rng(seed, "outfit", index, outfit, attempt))
+                if attribute_tuple(candidate) not in seen and all(clothes_differ(candidate, w) for w in worn):
+                    break
+            else:
+                raise RuntimeError(f"could not draw outfit {outfit} of identity {index}: vocabulary exhausted")
+            seen.add(attribute_tuple(candidate))
+            worn.append(candidate)
+        outfits.append(tuple(worn))
+    return outfits

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.core.shards import ShardError
-from ireid.core.synthetic.world import DEFAULTS, STATS_FILE, build_world, write_contact_sheet
+from ireid.core.synthetic.world import DEFAULTS, STATS_FILE, WorldOptions, build_world, write_contact_sheet
 
 INITIAL_TARGET = 5.0  # mean number of test identities an initial description fits, at least
 FINE_TARGET = 0.99  # share of test records whose fine description fits one identity only, at least
@@ -38,6 +38,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["images_per_id"],
         help=f"images (cameras) per identity (default {DEFAULTS['images_per_id']})",
     )
+    parser.add_argument(
+        "--outfits-per-id",
+        type=int,
+        default=1,
+        help="outfits per identity, worn in blocks of its images (cloth-changing Re-ID; default 1)",
+    )
+    parser.add_argument(
+        "--infrared-cameras",
+        type=int,
+        default=0,
+        help="infrared cameras after the colour ones, each seeing every identity once (default 0)",
+    )
+    parser.add_argument(
+        "--mark-occlusion",
+        action="store_true",
+        help="leave what an image does not show out of its texts and attributes "
+        "(on by itself with --outfits-per-id > 1 or --infrared-cameras > 0)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="world seed; the same seed gives identical bytes")
     parser.add_argument("--image-size", type=image_size, default=(128, 64), help="HxW in pixels (default 128x64)")
     parser.add_argument(
@@ -63,11 +81,22 @@ def format_stats(stats: dict[str, Any]) -> str:
     if ambiguity["identities"]:
         initial, fine = ambiguity["initial_consistent"], ambiguity["fine_unique_share"]
         lines += [
-            f"initial description: fits {initial['mean']:.1f} of {ambiguity['identities']} test identities on "
+            f"initial description: fits {initial['mean']:.1f} of {ambiguity['identities']} test identities"
+            + (f" ({ambiguity['outfits']} outfits)" if "outfits" in ambiguity else "")
+            + " on "
             f"average (median {initial['median']:g}, min {initial['min']}) [target >= {INITIAL_TARGET:g}: "
             f"{'met' if initial['mean'] >= INITIAL_TARGET else 'NOT met'}]",
             f"fine description: identifies exactly one test identity for {100 * fine:.1f}% of test records "
             f"[target >= {100 * FINE_TARGET:g}%: {'met' if fine >= FINE_TARGET else 'NOT met'}]",
+        ]
+    if "views" in stats:
+        views = stats["views"]
+        modalities = ", ".join(f"{name} {count}" for name, count in views["modalities"].items())
+        outfits = ", ".join(f"{name}: {count}" for name, count in views["outfits"].items())
+        hidden = ", ".join(f"{name} {100 * share:.1f}%" for name, share in views["hidden_share"].items())
+        lines += [
+            f"images per modality: {modalities}; per outfit {outfits}",
+            f"attributes hidden (occluded or infrared): {hidden or 'none'}",
         ]
     qa = stats["qa"]
     shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in qa["type_shares"].items())
@@ -81,6 +110,7 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        options = WorldOptions(args.outfits_per_id, args.infrared_cameras, args.mark_occlusion)
         stats = build_world(
             args.out,
             ids_train=args.ids_train,
@@ -92,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             shard_size=args.shard_size,
             resume=args.resume,
             progress=not args.quiet,
+            options=options,
         )
     except (ShardError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

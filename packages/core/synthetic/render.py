@@ -4,6 +4,10 @@ Shapes are drawn at twice the output size and downsampled with a Lanczos filter,
 every edge at once. Sizes are fractions of the person's height, so any output size works. Randomness
 comes only from seeds derived from (seed, identity, image), so an image never depends on what was drawn
 before it: resumed runs match uninterrupted ones byte for byte.
+
+Cameras 0 to `NUM_CAMERAS - 1` see colour; the cameras after them are infrared: one intensity channel in
+which fabric brightness follows an emissivity-like value per dye rather than its visible lightness, warm skin
+is bright, hair is dark whatever its colour, and the background is dim (`INFRARED_*` tables).
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ import io
 import itertools
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
-from ireid.core.synthetic.attributes import ATTRIBUTES, derive_rng, derive_seed
+from ireid.core.synthetic.attributes import ATTRIBUTES, COLOUR_ATTRIBUTES, derive_rng, derive_seed
 
 NUM_CAMERAS = 6
 SUPERSAMPLE = 2
@@ -56,11 +60,40 @@ ACCESSORY_RGB: tuple[RGB, ...] = (
 )
 OCCLUDERS = ("pole", "bin", "car", "passer-by")
 
+# Infrared intensities (0-255). Fabric: an emissivity/reflectance-like value per dye, deliberately unrelated to
+# visible lightness (black dye dark, most others bright and hard to tell apart), so colour cannot be read back.
+INFRARED_FABRIC: dict[str, int] = {
+    "black": 78,
+    "white": 196,
+    "grey": 150,
+    "red": 188,
+    "orange": 192,
+    "yellow": 200,
+    "green": 132,
+    "blue": 104,
+    "purple": 168,
+    "pink": 204,
+    "brown": 146,
+    "beige": 184,
+}
+INFRARED_LAYER = {"coat": 0.82, "jacket": 0.88}  # thick outer layers are cooler at the surface
+INFRARED_SHOES = 0.55  # footwear is far from body heat
+INFRARED_SKIN = 236
+INFRARED_HAIR = 70  # the same for every hair colour
+INFRARED_BACKGROUND = (18.0, 0.35)  # offset + factor × visible luminance: a dim, low-contrast scene
+if set(COLOUR_RGB) - set(INFRARED_FABRIC):
+    raise RuntimeError(f"colours without infrared intensities: {sorted(set(COLOUR_RGB) - set(INFRARED_FABRIC))}")
+
 _UNPAINTED = {v for n in ("upper_colour", "lower_colour", "shoes_colour") for v in ATTRIBUTES[n].values} - set(
     COLOUR_RGB
 )
 if _UNPAINTED or set(ATTRIBUTES["hair_colour"].values) - set(HAIR_RGB):
     raise RuntimeError(f"colours without RGB values: {sorted(_UNPAINTED)} or hair colours missing from HAIR_RGB")
+
+
+_SHOE_TOP = {"boots": 0.83, "sneakers": 0.935, "sandals": 0.94, "leather shoes": 0.945}  # in person heights
+_CAR_TOP = 0.8  # share of the frame height where a car occluder starts
+_VISIBLE_SHARE = 0.01  # a part shows when this share of the frame height of it is uncovered
 
 
 @dataclass(frozen=True)
@@ -74,6 +107,7 @@ class Camera:
     noise: float
     blur: float
     scale: float  # person height as a share of the frame height
+    infrared: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +135,24 @@ class Shot:
     noise_seed: int
 
 
+def is_infrared(camid: int) -> bool:
+    """Cameras after the `NUM_CAMERAS` colour cameras are infrared."""
+    return camid >= NUM_CAMERAS
+
+
 def camera(seed: int, camid: int) -> Camera:
     rng = derive_rng(seed, "camera", camid)
+    if is_infrared(camid):
+        return Camera(
+            camid=camid,
+            brightness=rng.uniform(0.85, 1.1),
+            cast=(1.0, 1.0, 1.0),
+            contrast=rng.uniform(0.9, 1.2),
+            noise=rng.uniform(2.0, 5.0),
+            blur=rng.choice((0.0, 0.45, 0.6)),
+            scale=rng.uniform(0.76, 0.86),
+            infrared=True,
+        )
     return Camera(
         camid=camid,
         brightness=rng.uniform(0.78, 1.18),
@@ -114,15 +164,20 @@ def camera(seed: int, camid: int) -> Camera:
     )
 
 
-def identity_look(seed: int, identity: int) -> Look:
+def identity_look(seed: int, identity: int, outfit: int = 0) -> Look:
+    """Skin and build belong to the person; another outfit (`outfit` > 0) brings other accessory colours."""
     rng = derive_rng(seed, "look", identity)
-    return Look(
+    look = Look(
         skin=rng.choice(SKIN_TONES),
         hat=rng.choice(ACCESSORY_RGB),
         bag=rng.choice(ACCESSORY_RGB),
         item=rng.choice(ACCESSORY_RGB),
         build=rng.uniform(0.94, 1.08),
     )
+    if outfit == 0:
+        return look
+    rng = derive_rng(seed, "look", identity, "outfit", outfit)
+    return replace(look, hat=rng.choice(ACCESSORY_RGB), bag=rng.choice(ACCESSORY_RGB), item=rng.choice(ACCESSORY_RGB))
 
 
 def plan_shot(seed: int, identity: int, image: int, camid: int) -> Shot:
@@ -138,6 +193,20 @@ def plan_shot(seed: int, identity: int, image: int, camid: int) -> Shot:
         layout_seed=derive_seed(seed, "layout", identity, image),
         noise_seed=derive_seed(seed, "noise", identity, image),
     )
+
+
+def hidden_attributes(attributes: Mapping[str, str], shot: Shot) -> frozenset[str]:
+    """Attributes that this image does not show: colours under an infrared camera, shorts under a coat, and
+    shoes behind a car (unless boot shafts rise above its roof). The geometry is the one `render` draws."""
+    hidden = set(COLOUR_ATTRIBUTES) if shot.camera.infrared else set()
+    if attributes["upper_type"] == "coat" and attributes["lower_type"] == "shorts":
+        hidden |= {"lower_type", "lower_colour"}
+    if shot.occluder == "car":
+        feet = 0.965 + shot.dy
+        shoe_top = feet - (1 - _SHOE_TOP[attributes["shoes_type"]]) * shot.scale * _height_factor(attributes)
+        if shoe_top > _CAR_TOP - _VISIBLE_SHARE:
+            hidden |= {"shoes_type", "shoes_colour"}
+    return frozenset(hidden)
 
 
 def _shade(colour: RGB, factor: float) -> RGB:
@@ -295,8 +364,7 @@ if set(SCENES) != set(ATTRIBUTES["scene"].values):
 # ---------------------------------------------------------------------------------------------- person
 
 
-def _legs(p: _Painter, a: Mapping[str, str], b: _Body, skin: RGB) -> None:
-    colour = COLOUR_RGB[a["lower_colour"]]
+def _legs(p: _Painter, a: Mapping[str, str], b: _Body, skin: RGB, colour: RGB) -> None:
     hem = {"trousers": 0.93, "shorts": 0.66}.get(a["lower_type"], 0.0)
     half = b.hips / 2
     for side in (-1, 1):
@@ -314,8 +382,7 @@ def _legs(p: _Painter, a: Mapping[str, str], b: _Body, skin: RGB) -> None:
         p.line([(-half - flare, length), (half + flare, length)], 0.008, _shade(colour, 0.75))
 
 
-def _shoes(p: _Painter, a: Mapping[str, str], skin: RGB) -> None:
-    colour = COLOUR_RGB[a["shoes_colour"]]
+def _shoes(p: _Painter, a: Mapping[str, str], skin: RGB, colour: RGB) -> None:
     kind = a["shoes_type"]
     for side in (-1, 1):
         inner, outer = side * 0.02, side * 0.118
@@ -374,9 +441,8 @@ def _split_path(points: list[tuple[float, float]], share: float) -> list[tuple[f
     return out
 
 
-def _upper(p: _Painter, a: Mapping[str, str], b: _Body, look: Look, mask: ImageDraw.ImageDraw) -> None:
+def _upper(p: _Painter, a: Mapping[str, str], b: _Body, look: Look, colour: RGB, mask: ImageDraw.ImageDraw) -> None:
     """Torso and arms; the garment parts also go into `mask`, through which the pattern is painted."""
-    colour = COLOUR_RGB[a["upper_colour"]]
     kind = a["upper_type"]
     s, w = b.shoulders / 2, b.waist / 2
     hem, flare = {"coat": (0.7, 0.035), "jacket": (0.48, 0.0)}.get(kind, (0.5, 0.0))
@@ -396,7 +462,7 @@ def _upper(p: _Painter, a: Mapping[str, str], b: _Body, look: Look, mask: ImageD
         p.ellipse(hand[0] - r, hand[1] - r, hand[0] + r, hand[1] + r, look.skin)
 
 
-def _pattern(p: _Painter, a: Mapping[str, str], mask: Image.Image) -> None:
+def _pattern(p: _Painter, a: Mapping[str, str], colour: RGB, mask: Image.Image) -> None:
     kind = a["upper_pattern"]
     if kind == "plain":
         return
@@ -415,11 +481,10 @@ def _pattern(p: _Painter, a: Mapping[str, str], mask: Image.Image) -> None:
         for row, y in enumerate(range(round(p.top) % step, height, step)):
             for x in range(round(p.cx) % step + (step // 2) * (row % 2), width, step):
                 draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    p.image.paste(_contrast(COLOUR_RGB[a["upper_colour"]]), (0, 0), ImageChops.multiply(ink, mask))
+    p.image.paste(_contrast(colour), (0, 0), ImageChops.multiply(ink, mask))
 
 
-def _upper_details(p: _Painter, a: Mapping[str, str], b: _Body) -> None:
-    colour = COLOUR_RGB[a["upper_colour"]]
+def _upper_details(p: _Painter, a: Mapping[str, str], b: _Body, colour: RGB) -> None:
     kind, dark, detail = a["upper_type"], _shade(colour, 0.7), _contrast(colour)
     w = b.waist / 2
     if kind == "t-shirt":
@@ -449,10 +514,9 @@ def _upper_details(p: _Painter, a: Mapping[str, str], b: _Body) -> None:
         p.rect(-w - 0.01, 0.47, w + 0.01, 0.49, dark)
 
 
-def _logo(p: _Painter, a: Mapping[str, str]) -> None:
+def _logo(p: _Painter, a: Mapping[str, str], garment: RGB) -> None:
     if a["upper_logo"] != "yes":
         return
-    garment = COLOUR_RGB[a["upper_colour"]]
     candidates = ((250, 250, 250), (250, 210, 0), (220, 20, 30), (20, 20, 20), (0, 170, 220))
     colour = max(candidates, key=lambda c: sum(abs(x - y) for x, y in zip(c, garment, strict=True)))
     u, v = 0.058, 0.3
@@ -482,15 +546,14 @@ def _bag_front(p: _Painter, a: Mapping[str, str], b: _Body, look: Look) -> None:
         p.poly([(hu - 0.055, 0.49), (hu + 0.055, 0.49), (hu + 0.065, 0.6), (hu - 0.065, 0.6)], look.bag)
 
 
-def _hair_behind(p: _Painter, a: Mapping[str, str]) -> None:
+def _hair_behind(p: _Painter, a: Mapping[str, str], hair: RGB) -> None:
     """Hair hanging down the back, seen beside the neck above the shoulders (drawn before the torso)."""
     if a["hair_length"] != "short":
         bottom = 0.2 if a["hair_length"] == "shoulder-length" else 0.36
-        p.rect(-0.068, 0.03, 0.068, bottom, HAIR_RGB[a["hair_colour"]], radius=0.04)
+        p.rect(-0.068, 0.03, 0.068, bottom, hair, radius=0.04)
 
 
-def _head(p: _Painter, a: Mapping[str, str], b: _Body, look: Look) -> None:
-    hair = HAIR_RGB[a["hair_colour"]]
+def _head(p: _Painter, a: Mapping[str, str], b: _Body, look: Look, hair: RGB) -> None:
     length = a["hair_length"]
     p.rect(-0.022, 0.1, 0.022, b.neck_v + 0.05, _shade(look.skin, 0.9))
     p.ellipse(-0.05, 0.015, 0.05, 0.14, look.skin)
@@ -578,11 +641,67 @@ def _camera_effects(image: Image.Image, shot: Shot) -> Image.Image:
     if cam.blur:
         image = image.filter(ImageFilter.GaussianBlur(cam.blur))
     pixels = np.asarray(image, dtype=np.float32)
+    if cam.infrared:  # one intensity channel; details drawn in colour (eyes, cup, occluders) keep their luminance
+        pixels = _luminance(pixels)[..., None]
     pixels = (pixels - 128.0) * cam.contrast + 128.0
-    pixels *= cam.brightness * np.asarray(cam.cast, dtype=np.float32)
+    pixels *= cam.brightness * np.asarray(cam.cast[: pixels.shape[2]], dtype=np.float32)
     rng = np.random.default_rng(shot.noise_seed)
     pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(cam.noise)
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+    pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(pixels, 3, axis=2) if cam.infrared else pixels, "RGB")
+
+
+def _luminance(pixels: np.ndarray) -> np.ndarray:
+    return pixels @ np.asarray((0.299, 0.587, 0.114), dtype=np.float32)
+
+
+def _grey(value: float) -> RGB:
+    v = max(0, min(255, round(value)))
+    return (v, v, v)
+
+
+@dataclass(frozen=True)
+class Paint:
+    """The colours garments and hair are drawn in: their visible colours, or infrared intensities."""
+
+    upper: RGB
+    lower: RGB
+    shoes: RGB
+    hair: RGB
+
+
+def paint(attributes: Mapping[str, str], look: Look, infrared: bool) -> tuple[Paint, Look]:
+    """Garment and hair colours, and `look` with skin and accessory colours, as the camera's sensor sees them."""
+    if not infrared:
+        return (
+            Paint(
+                upper=COLOUR_RGB[attributes["upper_colour"]],
+                lower=COLOUR_RGB[attributes["lower_colour"]],
+                shoes=COLOUR_RGB[attributes["shoes_colour"]],
+                hair=HAIR_RGB[attributes["hair_colour"]],
+            ),
+            look,
+        )
+    upper = INFRARED_FABRIC[attributes["upper_colour"]] * INFRARED_LAYER.get(attributes["upper_type"], 1.0)
+    colours = Paint(
+        upper=_grey(upper),
+        lower=_grey(INFRARED_FABRIC[attributes["lower_colour"]]),
+        shoes=_grey(INFRARED_FABRIC[attributes["shoes_colour"]] * INFRARED_SHOES),
+        hair=_grey(INFRARED_HAIR),
+    )
+
+    def carried(colour: RGB) -> RGB:  # bags, hats and held items: unheated, dim
+        return _grey(30 + 0.4 * float(_luminance(np.asarray(colour, dtype=np.float32))))
+
+    return colours, replace(
+        look, skin=_grey(INFRARED_SKIN), hat=carried(look.hat), bag=carried(look.bag), item=carried(look.item)
+    )
+
+
+def _infrared_background(image: Image.Image) -> Image.Image:
+    offset, factor = INFRARED_BACKGROUND
+    grey = offset + factor * _luminance(np.asarray(image, dtype=np.float32))
+    return Image.fromarray(np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2), "RGB")
 
 
 def render(attributes: Mapping[str, str], look: Look, shot: Shot, size: tuple[int, int] = (128, 64)) -> Image.Image:
@@ -592,6 +711,10 @@ def render(attributes: Mapping[str, str], look: Look, shot: Shot, size: tuple[in
     layout = random.Random(shot.layout_seed)
     image = Image.new("RGB", (W, H))
     SCENES[attributes["scene"]](ImageDraw.Draw(image), W, H, layout)
+    infrared = shot.camera.infrared
+    if infrared:
+        image = _infrared_background(image)
+    colours, look = paint(attributes, look, infrared)
 
     person_h = H * shot.scale * _height_factor(attributes)
     feet = H * (0.965 + shot.dy)
@@ -599,15 +722,15 @@ def render(attributes: Mapping[str, str], look: Look, shot: Shot, size: tuple[in
     body = _body(attributes, look)
     mask = Image.new("L", image.size, 0)
     _bag_behind(p, attributes, body, look)
-    _hair_behind(p, attributes)
-    _legs(p, attributes, body, look.skin)
-    _shoes(p, attributes, look.skin)
-    _upper(p, attributes, body, look, ImageDraw.Draw(mask))
-    _pattern(p, attributes, mask)
-    _upper_details(p, attributes, body)
-    _logo(p, attributes)
+    _hair_behind(p, attributes, colours.hair)
+    _legs(p, attributes, body, look.skin, colours.lower)
+    _shoes(p, attributes, look.skin, colours.shoes)
+    _upper(p, attributes, body, look, colours.upper, ImageDraw.Draw(mask))
+    _pattern(p, attributes, colours.upper, mask)
+    _upper_details(p, attributes, body, colours.upper)
+    _logo(p, attributes, colours.upper)
     _bag_front(p, attributes, body, look)
-    _head(p, attributes, body, look)
+    _head(p, attributes, body, look, colours.hair)
     _glasses(p, attributes)
     _hat(p, attributes, look)
     _held(p, attributes, body, look)
@@ -628,7 +751,15 @@ def encode_jpeg(image: Image.Image) -> bytes:
 
 
 def render_image(
-    attributes: Mapping[str, str], *, seed: int, identity: int, image: int, camid: int, size: tuple[int, int]
+    attributes: Mapping[str, str],
+    *,
+    seed: int,
+    identity: int,
+    image: int,
+    camid: int,
+    size: tuple[int, int],
+    outfit: int = 0,
 ) -> Image.Image:
-    """Image `image` of identity `identity` through camera `camid`, from seeds alone."""
-    return render(attributes, identity_look(seed, identity), plan_shot(seed, identity, image, camid), size)
+    """Image `image` of identity `identity` (wearing outfit `outfit`, whose values `attributes` are) through
+    camera `camid`, from seeds alone."""
+    return render(attributes, identity_look(seed, identity, outfit), plan_shot(seed, identity, image, camid), size)

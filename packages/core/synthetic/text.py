@@ -5,7 +5,9 @@ fine description restates it and then states every attribute, including absences
 so it fits one identity only. Each attribute the initial description leaves out gets one sub-caption
 and one question-answer pair (descriptive / yes-no with a right or wrong assumption / multiple choice).
 Attribute values always appear as their `phrase` from `attributes.py`, so they can be parsed back.
-Needs no images: the whole text side of a world can be generated and checked on its own.
+Attributes an image does not show (`hidden`: colours under an infrared camera, occluded garments) are left
+out of that image's texts. Needs no images: the whole text side of a world can be generated and checked on
+its own.
 """
 
 from __future__ import annotations
@@ -275,7 +277,7 @@ def _lower_first(sentence: str) -> str:
 
 
 def yes_no_answer(positive: bool, statement: str) -> str:
-    """"Yes, <statement>" when the question's assumption is right, else "No, <statement of the truth>"."""
+    """ "Yes, <statement>" when the question's assumption is right, else "No, <statement of the truth>"."""
     return ("Yes, " if positive else "No, ") + _lower_first(statement)
 
 
@@ -292,9 +294,11 @@ def initial_candidates(attributes: Mapping[str, str]) -> list[str]:
     ]
 
 
-def choose_mentioned(attributes: Mapping[str, str], rng: random.Random) -> tuple[str, ...]:
+def choose_mentioned(
+    attributes: Mapping[str, str], rng: random.Random, hidden: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
     """Gender plus one weighted attribute: about two facts, so many identities fit (ambiguity by design)."""
-    candidates = initial_candidates(attributes)
+    candidates = [name for name in initial_candidates(attributes) if name not in hidden]
     extra = rng.choices(candidates, weights=[INITIAL_CHOICES[c][0] for c in candidates])[0]
     return ("gender", extra)
 
@@ -314,22 +318,26 @@ def statement(attributes: Mapping[str, str], attribute: str, rng: random.Random)
     return template.format(**_fields(attributes, attribute, attributes[attribute]))
 
 
-def _adorned(noun_phrase: str, *adjectives: str) -> str:
+def adorned(noun_phrase: str, *adjectives: str) -> str:
     """Put adjectives after the article: ("a short skirt", "grey") -> "a grey short skirt"."""
     words = " ".join((*adjectives, bare(noun_phrase)))
     return f"{article(words)} {words}" if bare(noun_phrase) != noun_phrase else words
 
 
-def _fine_sentences(a: Mapping[str, str], rng: random.Random) -> list[str]:
-    """Group sentences that together state every attribute except gender (named by the subject)."""
+def _fine_sentences(a: Mapping[str, str], rng: random.Random, hidden: frozenset[str] = frozenset()) -> list[str]:
+    """Group sentences that together state every shown attribute except gender (named by the subject)."""
     f = _fields(a)
-    hair = f"{a['hair_length']} {a['hair_colour']} hair"
+
+    def shown(*names: str) -> list[str]:
+        return [a[name] for name in names if name not in hidden]
+
+    hair = " ".join([*shown("hair_length", "hair_colour"), "hair"])
     age = a["age"]
-    top = _adorned(phrase("upper_type", a["upper_type"]), a["upper_pattern"], a["upper_colour"])
+    top = adorned(phrase("upper_type", a["upper_type"]), *shown("upper_pattern", "upper_colour"))
     logo = "with a logo on the front" if a["upper_logo"] == "yes" else "with no logo"
-    lower = _adorned(phrase("lower_type", a["lower_type"]), a["lower_colour"])
-    shoes = f"{a['shoes_colour']} {a['shoes_type']}"
-    sentences = [
+    lower = adorned(phrase("lower_type", a["lower_type"]), *shown("lower_colour"))
+    shoes = " ".join(shown("shoes_colour", "shoes_type"))
+    groups = [
         rng.choice(
             (
                 f"{f['S']} looked {age} and had {hair}.",
@@ -340,7 +348,10 @@ def _fine_sentences(a: Mapping[str, str], rng: random.Random) -> list[str]:
         rng.choice((f"{f['S']} wore {lower}.", f"Below the waist {f['s']} had on {lower}.")),
         rng.choice((f"{f['S']} wore {shoes}.", f"On {f['p']} feet {f['s']} had {shoes}.")),
     ]
-    accessories = [statement(a, name, rng) for name in ("bag", "held_item", "hat", "glasses")]
+    # A group about a hidden garment (shorts under a coat, shoes behind a car) is left out.
+    about = (None, None, "lower_type", "shoes_type")
+    sentences = [s for s, garment in zip(groups, about, strict=True) if garment not in hidden]
+    accessories = [statement(a, name, rng) for name in ("bag", "held_item", "hat", "glasses") if name not in hidden]
     rng.shuffle(accessories)
     return [*sentences, *accessories, statement(a, "scene", rng)]
 
@@ -402,11 +413,22 @@ def make_qa(a: Mapping[str, str], attribute: str, sub_caption: str, qtype: str, 
     return QA(question=question, answer=sub_caption, qtype="descriptive", attribute=attribute)
 
 
-def describe(attributes: Mapping[str, str], mentioned: tuple[str, ...], rng: random.Random) -> Texts:
-    """All texts of one image of an identity; `rng` picks templates, Q&A types and their order."""
+def describe(
+    attributes: Mapping[str, str],
+    mentioned: tuple[str, ...],
+    rng: random.Random,
+    hidden: frozenset[str] = frozenset(),
+) -> Texts:
+    """All texts of one image of an identity; `rng` picks templates, Q&A types and their order.
+
+    Attributes in `hidden` (not shown by this image) are neither stated nor asked about; `mentioned` must
+    name shown attributes only.
+    """
+    if hidden & set(mentioned):
+        raise ValueError(f"the initial description cannot name hidden attributes {sorted(hidden & set(mentioned))}")
     initial = initial_description(attributes, mentioned, rng)
-    fine = " ".join([initial, *_fine_sentences(attributes, rng)])
-    asked = [name for name in ATTRIBUTE_NAMES if name not in mentioned]
+    fine = " ".join([initial, *_fine_sentences(attributes, rng, hidden)])
+    asked = [name for name in ATTRIBUTE_NAMES if name not in mentioned and name not in hidden]
     sub_captions = [statement(attributes, name, rng) for name in asked]
     eligible, ineligible = qa_type_probabilities(len(asked), sum(_can_choose(n) for n in asked))
     qas = []
@@ -419,16 +441,19 @@ def describe(attributes: Mapping[str, str], mentioned: tuple[str, ...], rng: ran
 
 
 def mentioned_attributes(record: Record) -> tuple[str, ...]:
-    """What a synthetic record's initial description names: every attribute its Q&A bank does not ask about."""
+    """What a synthetic record's initial description names: every attribute the image shows (its `attributes`)
+    that its Q&A bank does not ask about."""
     asked = {qa.attribute for qa in record.qas}
-    return tuple(name for name in ATTRIBUTE_NAMES if name not in asked)
+    return tuple(name for name in ATTRIBUTE_NAMES if name not in asked and name in record.attributes)
 
 
-def rda_groups(attributes: Mapping[str, str], initial: str) -> list[list[str]]:
-    """ICL's RDA material for one record: the initial description, then per attribute every template's
+def rda_groups(attributes: Mapping[str, str], initial: str, hidden: frozenset[str] = frozenset()) -> list[list[str]]:
+    """ICL's RDA material for one record: the initial description, then per shown attribute every template's
     sentence for it (paraphrases of one fact). Deterministic: all templates, no random choice."""
     groups = [[initial]]
     for name, templates in TEMPLATES.items():
+        if name in hidden:
+            continue
         fields = _fields(attributes, name, attributes[name])
         groups.append(sorted({template.format(**fields) for template in templates.statements}))
     return groups

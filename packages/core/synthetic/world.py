@@ -2,14 +2,20 @@
 
 Texts are made without images (`plan_identities` + `make_record`), so the text side and its ambiguity
 statistics can be produced and tested on their own; `build_world` adds the pictures and writes shards.
+
+`WorldOptions` adds what cloth-changing and visible-infrared Re-ID need: changes of clothes, infrared
+cameras, and per-image visibility annotations. Left at their defaults, the world is byte-identical to one
+built without them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +26,59 @@ from tqdm import tqdm
 from ireid.core.loader import iter_samples
 from ireid.core.records import QA_TYPES, SPLITS, Record, make_key
 from ireid.core.shards import DatasetWriter, atomic_write_bytes, atomic_write_json
-from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, derive_rng, sample_identities
-from ireid.core.synthetic.render import NUM_CAMERAS, encode_jpeg, render_image
+from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, derive_rng, sample_identities, sample_outfits
+from ireid.core.synthetic.render import (
+    NUM_CAMERAS,
+    encode_jpeg,
+    hidden_attributes,
+    is_infrared,
+    plan_shot,
+    render_image,
+)
 from ireid.core.synthetic.text import choose_mentioned, describe, mentioned_attributes, rda_groups
 
 SOURCE = "synthetic"
 DEFAULTS = {"ids_train": 2000, "ids_val": 100, "ids_test": 200, "images_per_id": 4, "shard_size": 500}
 STATS_FILE = "stats.json"
+
+
+@dataclass(frozen=True)
+class WorldOptions:
+    """What the world adds for cloth-changing and visible-infrared Re-ID.
+
+    `outfits_per_id`: outfits per person (the first is the identity's own attributes; each further one
+    re-draws clothes, carried items, headwear and place), worn in consecutive blocks of the colour images.
+    `infrared_cameras`: cameras after the colour ones; each sees every person once, in outfit
+    `camera % outfits_per_id`. `mark_occlusion`: leave out of an image's texts and `attributes` what it
+    does not show (colours are always left out of infrared images); on by itself whenever either option is.
+    """
+
+    outfits_per_id: int = 1
+    infrared_cameras: int = 0
+    mark_occlusion: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outfits_per_id < 1:
+            raise ValueError(f"outfits_per_id must be at least 1, got {self.outfits_per_id}")
+        if self.infrared_cameras < 0:
+            raise ValueError(f"infrared_cameras must be >= 0, got {self.infrared_cameras}")
+
+    @property
+    def annotate_visibility(self) -> bool:
+        return self.mark_occlusion or self.outfits_per_id > 1 or self.infrared_cameras > 0
+
+    def config(self) -> dict[str, Any]:
+        """The options that differ from their defaults (what `stats.json` records)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(WorldOptions, k)}
+
+
+@dataclass(frozen=True)
+class View:
+    """One image of a person: its index among the person's images, the camera, and the outfit worn."""
+
+    image: int
+    camid: int
+    outfit: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,24 +89,31 @@ class Identity:
     split: str
     pid: int
     attributes: Mapping[str, str]
-    mentioned: tuple[str, ...]  # what every initial description of this person names
+    mentioned: tuple[str, ...]  # what every initial description of this person (first outfit) names
+    other_outfits: tuple[Mapping[str, str], ...] = ()  # changes of clothes: outfits 1, 2, ...
 
     @property
     def orig_pid(self) -> str:
         return f"syn{self.index:06d}"
 
+    @property
+    def outfits(self) -> tuple[Mapping[str, str], ...]:
+        return (self.attributes, *self.other_outfits)
 
-def plan_identities(seed: int, ids_train: int, ids_val: int, ids_test: int) -> list[Identity]:
+
+def plan_identities(seed: int, ids_train: int, ids_val: int, ids_test: int, outfits_per_id: int = 1) -> list[Identity]:
     """Draw unique identities and split them disjointly: the first `ids_train` train, then val, then test."""
     counts = {"train": ids_train, "val": ids_val, "test": ids_test}
     if min(counts.values()) < 0 or sum(counts.values()) == 0:
         raise ValueError(f"identity counts must be >= 0 and not all 0, got {counts}")
     attributes = sample_identities(seed, sum(counts.values()))
+    outfits = sample_outfits(seed, attributes, outfits_per_id) if outfits_per_id > 1 else None
     identities, index = [], 0
     for split, count in counts.items():
         for pid in range(count):
             mentioned = choose_mentioned(attributes[index], derive_rng(seed, "mentioned", index))
-            identities.append(Identity(index, split, pid, attributes[index], mentioned))
+            others = outfits[index][1:] if outfits else ()
+            identities.append(Identity(index, split, pid, attributes[index], mentioned, others))
             index += 1
     return identities
 
@@ -66,9 +125,42 @@ def camera_ids(seed: int, identity: int, images_per_id: int) -> list[int]:
     return [order[i % NUM_CAMERAS] for i in range(images_per_id)]
 
 
-def make_record(identity: Identity, image: int, camid: int, seed: int) -> Record:
-    """The annotations of one image; texts vary per image (templates), attributes do not."""
-    texts = describe(identity.attributes, identity.mentioned, derive_rng(seed, "text", identity.index, image))
+def views(seed: int, identity: int, images_per_id: int, options: WorldOptions = WorldOptions()) -> list[View]:
+    """A person's images: colour cameras first (outfits in consecutive blocks), then one per infrared camera."""
+    if options.outfits_per_id > images_per_id:
+        raise ValueError(
+            f"outfits_per_id ({options.outfits_per_id}) exceeds images_per_id ({images_per_id}): "
+            "every outfit needs a colour image"
+        )
+    shots = [
+        View(image, camid, image * options.outfits_per_id // images_per_id)
+        for image, camid in enumerate(camera_ids(seed, identity, images_per_id))
+    ]
+    shots += [
+        View(images_per_id + c, NUM_CAMERAS + c, c % options.outfits_per_id) for c in range(options.infrared_cameras)
+    ]
+    return shots
+
+
+def make_record(
+    identity: Identity, image: int, camid: int, seed: int, *, outfit: int = 0, annotate_visibility: bool = False
+) -> Record:
+    """The annotations of one image; texts vary per image (templates), attributes only with the outfit.
+
+    With `annotate_visibility` (always for an infrared camera) what the image does not show is left out of
+    its texts and `attributes`.
+    """
+    attributes = identity.outfits[outfit]
+    hidden: frozenset[str] = frozenset()
+    if annotate_visibility or is_infrared(camid):
+        hidden = hidden_attributes(attributes, plan_shot(seed, identity.index, image, camid))
+    mentioned = identity.mentioned
+    if outfit:
+        mentioned = choose_mentioned(attributes, derive_rng(seed, "mentioned", identity.index, "outfit", outfit))
+    if hidden & set(mentioned):
+        rng = derive_rng(seed, "mentioned", identity.index, "outfit", outfit, "shown", *sorted(hidden))
+        mentioned = choose_mentioned(attributes, rng, hidden)
+    texts = describe(attributes, mentioned, derive_rng(seed, "text", identity.index, image), hidden)
     return Record(
         key=make_key(identity.split, f"{identity.orig_pid}_{image:02d}"),
         pid=identity.pid,
@@ -81,17 +173,28 @@ def make_record(identity: Identity, image: int, camid: int, seed: int) -> Record
         fine_description=texts.fine,
         sub_captions=list(texts.sub_captions),
         qas=list(texts.qas),
-        rda_groups=rda_groups(identity.attributes, texts.initial),
-        attributes=dict(identity.attributes),
+        rda_groups=rda_groups(attributes, texts.initial, hidden),
+        attributes={name: value for name, value in attributes.items() if name not in hidden},
+        clothes_id=outfit,
+        modality="infrared" if is_infrared(camid) else "rgb",
     )
 
 
-def world_records(seed: int, identities: Iterable[Identity], images_per_id: int) -> list[Record]:
+def world_records(
+    seed: int, identities: Iterable[Identity], images_per_id: int, options: WorldOptions = WorldOptions()
+) -> list[Record]:
     """Every record of the world without rendering an image, in the order `build_world` writes them."""
     return [
-        make_record(identity, image, camid, seed)
+        make_record(
+            identity,
+            view.image,
+            view.camid,
+            seed,
+            outfit=view.outfit,
+            annotate_visibility=options.annotate_visibility,
+        )
         for identity in identities
-        for image, camid in enumerate(camera_ids(seed, identity.index, images_per_id))
+        for view in views(seed, identity.index, images_per_id, options)
     ]
 
 
@@ -99,28 +202,46 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
 
 
-def ambiguity_stats(records: Sequence[Record], split: str = "test") -> dict[str, Any]:
+def ambiguity_stats(
+    records: Sequence[Record], split: str = "test", people: Mapping[Hashable, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
     """How many identities of `split` fit each record's initial description, and its fine description.
 
     Fitting means matching on every attribute the text states, read from the attribute annotations: the
-    initial description states `mentioned_attributes(record)`, the fine description states them all.
+    initial description states `mentioned_attributes(record)`, the fine description every attribute the
+    image shows (its `attributes`). `people` holds every person (in one outfit) of the split with all its
+    values; by default each record's `attributes`, complete in a world without visibility annotations.
     """
-    people = {r.orig_pid: r.attributes for r in records if r.split == split}
     queries = [r for r in records if r.split == split]
     if not queries:
         return {"identities": 0}
+    if people is None:
+        people = {r.orig_pid: r.attributes for r in queries}
 
     def fitting(record: Record, names: Iterable[str]) -> int:
         names = tuple(names)
         return sum(all(other[n] == record.attributes[n] for n in names) for other in people.values())
 
     initial = [fitting(r, mentioned_attributes(r)) for r in queries]
-    fine = [fitting(r, ATTRIBUTE_NAMES) for r in queries]
-    return {
-        "identities": len(people),
+    fine = [fitting(r, r.attributes) for r in queries]
+    stats = {
+        "identities": len({r.orig_pid for r in queries}),
         "records": len(queries),
         "initial_consistent": _summary(initial) | {"median": statistics.median(initial)},
         "fine_unique_share": sum(f == 1 for f in fine) / len(fine),
+    }
+    if len(people) != stats["identities"]:
+        stats["outfits"] = len(people)
+    return stats
+
+
+def view_stats(records: Sequence[Record]) -> dict[str, Any]:
+    """Images per modality and per outfit, and how often each attribute is hidden (occluded or infrared)."""
+    hidden = Counter(name for r in records for name in ATTRIBUTE_NAMES if name not in r.attributes)
+    return {
+        "modalities": dict(sorted(Counter(r.modality for r in records).items())),
+        "outfits": {str(k): v for k, v in sorted(Counter(r.clothes_id for r in records).items())},
+        "hidden_share": {name: hidden[name] / len(records) for name in ATTRIBUTE_NAMES if hidden[name]},
     }
 
 
@@ -147,6 +268,7 @@ def build_world(
     shard_size: int = DEFAULTS["shard_size"],
     resume: bool = False,
     progress: bool = True,
+    options: WorldOptions = WorldOptions(),
 ) -> dict[str, Any]:
     """Render and write the world as `train/val/test` shards in `out_dir`, plus `stats.json`; returns the stats.
 
@@ -159,29 +281,44 @@ def build_world(
         raise ValueError(f"image_size (height, width) must be at least 16x16, got {image_size}")
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    identities = plan_identities(seed, ids_train, ids_val, ids_test)
+    identities = plan_identities(seed, ids_train, ids_val, ids_test, options.outfits_per_id)
+    plans = [(identity, views(seed, identity.index, images_per_id, options)) for identity in identities]
     writer = DatasetWriter(out_dir, max_samples=shard_size, resume=resume)
     records: list[Record] = []
     rendered = 0
-    with tqdm(total=len(identities) * images_per_id, desc="synthetic world", unit="img", disable=not progress) as bar:
-        for identity in identities:
-            for image, camid in enumerate(camera_ids(seed, identity.index, images_per_id)):
-                record = make_record(identity, image, camid, seed)
+    total = sum(len(shots) for _, shots in plans)
+    with tqdm(total=total, desc="synthetic world", unit="img", disable=not progress) as bar:
+        for identity, shots in plans:
+            for view in shots:
+                record = make_record(
+                    identity,
+                    view.image,
+                    view.camid,
+                    seed,
+                    outfit=view.outfit,
+                    annotate_visibility=options.annotate_visibility,
+                )
                 records.append(record)
                 if not writer.is_written(record):
                     picture = render_image(
-                        identity.attributes,
+                        identity.outfits[view.outfit],
                         seed=seed,
                         identity=identity.index,
-                        image=image,
-                        camid=camid,
+                        image=view.image,
+                        camid=view.camid,
                         size=image_size,
+                        outfit=view.outfit,
                     )
                     writer.write(record, encode_jpeg(picture))
                     rendered += 1
                 bar.update()
     counts = writer.close()
     seconds = time.perf_counter() - start
+    people = None
+    if options.annotate_visibility:  # records then hold only what each image shows: compare with the truth
+        people = {
+            (i.orig_pid, k): outfit for i in identities if i.split == "test" for k, outfit in enumerate(i.outfits)
+        }
     stats = {
         "config": {
             "seed": seed,
@@ -191,18 +328,21 @@ def build_world(
             "images_per_id": images_per_id,
             "image_size": list(image_size),
             "shard_size": shard_size,
-        },
+        }
+        | options.config(),
         "splits": {
             split: {"identities": sum(i.split == split for i in identities), "images": counts[split]}
             for split in SPLITS
             if split in counts
         },
-        "ambiguity": ambiguity_stats(records, "test"),
+        "ambiguity": ambiguity_stats(records, "test", people),
         "qa": qa_stats(records),
         "rendered_images": rendered,
         "seconds": seconds,
         "images_per_second": rendered / seconds if rendered else None,
     }
+    if options.annotate_visibility:
+        stats["views"] = view_stats(records)
     atomic_write_json(out_dir / STATS_FILE, stats)
     return stats
 
