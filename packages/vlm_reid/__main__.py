@@ -1,0 +1,5 @@
+import sys
+
+from ireid.vlm_reid.train_cli import main
+
+sys.exit(main())
