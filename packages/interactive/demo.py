@@ -3,7 +3,9 @@
 1. build the default synthetic world (skipped when complete);
 2. train the tiny retriever from scratch with `configs/retriever/synthetic.yaml` under a time budget
    (skipped when a finished run is recorded; an interrupted run resumes from its last checkpoint);
-3. run the interactive evaluation (`configs/interactive/synthetic.yaml`) with the rule-based witness and
+3. train LLaVA-ReID on it (look-forward targets for a share of the training records, selector warm-up,
+   questioner warm-up, joint training: `llava_reid_pipeline.py`), when `llava-reid` is among the strategies;
+4. run the interactive evaluation (`configs/interactive/synthetic.yaml`) with the rule-based witness and
    every question strategy but the LLM one (finished batches are kept), print the table and write the report.
 """
 
@@ -11,19 +13,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import time
 from pathlib import Path
 
-from ireid.core.shards import atomic_write_json
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
 from ireid.interactive.eval_cli import evaluate
+from ireid.interactive.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
 from ireid.interactive.report import markdown_report
+from ireid.interactive.stages import fit_step
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
-DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir")
+DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "llava-reid")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="use this shard folder instead of building the default world")
     parser.add_argument("--train-minutes", type=float, default=7.0, help="retriever training budget")
     parser.add_argument("--train-steps", type=int, help="retriever step budget (default: the config's)")
+    defaults = LlavaReIDBudget()
+    parser.add_argument(
+        "--llava-reid-records",
+        type=int,
+        default=defaults.train_records,
+        help="training records given look-forward targets",
+    )
+    parser.add_argument("--selector-steps", type=int, default=defaults.selector_steps, help="selector warm-up steps")
+    parser.add_argument("--questioner-steps", type=int, default=defaults.warmup_steps, help="questioner warm-up steps")
+    parser.add_argument("--joint-steps", type=int, default=defaults.joint_steps, help="joint training steps")
     parser.add_argument("--max-queries", type=int, default=200, help="queries evaluated (spread over the test split)")
     parser.add_argument(
         "--strategies",
@@ -57,50 +68,25 @@ def build_world(args: argparse.Namespace, data_dir: Path) -> int:
     return synth_cli.run(synth_args)
 
 
-def _hms(minutes: float) -> str:
-    seconds = round(minutes * 60)
-    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def train_retriever(args: argparse.Namespace, data_dir: Path) -> Path:
     """Train (or resume, or reuse) the demo's retriever; returns its best checkpoint by validation fine R@1."""
     from ireid.retriever.cli import RetrieverCLI
     from ireid.retriever.data import RetrievalDataModule
     from ireid.retriever.module import RetrieverModule
 
-    out = args.out / "retriever"
-    record = out / "done.json"
-    if record.is_file():
-        ckpt = Path(json.loads(record.read_text())["ckpt"])
-        if ckpt.is_file():
-            print(f"retriever: reusing {ckpt}")
-            return ckpt
-    if not args.retriever_config.is_file():
-        raise FileNotFoundError(f"{args.retriever_config}: retriever config not found (run from the repository root)")
-    resume = sorted(out.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    cli = RetrieverCLI(
+    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed)]
+    if args.train_steps:
+        overrides += ["--trainer.max_steps", str(args.train_steps)]
+    return fit_step(
+        "retriever",
+        args.out / "retriever",
+        RetrieverCLI,
         RetrieverModule,
         RetrievalDataModule,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
-        args=[
-            "--config", str(args.retriever_config),
-            "--data.data_dir", str(data_dir),
-            "--seed_everything", str(args.seed),
-            "--trainer.logger.init_args.save_dir", str(out),
-            "--trainer.max_time", _hms(args.train_minutes),
-            *(["--trainer.max_steps", str(args.train_steps)] if args.train_steps else []),
-        ],
-        run=False,
-    )  # fmt: skip
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume[-1]) if resume else None)
-    callback = cli.trainer.checkpoint_callback
-    ckpt = Path(callback.best_model_path or callback.last_model_path)  # type: ignore[union-attr]
-    atomic_write_json(
-        record, {"ckpt": str(ckpt), "steps": cli.trainer.global_step, "train_seconds": time.perf_counter() - start}
+        args.retriever_config,
+        overrides,
+        minutes=args.train_minutes,
     )
-    return ckpt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,8 +96,18 @@ def run(args: argparse.Namespace) -> int:
         if code != 0:
             return code
     ckpt = train_retriever(args, data_dir)
+    config = load_config(args.eval_config)
+    if "llava-reid" in args.strategies:
+        budget = LlavaReIDBudget(
+            train_records=args.llava_reid_records,
+            selector_steps=args.selector_steps,
+            warmup_steps=args.questioner_steps,
+            joint_steps=args.joint_steps,
+        )
+        joint = train_llava_reid(args.out / "llava-reid", data_dir, ckpt, budget, seed=args.seed)
+        config.llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(joint))
     config = dataclasses.replace(
-        load_config(args.eval_config),
+        config,
         data_dir=str(data_dir),
         retriever_ckpt=str(ckpt),
         out=str(args.out / "eval"),

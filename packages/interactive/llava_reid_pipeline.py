@@ -1,0 +1,118 @@
+"""LLaVA-ReID's training pipeline on a data set with a trained retriever (Appendix C.2), each step resumable.
+
+1. look-forward targets for a share of the training records (and the validation split), with the selector's
+   warm-up files;
+2. the selector's BCE warm-up towards the retriever's top-c;
+3. the questioner's warm-up on the top-4 candidates of each round;
+4. joint training: the selector's straight-through choice weights the questioner's image tokens.
+Returns the joint checkpoint, which carries the selector, for the `llava-reid` strategy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ireid.core.loader import load_records
+from ireid.core.records import evenly_spaced
+from ireid.interactive.gallery import encode_split
+from ireid.interactive.lookforward import build_targets, selector_tensors
+from ireid.interactive.retrieval import ModuleRetriever
+from ireid.interactive.stages import fit_step
+from ireid.selector.data import save_selector_tensors
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class LlavaReIDBudget:
+    """How much of each step the pipeline runs (the demo's defaults fit a 2-core CPU in a few minutes)."""
+
+    train_records: int | None = 2000  # training records given look-forward targets (None: all)
+    val_records: int = 100
+    max_rounds: int = 5
+    selector_steps: int = 200
+    warmup_steps: int = 600
+    joint_steps: int = 150
+    warmup_minutes: float | None = None
+    joint_minutes: float | None = None
+
+
+def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: LlavaReIDBudget) -> Path:
+    """Look-forward targets and selector files for the train and val splits (skipped once both files exist)."""
+    files = {split: out / f"selector-{split}.pt" for split in ("train", "val")}
+    if all(path.is_file() for path in files.values()):
+        print(f"look-forward targets: reusing {out}")
+        return out
+    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
+    for split, count in (("train", budget.train_records), ("val", budget.val_records)):
+        gallery = encode_split(retriever, data_dir, split)
+        records = evenly_spaced(load_records(data_dir, split), count)
+        summary = build_targets(retriever, gallery, records, out, split, max_rounds=budget.max_rounds)
+        last = summary["rounds"][str(max(int(t) for t in summary["rounds"]))]
+        rank = last["mean_rank_after"]
+        print(f"look-forward {split}: {len(records)} records, mean target rank after the last round {rank:.1f}")
+        save_selector_tensors(files[split], selector_tensors(out, split))
+    return out
+
+
+def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: LlavaReIDBudget, seed: int = 0) -> Path:
+    """Run (or resume) every step under `out`; returns the joint questioner checkpoint."""
+    from ireid.questioner.cli import QuestionerCLI
+    from ireid.questioner.data import QuestionerData
+    from ireid.questioner.module import QuestionerModule
+    from ireid.selector.cli import SelectorCLI
+    from ireid.selector.data import SelectorData
+    from ireid.selector.module import SelectorWarmup
+
+    targets = build_targets_once(retriever_ckpt, data_dir, out / "targets", budget)
+    seed_args = ["--seed_everything", str(seed)]
+    selector = fit_step(
+        "selector warm-up",
+        out / "selector",
+        SelectorCLI,
+        SelectorWarmup,
+        SelectorData,
+        CONFIGS / "questioner" / "selector-synthetic.yaml",
+        [
+            *seed_args,
+            "--data.init_args.train_file", str(targets / "selector-train.pt"),
+            "--data.init_args.val_file", str(targets / "selector-val.pt"),
+            "--trainer.max_steps", str(budget.selector_steps),
+        ],
+        subclass_mode_data=True,
+    )  # fmt: skip
+    data_args = [
+        *seed_args,
+        "--data.lookforward",
+        str(targets),
+        "--data.data",
+        str(data_dir),
+        "--model.tokenizer",
+        str(data_dir),
+    ]
+    warmup = fit_step(
+        "questioner warm-up",
+        out / "warmup",
+        QuestionerCLI,
+        QuestionerModule,
+        QuestionerData,
+        CONFIGS / "questioner" / "warmup-synthetic.yaml",
+        [*data_args, "--trainer.max_steps", str(budget.warmup_steps)],
+        minutes=budget.warmup_minutes,
+    )
+    return fit_step(
+        "joint training",
+        out / "joint",
+        QuestionerCLI,
+        QuestionerModule,
+        QuestionerData,
+        CONFIGS / "questioner" / "joint-synthetic.yaml",
+        [
+            *data_args,
+            "--model.init_checkpoint", str(warmup),
+            "--model.selector_checkpoint", str(selector),
+            "--trainer.max_steps", str(budget.joint_steps),
+        ],
+        minutes=budget.joint_minutes,
+    )  # fmt: skip

@@ -1,0 +1,74 @@
+"""Training steps of a pipeline run through LightningCLI configs, each recorded once finished and resumed if cut.
+
+A finished step leaves `<out>/done.json` naming its checkpoint, so a rerun reuses it; an interrupted one resumes
+from the newest `last.ckpt` under `<out>`. Used by the demo for the retriever, the selector and the questioner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ireid.core.shards import atomic_write_json
+
+
+def minutes_to_hms(minutes: float) -> str:
+    """Lightning's `max_time` format, DD:HH:MM:SS."""
+    seconds = round(minutes * 60)
+    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def finished_checkpoint(out: Path) -> Path | None:
+    """The checkpoint a finished step recorded, if the step finished and the file is still there."""
+    record = out / "done.json"
+    if not record.is_file():
+        return None
+    ckpt = Path(json.loads(record.read_text())["ckpt"])
+    return ckpt if ckpt.is_file() else None
+
+
+def fit_step(
+    name: str,
+    out: Path,
+    cli_class: type,
+    model_class: type,
+    data_class: type,
+    config: Path,
+    overrides: Sequence[str] = (),
+    minutes: float | None = None,
+    **cli_kwargs: Any,
+) -> Path:
+    """Train with `config` (+ `--key value` overrides) under `out`, or reuse a finished run; returns the best ckpt.
+
+    `minutes` caps the wall time (Lightning's `max_time`); TensorBoard logs and checkpoints go under `out`.
+    """
+    done = finished_checkpoint(out)
+    if done is not None:
+        print(f"{name}: reusing {done}")
+        return done
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: {name} config not found (run from the repository root)")
+    resume = sorted(out.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    args = ["--config", str(config), "--trainer.logger.init_args.save_dir", str(out), *overrides]
+    if minutes is not None:
+        args += ["--trainer.max_time", minutes_to_hms(minutes)]
+    cli = cli_class(
+        model_class,
+        data_class,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=False,
+        **cli_kwargs,
+    )
+    start = time.perf_counter()
+    print(f"{name}: training under {out}")
+    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume[-1]) if resume else None)
+    callback = cli.trainer.checkpoint_callback
+    ckpt = Path(callback.best_model_path or callback.last_model_path)  # type: ignore[union-attr]
+    seconds = time.perf_counter() - start
+    atomic_write_json(out / "done.json", {"ckpt": str(ckpt), "steps": cli.trainer.global_step, "seconds": seconds})
+    return ckpt
