@@ -35,7 +35,7 @@ class ConversationEncoder:
         self.max_length = max_length
 
     def __call__(self, conversation: Conversation) -> EncodedConversation:
-        images = [self.size_rule(image) for image in self.images.load(conversation.image_order())]
+        images = [self.size_rule(image) for image in self.images.load(conversation.images)]
         return encode_conversation(self.processor, conversation.messages, images, self.max_length)
 
 

@@ -29,7 +29,7 @@ from ireid.vlm_reid.image_sizes import SizeRule
 
 _PLACEHOLDER = re.compile(r"\{(query|candidate|text)\}")
 
-Conversation = tuple[list[dict[str, Any]], list[Image.Image]]  # messages and the images they show, in order
+Prompt = tuple[list[dict[str, Any]], list[Image.Image]]  # messages awaiting an answer, the images they show in order
 
 
 def task_prompt(task: str) -> str:
@@ -39,7 +39,7 @@ def task_prompt(task: str) -> str:
     return read_prompt("ireid.vlm_reid", "eval_text_pair.txt" if task == "text-to-image" else "eval_image_pair.txt")
 
 
-def pair_conversation(template: str, query: Image.Image | str, candidate: Image.Image) -> Conversation:
+def pair_conversation(template: str, query: Image.Image | str, candidate: Image.Image) -> Prompt:
     """One user turn from a prompt template: `{query}`/`{candidate}` become image items, `{text}` the query text."""
     content: list[dict[str, Any]] = []
     images: list[Image.Image] = []
@@ -104,7 +104,7 @@ class ChatReID:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _inputs(self, conversations: Sequence[Conversation]) -> BatchFeature:
+    def _inputs(self, conversations: Sequence[Prompt]) -> BatchFeature:
         """Left-padded prompts ending in the assistant header, so the last position predicts the answer."""
         texts = [
             self.processor.apply_chat_template(template_messages(m), tokenize=False, add_generation_prompt=True)
@@ -119,7 +119,7 @@ class ChatReID:
         return inputs
 
     @torch.no_grad()
-    def yes_probability(self, conversations: Sequence[Conversation]) -> Tensor:
+    def yes_probability(self, conversations: Sequence[Prompt]) -> Tensor:
         """P(Yes) / (P(Yes) + P(No)) for the first answer token of each conversation; float32 [N] on CPU."""
         out = []
         for start in range(0, len(conversations), self.batch_size):

@@ -1,7 +1,7 @@
 """ChatReID's instruction data engine: one stage's conversations from a Re-ID data set's records.
 
 The tasks of each stage are in `tasks_stage1/2/3.py`; the sample format, validation and reading in
-`instruction_schema.py`. A stage's samples are split among its tasks by a mix (exact counts by largest
+`conversations.py`. A stage's samples are split among its tasks by a mix (exact counts by largest
 remainder), put in an order shuffled by the seed, and each sample `i` is drawn from its own random stream
 (seed, stage, i). So a run is byte-identical for a seed, and an interrupted run resumed with `resume=True`
 skips the finished keys and writes the same bytes as an uninterrupted one.
@@ -23,27 +23,8 @@ from ireid.core.loader import load_records
 from ireid.core.shards import ShardWriter, atomic_write_json
 from ireid.core.synthetic.attributes import derive_rng
 from ireid.vlm_reid import tasks_stage1, tasks_stage2, tasks_stage3
+from ireid.vlm_reid.conversations import TASKS_BY_STAGE, check_conversation, stage_prefix
 from ireid.vlm_reid.instruction_pool import Built, Pool, Task
-from ireid.vlm_reid.instruction_schema import (
-    QUERY_IMAGES,
-    TASKS_BY_STAGE,
-    InstructionError,
-    check_instruction,
-    read_instructions,
-    stage_prefix,
-)
-
-__all__ = [
-    "DEFAULT_GALLERY",
-    "MIXES",
-    "QUERY_IMAGES",
-    "SAMPLES_PER_RECORD",
-    "TASKS_BY_STAGE",
-    "InstructionError",
-    "build_instructions",
-    "check_instruction",
-    "read_instructions",
-]
 
 STAGE_TASKS: dict[int, tuple[Task, ...]] = {1: tasks_stage1.TASKS, 2: tasks_stage2.TASKS, 3: tasks_stage3.TASKS}
 # Share of each task in a stage. Stage 2 follows §3.2: the two image-to-image tasks about 25 % each (the
@@ -104,7 +85,7 @@ def _draw(task: Task, pool: Pool, seed: int, stage: int, index: int, slot: int, 
         built = task.build(pool, rng, slot, gallery)
         if built is not None:
             return built
-    raise InstructionError(f"task {task.name}: no sample after {DRAWS_PER_SAMPLE} draws (sample {index})")
+    raise ValueError(f"task {task.name}: no sample after {DRAWS_PER_SAMPLE} draws (sample {index})")
 
 
 def _check_config(path: Path, config: dict[str, Any], resume: bool) -> None:
@@ -189,7 +170,7 @@ def build_instructions(
                     "messages": built.messages,
                     "answer_positions": built.answer_positions,
                 }
-                check_instruction(sample, f"{out}: sample {key!r}")
+                check_conversation(sample, key, f"{out}: sample {key!r}")
                 writer.write_sample(key, {"json": json.dumps(sample, sort_keys=True).encode()})
             bar.update()
     summary = config | {

@@ -1,4 +1,4 @@
-"""Small instruction-conversation shards in the engine's format, written here so the tests need no engine."""
+"""Small instruction-conversation shards in the engine's format (checked as it checks them), without the engine."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from ireid.core.loader import load_records
 from ireid.core.records import Record
 from ireid.core.shards import ShardWriter
+from ireid.vlm_reid.conversations import check_conversation
 
 
 def image(index: int) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def stage_conversations(records: list[Record], stage: int, count: int, seed: int
         if stage == 2:
             other = same if rng.random() < 0.5 else rng.choice(others)
             answer = "Yes" if other.pid == first.pid else "No"
-            out.append(conversation(2, "i2i-one-to-one", [first.key, other.key],
+            out.append(conversation(2, "i2i_one_to_one", [first.key, other.key],
                                     [text("Do these two images "), image(0), image(1),
                                      text(" contain the same pedestrian identity?")], [text(answer)]))  # fmt: skip
             continue
@@ -52,7 +53,7 @@ def stage_conversations(records: list[Record], stage: int, count: int, seed: int
         rng.shuffle(gallery)
         position = gallery.index(same) + 1
         keys = [first.key] + [g.key for g in gallery]
-        out.append(conversation(3, "standard", keys,
+        out.append(conversation(3, "reid_standard", keys,
                                 [text("Given the "), image(0), text(" provided, which of "), image(1), image(2),
                                  image(3), text(" show the same pedestrian?")],
                                 [text(f"Image {position}.")], positions=[position]))  # fmt: skip
@@ -62,7 +63,8 @@ def stage_conversations(records: list[Record], stage: int, count: int, seed: int
 def write_conversations(out: Path, stage: int, conversations: list[dict], max_samples: int = 1000) -> Path:
     with ShardWriter(out, f"stage{stage}", max_samples=max_samples) as writer:
         for i, sample in enumerate(conversations):
-            writer.write_sample(f"conv-{i:06d}", {"json": json.dumps(sample).encode()})
+            key = f"{sample['task']}-{i:07d}"
+            writer.write_sample(key, {"json": json.dumps(check_conversation(sample, key, str(out))).encode()})
     return out
 
 

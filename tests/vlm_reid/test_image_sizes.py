@@ -48,8 +48,8 @@ def test_the_data_path_applies_the_rule_before_the_processor(processor):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     store = ImageStore({"k": buffer.getvalue()})
-    sample = conversation(2, "caption", ["k"], [image(0), text("Describe.")], [text("A person.")])
-    parsed = Conversation.from_dict(sample, "c", "test")
+    sample = conversation(1, "caption", ["k"], [image(0), text("Describe.")], [text("A person.")])
+    parsed = Conversation.from_dict(sample, "caption-0000000", "test")
     plain = ConversationEncoder(processor, store, SizeRule())(parsed)
     small = ConversationEncoder(processor, store, SizeRule(max_hw=(64, 32)))(parsed)
     assert plain.image_grid_thw.tolist() == [[1, 16, 8]] and small.image_grid_thw.tolist() == [[1, 8, 4]]

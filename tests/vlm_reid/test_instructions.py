@@ -18,20 +18,14 @@ from ireid.core.synthetic.attributes import COLOUR_ATTRIBUTES, clothes_differ
 from ireid.core.synthetic.parse import parse_description
 from ireid.core.synthetic.world import WorldOptions, build_world, plan_identities
 from ireid.vlm_reid import instructions, instructions_cli
+from ireid.vlm_reid.conversations import QUERY_IMAGES, ConversationError, check_conversation, read_conversations
 from ireid.vlm_reid.instruction_pool import contradicts, fits, match_count
 from ireid.vlm_reid.instruction_text import LABELS, parse_answer_positions
-from ireid.vlm_reid.instructions import (
-    MIXES,
-    QUERY_IMAGES,
-    InstructionError,
-    allocate,
-    build_instructions,
-    check_instruction,
-    read_instructions,
-)
+from ireid.vlm_reid.instructions import MIXES, allocate, build_instructions
 
 GALLERY = (3, 6)
 SAMPLES = {2: 700, 3: 600}
+KEY = "i2i_many_to_many-0000001"
 QUOTED_RE = re.compile(r'"([^"]+)"')
 WORLD = dict(ids_train=14, ids_val=0, ids_test=0, seed=0)
 OUTFITS = [identity.outfits for identity in plan_identities(**WORLD, outfits_per_id=2)]  # the truth, per person
@@ -61,7 +55,7 @@ def records(chatreid_world: Path) -> dict[str, Record]:
 
 @pytest.fixture(scope="session")
 def samples(built: Path) -> dict[int, list[dict]]:
-    return {stage: list(read_instructions(built, stage)) for stage in (1, 2, 3)}
+    return {stage: list(read_conversations(built, stage)) for stage in (1, 2, 3)}
 
 
 def _text(sample: dict, turn: int = 0) -> str:
@@ -111,8 +105,8 @@ def test_same_seed_same_bytes_and_resume(chatreid_world: Path, built: Path, tmp_
     build_instructions(chatreid_world, tmp_path / "a", 2, resume=True, **kwargs)
     build_instructions(chatreid_world, tmp_path / "b", 2, **kwargs)
     assert tars(tmp_path / "a") == tars(tmp_path / "b")
-    assert [s["images"] for s in read_instructions(tmp_path / "a", 2)] == [
-        s["images"] for s in read_instructions(built, 2)
+    assert [s["images"] for s in read_conversations(tmp_path / "a", 2)] == [
+        s["images"] for s in read_conversations(built, 2)
     ]  # shard size does not change the samples
     build_instructions(chatreid_world, tmp_path / "c", 2, **(kwargs | {"seed": 1}))
     assert tars(tmp_path / "c") != tars(tmp_path / "b")
@@ -143,7 +137,7 @@ def test_allocate_and_match_count_by_hand() -> None:
 def test_every_sample_validates_and_answers_name_its_positions(samples: dict[int, list[dict]]) -> None:
     for stage, stage_samples in samples.items():
         for sample in stage_samples:
-            assert check_instruction(sample, "x") is sample
+            assert check_conversation(sample, f"{sample['task']}-0000000", "x") is sample
             if QUERY_IMAGES[sample["task"]] is not None or sample["task"] == "t2i_many_to_one":
                 assert sample["answer_positions"]
                 assert parse_answer_positions(_answer(sample)) == sample["answer_positions"]
@@ -158,6 +152,7 @@ def test_every_sample_validates_and_answers_name_its_positions(samples: dict[int
     ("change", "field"),
     [
         ({"task": "caption"}, "task"),
+        ({"task": "i2i_one_to_one"}, "does not match the key"),
         ({"images": ["bad.key"]}, "images[0]"),
         ({"answer_positions": [9]}, "answer_positions"),
         ({"answer_positions": [2, 1]}, "answer_positions"),
@@ -168,13 +163,13 @@ def test_every_sample_validates_and_answers_name_its_positions(samples: dict[int
 )
 def test_errors_name_the_sample_and_field(samples: dict[int, list[dict]], change: dict, field: str) -> None:
     sample = next(s for s in samples[2] if s["task"] == "i2i_many_to_many")
-    with pytest.raises(InstructionError) as err:
-        check_instruction(sample | change, "stage2-000000.tar: sample 'k'")
+    with pytest.raises(ConversationError) as err:
+        check_conversation(sample | change, KEY, "stage2-000000.tar: sample 'k'")
     assert "stage2-000000.tar: sample 'k'" in str(err.value) and field in str(err.value)
     broken = json.loads(json.dumps(sample))
     broken["messages"][0]["content"][1]["index"] = 3
-    with pytest.raises(InstructionError, match=r"messages\[0\].content\[1\].index|messages"):
-        check_instruction(broken, "w")
+    with pytest.raises(ConversationError, match=r"messages\[0\].content\[1\].index|messages"):
+        check_conversation(broken, KEY, "w")
 
 
 # ---------------------------------------------------------------------------------------------- answers vs records
