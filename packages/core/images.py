@@ -38,14 +38,19 @@ class ImageStore:
     def __contains__(self, key: object) -> bool:
         return key in self._encoded
 
+    def encoded(self, key: str) -> bytes:
+        """The image's file bytes (JPEG or PNG), for decoding later or in another process."""
+        if key not in self._encoded:
+            raise KeyError(f"{self.where}: no image with key {key!r}")
+        return self._encoded[key]
+
     def load(self, keys: Sequence[str]) -> list[Image.Image]:
         """Decoded RGB images, in the order of `keys`; a key without an image is an error naming the store."""
         images = []
         for key in keys:
-            if key not in self._encoded:
-                raise KeyError(f"{self.where}: no image with key {key!r}")
+            data = self.encoded(key)
             try:
-                with Image.open(io.BytesIO(self._encoded[key])) as image:
+                with Image.open(io.BytesIO(data)) as image:
                     images.append(image.convert("RGB"))
             except Exception as exc:  # PIL raises several types for corrupt data
                 raise ValueError(f"{self.where}: image {key!r} does not decode ({exc})") from exc

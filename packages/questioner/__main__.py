@@ -1,0 +1,5 @@
+import sys
+
+from ireid.questioner.cli import main
+
+sys.exit(main())

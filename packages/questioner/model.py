@@ -1,0 +1,248 @@
+"""The multi-image questioner around `LlavaOnevisionForConditionalGeneration`, tiny or real, optionally QLoRA.
+
+The input embeddings are assembled here rather than by transformers' anyres packing: text embeddings, with each
+image's pooled tokens (`vision.py`) scattered over its placeholder positions and multiplied by a per-image weight.
+The weight is 1.0 unless joint training passes the selector's straight-through k-hot, whose gradient then reaches
+the selector through the questioner's NLL. The loss is the mean NLL of the target question's tokens and the
+end-of-turn token; logits are only computed where a label is, which matters with a 150k vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
+
+from ireid.core.factory import Built, build_model
+from ireid.core.protocols import Dialogue
+from ireid.questioner.encoding import IGNORE, Encoded, PromptEncoder, pad_batch
+from ireid.questioner.prompt import build_prompt
+from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
+
+# Every linear layer of the language model (the LLaVA recipe: not the vision tower, not the projector).
+LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+ImageInput = bytes | Image.Image
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters (LLaVA-ReID Table 11: r 128, α 256, dropout 0.05) on `target_modules` (names or a regex)."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: str | list[str] = field(default=LANGUAGE_MODEL_LINEARS)
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> LoraSettings:
+        unknown = set(settings) - {"r", "alpha", "dropout", "target_modules"}
+        if unknown:
+            raise ValueError(f"lora: unknown field(s) {sorted(unknown)}; expected r, alpha, dropout, target_modules")
+        return cls(**settings)
+
+
+def build_questioner_model(
+    source: str = "tiny",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    overrides: dict[str, Any] | None = None,
+    quantization: Literal["nf4"] | None = None,
+    dtype: str | None = None,
+    lora: LoraSettings | None = None,
+    gradient_checkpointing: bool = False,
+) -> Built:
+    """The LLaVA-OneVision model from the factory; with `quantization="nf4"` prepared for k-bit training, with
+    `lora` wrapped by peft (base weights frozen). `built.model` is then the `PeftModel`."""
+    built = build_model(
+        "llava-onevision",
+        source,
+        tokenizer=tokenizer if source == "tiny" else None,
+        overrides=overrides,
+        quantization=quantization,
+        dtype=dtype,
+    )
+    model = built.model
+    checkpointing = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    if quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing, **checkpointing
+        )
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(**checkpointing)
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules
+        )
+        model = get_peft_model(model, config)
+    elif quantization:
+        raise ValueError("quantization='nf4' freezes the base weights: it needs lora settings to train anything")
+    built.model = model
+    return built
+
+
+class QuestionerModel(nn.Module):
+    """Prompts + candidate images -> NLL of the target question, or greedy questions.
+
+    Args:
+        built: from `build_questioner_model` (tiny or real, plain or peft-wrapped).
+        pool: the side of the average-pooling window over the projected patch grid (2 in LLaVA-ReID).
+        system: the system message of the chat (None: no system turn).
+    """
+
+    def __init__(self, built: Built, pool: int = 2, system: str | None = None):
+        super().__init__()
+        if built.processor is None:
+            raise ValueError("the questioner needs the model's image processor (mean, std, resampling)")
+        self.model = built.model
+        self.tokenizer = built.tokenizer
+        self.system = system
+        self.pool = pool
+        config = self.hf.config
+        vision = config.vision_config
+        if vision.image_size % vision.patch_size:
+            raise ValueError(
+                f"vision image_size {vision.image_size} is not a multiple of patch_size {vision.patch_size}"
+            )
+        self.tokens_per_image = pooled_tokens(vision.image_size // vision.patch_size, pool)
+        self.pixel_spec = PixelSpec.from_processor(built.processor.image_processor, vision.image_size)
+        self.encoder = PromptEncoder(self.tokenizer, config.image_token_id, self.tokens_per_image)
+
+    @property
+    def hf(self) -> LlavaOnevisionForConditionalGeneration:
+        """The transformers model (inside the peft wrapper when there is one; its LoRA layers are in place)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.hf.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.hf.get_input_embeddings().weight.dtype
+
+    # ------------------------------------------------------------------------------------------------- images
+
+    def image_features(self, pixels: Tensor) -> Tensor:
+        """[N, 3, S, S] pixels -> [N, tokens_per_image, hidden]: vision tower layer, projector, average pooling."""
+        config, inner = self.hf.config, self.hf.model
+        tower = inner.vision_tower
+        pixels = pixels.to(self.device, next(tower.parameters()).dtype if pixels.is_floating_point() else None)
+        states = tower(pixels, output_hidden_states=True).hidden_states
+        layer = config.vision_feature_layer
+        hidden = states[layer] if isinstance(layer, int) else torch.cat([states[i] for i in layer], dim=-1)
+        if config.vision_feature_select_strategy == "default":
+            hidden = hidden[:, 1:]  # drop the class token
+        return pool_patches(inner.multi_modal_projector(hidden), self.pool)
+
+    def encode_images(self, images: Sequence[Sequence[ImageInput]], weights: Sequence[Tensor] | None = None) -> Tensor:
+        """Tokens of every image of every example, in order, [sum n_i, tokens_per_image, hidden], each × its weight."""
+        flat = [image for row in images for image in row]
+        features = self.image_features(to_pixels(flat, self.pixel_spec))
+        if weights is not None:
+            scale = torch.cat([w.reshape(-1) for w in weights]).to(features.device, features.dtype)
+            if len(scale) != len(flat):
+                raise ValueError(f"{len(scale)} image weights for {len(flat)} images")
+            features = features * scale.view(-1, 1, 1)
+        return features
+
+    # ------------------------------------------------------------------------------------------------- prompts
+
+    def encode(
+        self,
+        dialogues: Sequence[Dialogue],
+        num_images: Sequence[int],
+        variants: Sequence[int],
+        targets: Sequence[str] | None = None,
+    ) -> list[Encoded]:
+        targets = targets if targets is not None else [None] * len(dialogues)
+        return [
+            self.encoder.encode(build_prompt(d, n, v, self.system), t)
+            for d, n, v, t in zip(dialogues, num_images, variants, targets, strict=True)
+        ]
+
+    def embed(self, encoded: Sequence[Encoded], image_tokens: Tensor, side: str = "right") -> tuple[Tensor, ...]:
+        """inputs_embeds, attention_mask and labels: text embeddings with the image tokens in their positions."""
+        ids, mask, labels = pad_batch(encoded, self.encoder.pad_id, side)
+        ids, mask, labels = ids.to(self.device), mask.to(self.device), labels.to(self.device)
+        embeds = self.hf.get_input_embeddings()(ids)
+        slots = (ids == self.encoder.image_token_id) & mask.bool()
+        if int(slots.sum()) != image_tokens.shape[0] * image_tokens.shape[1]:
+            raise ValueError(
+                f"{int(slots.sum())} image-token positions for {image_tokens.shape[0]} images of "
+                f"{image_tokens.shape[1]} tokens"
+            )
+        embeds = embeds.masked_scatter(slots.unsqueeze(-1), image_tokens.to(embeds.dtype))
+        return embeds, mask, labels
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def nll(
+        self,
+        dialogues: Sequence[Dialogue],
+        images: Sequence[Sequence[ImageInput]],
+        targets: Sequence[str],
+        variants: Sequence[int],
+        weights: Sequence[Tensor] | None = None,
+    ) -> tuple[Tensor, int]:
+        """Mean NLL over the target tokens of the batch, and how many target tokens there were."""
+        encoded = self.encode(dialogues, [len(row) for row in images], variants, targets)
+        embeds, mask, labels = self.embed(encoded, self.encode_images(images, weights))
+        hidden = self.hf.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        targets_next = labels[:, 1:]
+        scored = targets_next != IGNORE
+        logits = self.hf.lm_head(hidden[:, :-1][scored])
+        return F.cross_entropy(logits.float(), targets_next[scored]), int(scored.sum())
+
+    # ---------------------------------------------------------------------------------------------- generation
+
+    @torch.no_grad()
+    def generate(
+        self,
+        dialogues: Sequence[Dialogue],
+        images: Sequence[Sequence[ImageInput]],
+        variant: int = 0,
+        max_new_tokens: int = 96,
+    ) -> list[str]:
+        """Greedy next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens."""
+        return [self._decode(row) for row in self.generate_ids(dialogues, images, variant, max_new_tokens)]
+
+    @torch.no_grad()
+    def generate_ids(
+        self,
+        dialogues: Sequence[Dialogue],
+        images: Sequence[Sequence[ImageInput]],
+        variant: int = 0,
+        max_new_tokens: int = 96,
+    ) -> list[list[int]]:
+        """The generated token ids of every dialogue (end-of-turn and padding included)."""
+        if len(dialogues) != len(images):
+            raise ValueError(f"{len(dialogues)} dialogues but {len(images)} image lists")
+        if not dialogues:
+            return []
+        encoded = self.encode(dialogues, [len(row) for row in images], [variant] * len(dialogues))
+        embeds, mask, _ = self.embed(encoded, self.encode_images(images), side="left")
+        out = self.hf.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.encoder.end_id,
+            pad_token_id=self.encoder.pad_id,
+        )
+        return out.tolist()
+
+    def _decode(self, ids: list[int]) -> str:
+        if self.encoder.end_id in ids:
+            ids = ids[: ids.index(self.encoder.end_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

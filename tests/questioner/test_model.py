@@ -1,0 +1,75 @@
+"""The questioner's embeddings, labels, loss and generation on a tiny LLaVA-OneVision."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ireid.core.protocols import Dialogue
+from ireid.questioner.encoding import IGNORE
+from ireid.questioner.model import QuestionerModel
+
+
+def people(n: int) -> list[Image.Image]:
+    return [Image.new("RGB", (32, 64), (40 * i, 200 - 30 * i, 90)) for i in range(n)]
+
+
+def dialogues() -> list[Dialogue]:
+    first, second = Dialogue("I saw a man in a red top."), Dialogue("A woman with long hair.")
+    second.ask("Was she wearing a hat?", "No, she was not wearing a hat.")
+    return [first, second]
+
+
+def test_labels_cover_exactly_the_question_and_its_end_token(tiny_questioner: QuestionerModel) -> None:
+    q = tiny_questioner
+    question = "What colour were his shoes?"
+    (encoded,) = q.encode(dialogues()[:1], [4], [0], [question])
+    scored = [i for i, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE]
+    assert scored == q.tokenizer(question, add_special_tokens=False)["input_ids"] + [q.encoder.end_id]
+    assert encoded.labels[: -len(scored)] == [IGNORE] * (len(encoded.labels) - len(scored))
+    assert encoded.input_ids.count(q.encoder.image_token_id) == 4 * q.tokens_per_image
+
+
+def test_loss_is_the_cross_entropy_of_the_target_tokens(tiny_questioner: QuestionerModel) -> None:
+    q = tiny_questioner
+    batch, images = dialogues(), [people(4), people(2)]
+    targets = ["Was he carrying a bag?", "What colour were her shoes?"]
+    loss, tokens = q.nll(batch, images, targets, [0, 2])
+    encoded = q.encode(batch, [4, 2], [0, 2], targets)
+    embeds, mask, labels = q.embed(encoded, q.encode_images(images))
+    with torch.no_grad():
+        logits = q.hf(inputs_embeds=embeds, attention_mask=mask).logits
+    manual, count = [], 0
+    for row in range(2):
+        for position in range(labels.shape[1] - 1):
+            target = int(labels[row, position + 1])
+            if target != IGNORE:
+                manual.append(F.cross_entropy(logits[row, position], torch.tensor(target), reduction="none"))
+                count += 1
+    assert tokens == count == sum(len(q.tokenizer(t)["input_ids"]) + 1 for t in targets)
+    assert torch.allclose(loss, torch.stack(manual).mean(), atol=1e-5)
+
+
+def test_image_tokens_sit_in_their_slots_scaled_by_their_weight(tiny_questioner: QuestionerModel) -> None:
+    q = tiny_questioner
+    images = [people(3)]
+    weights = [torch.tensor([1.0, 0.5, 0.0])]
+    features = q.encode_images(images)
+    encoded = q.encode(dialogues()[:1], [3], [0])
+    embeds, _, _ = q.embed(encoded, q.encode_images(images, weights))
+    slots = torch.tensor(encoded[0].input_ids) == q.encoder.image_token_id
+    placed = embeds[0, slots].view(3, q.tokens_per_image, -1)
+    assert torch.allclose(placed, features * torch.tensor([1.0, 0.5, 0.0]).view(3, 1, 1))
+    text = q.hf.get_input_embeddings()(torch.tensor(encoded[0].input_ids))
+    assert torch.equal(embeds[0, ~slots], text[~slots])
+
+
+def test_generation_is_capped_and_batching_with_left_padding_changes_nothing(tiny_questioner: QuestionerModel) -> None:
+    q = tiny_questioner
+    batch, images = dialogues(), [people(4), people(2)]
+    capped = q.generate_ids(batch, images, max_new_tokens=3)
+    assert all(len(row) <= 3 for row in capped)
+    together = q.generate(batch, images, max_new_tokens=6)
+    alone = [q.generate([d], [im], max_new_tokens=6)[0] for d, im in zip(batch, images, strict=True)]
+    assert together == alone and q.generate([], []) == []
