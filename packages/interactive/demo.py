@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--eval-config", type=Path, default=REPO_CONFIGS / "interactive" / "synthetic.yaml", help="evaluation YAML"
     )
     parser.add_argument("--data", type=Path, help="use this shard folder instead of building the default world")
-    parser.add_argument("--train-minutes", type=float, default=7.0, help="retriever training budget")
+    parser.add_argument("--train-minutes", type=float, default=6.0, help="retriever training budget")
     parser.add_argument("--train-steps", type=int, help="retriever step budget (default: the config's)")
     defaults = LlavaReIDBudget()
     parser.add_argument(

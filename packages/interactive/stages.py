@@ -67,8 +67,15 @@ def fit_step(
     start = time.perf_counter()
     print(f"{name}: training under {out}")
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume[-1]) if resume else None)
+    if cli.trainer.global_step == 0:
+        raise RuntimeError(f"{name}: no optimiser step was taken (is the training data empty?); see {out}")
     callback = cli.trainer.checkpoint_callback
-    ckpt = Path(callback.best_model_path or callback.last_model_path)  # type: ignore[union-attr]
+    saved = callback.best_model_path or callback.last_model_path if callback is not None else ""
+    if saved:
+        ckpt = Path(saved)
+    else:  # a run shorter than its validation interval: no checkpoint was taken
+        ckpt = out / "final.ckpt"
+        cli.trainer.save_checkpoint(ckpt)
     seconds = time.perf_counter() - start
     atomic_write_json(out / "done.json", {"ckpt": str(ckpt), "steps": cli.trainer.global_step, "seconds": seconds})
     return ckpt

@@ -306,7 +306,7 @@ class QuestionerData(L.LightningDataModule):
             shuffle=True,
             num_workers=self.num_workers,
             collate_fn=collate,
-            drop_last=True,
+            drop_last=len(self.train_set) > self.batch_size,  # a set smaller than one batch still trains
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -24,19 +24,27 @@ from ireid.selector.model import Selector
 
 
 class LlavaReidQuestioner:
-    """Greedy next questions of a trained questioner for batches of dialogues (the `Questioner` protocol).
+    """Next questions of a trained questioner for batches of dialogues (the `Questioner` protocol): greedy, or with
+    `candidates` > 1 the best of that many beams not already asked in the dialogue.
 
     Each dialogue comes with its candidate images: the first is the candidate person (the best match so far), the
     others the similar persons, in the order the prompt lists them. Prompts use the instruction variant the
     module validates with (`eval_instruction`, 0 by default).
     """
 
-    def __init__(self, module: QuestionerModule, batch_size: int = 16, max_new_tokens: int | None = None):
+    def __init__(
+        self,
+        module: QuestionerModule,
+        batch_size: int = 16,
+        max_new_tokens: int | None = None,
+        candidates: int = 1,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.module = module.eval()
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.candidates = candidates
 
     @classmethod
     def from_checkpoint(
@@ -45,6 +53,7 @@ class LlavaReidQuestioner:
         device: str | torch.device | None = None,
         batch_size: int = 16,
         max_new_tokens: int | None = None,
+        candidates: int = 1,
         **changes: Any,
     ) -> LlavaReidQuestioner:
         """Restore a `QuestionerModule` checkpoint (warm-up or joint); `changes` override stored settings
@@ -52,7 +61,7 @@ class LlavaReidQuestioner:
         module = QuestionerModule.restore(path, **changes)
         if module.hparams.quantization is None:
             module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(module, batch_size, max_new_tokens)
+        return cls(module, batch_size, max_new_tokens, candidates)
 
     @property
     def num_images(self) -> int:
@@ -73,7 +82,9 @@ class LlavaReidQuestioner:
         questions: list[str] = []
         for start in range(0, len(dialogues), self.batch_size):
             end = start + self.batch_size
-            questions += self.module.generate(dialogues[start:end], candidates[start:end], self.max_new_tokens)
+            questions += self.module.generate(
+                dialogues[start:end], candidates[start:end], self.max_new_tokens, self.candidates
+            )
         return questions
 
 

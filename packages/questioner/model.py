@@ -212,9 +212,22 @@ class QuestionerModel(nn.Module):
         images: Sequence[Sequence[ImageInput]],
         variant: int = 0,
         max_new_tokens: int = 96,
+        candidates: int = 1,
     ) -> list[str]:
-        """Greedy next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens."""
-        return [self._decode(row) for row in self.generate_ids(dialogues, images, variant, max_new_tokens)]
+        """Next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens.
+
+        `candidates=1` decodes greedily. With n > 1 a beam search keeps the n best questions and the best one
+        not already asked in the dialogue (compared case- and space-insensitively) is returned, so the
+        questioner does not ask the same thing twice; if all n were asked, the best is returned.
+        """
+        rows = self.generate_ids(dialogues, images, variant, max_new_tokens, candidates)
+        texts = [self._decode(row) for row in rows]
+        chosen = []
+        for i, dialogue in enumerate(dialogues):
+            options = texts[i * candidates : (i + 1) * candidates]
+            asked = {_normalised(q) for q in dialogue.asked}
+            chosen.append(next((q for q in options if _normalised(q) not in asked), options[0]))
+        return chosen
 
     @torch.no_grad()
     def generate_ids(
@@ -223,10 +236,13 @@ class QuestionerModel(nn.Module):
         images: Sequence[Sequence[ImageInput]],
         variant: int = 0,
         max_new_tokens: int = 96,
+        candidates: int = 1,
     ) -> list[list[int]]:
-        """The generated token ids of every dialogue (end-of-turn and padding included)."""
+        """The generated token ids (end-of-turn and padding included): `candidates` rows per dialogue, best first."""
         if len(dialogues) != len(images):
             raise ValueError(f"{len(dialogues)} dialogues but {len(images)} image lists")
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
         if not dialogues:
             return []
         encoded = self.encode(dialogues, [len(row) for row in images], [variant] * len(dialogues))
@@ -236,7 +252,8 @@ class QuestionerModel(nn.Module):
             attention_mask=mask,
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            num_beams=1,
+            num_beams=candidates,
+            num_return_sequences=candidates,
             eos_token_id=self.encoder.end_id,
             pad_token_id=self.encoder.pad_id,
         )
@@ -246,3 +263,7 @@ class QuestionerModel(nn.Module):
         if self.encoder.end_id in ids:
             ids = ids[: ids.index(self.encoder.end_id)]
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def _normalised(question: str) -> str:
+    return " ".join(question.lower().split())

@@ -263,10 +263,16 @@ class QuestionerModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=tokens)  # token-weighted mean over the epoch
 
     def generate(
-        self, dialogues: Sequence[Dialogue], images: Sequence[Sequence[ImageInput]], max_new_tokens: int | None = None
+        self,
+        dialogues: Sequence[Dialogue],
+        images: Sequence[Sequence[ImageInput]],
+        max_new_tokens: int | None = None,
+        candidates: int = 1,
     ) -> list[str]:
         hp = self.hparams
-        return self.questioner.generate(dialogues, images, hp.eval_instruction, max_new_tokens or hp.max_new_tokens)
+        return self.questioner.generate(
+            dialogues, images, hp.eval_instruction, max_new_tokens or hp.max_new_tokens, candidates
+        )
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -125,7 +125,11 @@ class SelectorData(L.LightningDataModule):
         return int(self.train_set.tensors["dialogue"].shape[1])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True)
+        # a set smaller than one batch still trains, on one short batch
+        drop_last = len(self.train_set) > self.batch_size
+        return DataLoader(
+            self.train_set, self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=drop_last
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, self.batch_size, num_workers=self.num_workers)

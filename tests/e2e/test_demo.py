@@ -36,3 +36,22 @@ def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, cap
     summary = json.loads((targets / "train.lookforward.json").read_text())
     assert summary["records"] == 24 and summary["rounds"]["1"]["dialogues"] == 24
     assert (tmp_path / "selector.pt").is_file()
+
+
+@pytest.mark.slow
+def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Path, capsys) -> None:
+    args = ["demo", "--out", str(tmp_path), "--data", str(tiny_world), "--train-steps", "2", "--max-queries", "4"]
+    args += ["--strategies", "initial,llava-reid", "--llava-reid-records", "8"]
+    args += ["--selector-steps", "2", "--questioner-steps", "3", "--joint-steps", "2"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| llava-reid |" in printed
+    for step in ("selector", "warmup", "joint"):
+        assert json.loads((tmp_path / "llava-reid" / step / "done.json").read_text())["steps"] >= 2
+    targets = json.loads((tmp_path / "llava-reid" / "targets" / "train.lookforward.json").read_text())
+    assert targets["records"] == 8
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    (llava,) = [s for s in results["strategies"] if s["name"] == "llava-reid"]
+    assert len(llava["rounds"]) == 6
+    conversations = (tmp_path / "eval" / "strategies" / "llava-reid" / "conversations.jsonl").read_text()
+    assert conversations.count("\n") == 4

@@ -55,10 +55,10 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
 
 
 @cache
-def _questioner(ckpt: str, max_new_tokens: int):
+def _questioner(ckpt: str, max_new_tokens: int, beams: int):
     from ireid.questioner.inference import LlavaReidQuestioner
 
-    return LlavaReidQuestioner.from_checkpoint(ckpt, max_new_tokens=max_new_tokens)
+    return LlavaReidQuestioner.from_checkpoint(ckpt, max_new_tokens=max_new_tokens, candidates=beams)
 
 
 @cache
@@ -93,7 +93,7 @@ def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
         raise ValueError(f"strategy {name!r} needs config llava_reid.{field} (a trained questioner checkpoint)")
     selector = _selector(settings, ckpt) if candidates == SELECTOR else None
     return LlavaReID(
-        _questioner(ckpt, settings.max_new_tokens),
+        _questioner(ckpt, settings.max_new_tokens, settings.question_beams),
         _gallery_images(config.data_dir, config.split),
         selector,
         candidates=candidates,
