@@ -73,3 +73,16 @@ def test_generation_is_capped_and_batching_with_left_padding_changes_nothing(tin
     together = q.generate(batch, images, max_new_tokens=6)
     alone = [q.generate([d], [im], max_new_tokens=6)[0] for d, im in zip(batch, images, strict=True)]
     assert together == alone and q.generate([], []) == []
+
+
+def test_beams_return_the_best_question_not_yet_asked(tiny_questioner: QuestionerModel) -> None:
+    q = tiny_questioner
+    dialogue, images = dialogues()[:1], [people(4)]
+    rows = q.generate_ids(dialogue, images, max_new_tokens=6, candidates=3)
+    beams = [q._decode(row) for row in rows]
+    assert len(rows) == 3 and len(set(beams)) == 3
+    assert q.generate(dialogue, images, max_new_tokens=6, candidates=3) == beams[:1]
+    asked = Dialogue(dialogue[0].initial)
+    asked.ask(f"  {beams[0].upper()} ", "I don't know.")  # compared without case and spacing
+    expected = next((b for b in beams if b.lower() != beams[0].lower()), beams[0])
+    assert q.generate([asked], images, max_new_tokens=6, candidates=3) == [expected]
