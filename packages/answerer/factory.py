@@ -7,10 +7,12 @@ from typing import Any
 
 from ireid.answerer.llm_witness import Layout, LLMWitness
 from ireid.answerer.rule_based import RuleBasedWitness
+from ireid.answerer.tuned import load_tuned_llm
 from ireid.core.llm import load_chat_llm
 from ireid.core.protocols import Witness
 
 RULE_SPECS = {"rule": "unknown", "rule-absent": "absent"}
+TUNED_PREFIX = "tuned:"
 
 
 def build_witness(
@@ -29,8 +31,14 @@ def build_witness(
     Anything else is a chat LLM source for `ireid.core.llm.load_chat_llm` ("tiny" with `tokenizer_dir`, "smollm2",
     "openai:<base_url>#<model>", a local model directory) wrapped in `LLMWitness` (`max_new_tokens`, `prompt`,
     `layout`); `llm_options` (batch_size, server options) go to `load_chat_llm`.
+    "tuned:<dir>": a witness tuned by `python -m ireid.answerer tune`: its base with the adapter merged in, asked with
+    the prompt it was tuned on (leave `prompt` and `layout` at their defaults); `llm_options` may give batch_size.
     """
     if spec in RULE_SPECS:
         return RuleBasedWitness(missing=RULE_SPECS[spec], seed=seed)
+    if spec.startswith(TUNED_PREFIX):
+        if prompt is not None or layout != "user":
+            raise ValueError(f"{spec!r} answers the prompt it was tuned on: leave prompt and layout unset")
+        return LLMWitness(load_tuned_llm(spec.removeprefix(TUNED_PREFIX), **llm_options), max_new_tokens=max_new_tokens)
     llm = load_chat_llm(spec, tokenizer_dir=tokenizer_dir, **llm_options)
     return LLMWitness(llm, max_new_tokens=max_new_tokens, prompt=prompt, layout=layout)
