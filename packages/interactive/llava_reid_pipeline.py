@@ -34,6 +34,7 @@ class LlavaReIDBudget:
     selector_steps: int = 200
     warmup_steps: int = 500
     joint_steps: int = 150
+    targets: str = "lookforward"  # or "random": Table 3's question row
     warmup_minutes: float | None = None
     joint_minutes: float | None = None
 
@@ -48,7 +49,9 @@ def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: 
     for split, count in (("train", budget.train_records), ("val", budget.val_records)):
         gallery = encode_split(retriever, data_dir, split)
         records = evenly_spaced(load_records(data_dir, split), count)
-        summary = build_targets(retriever, gallery, records, out, split, max_rounds=budget.max_rounds)
+        summary = build_targets(
+            retriever, gallery, records, out, split, max_rounds=budget.max_rounds, targets=budget.targets
+        )
         last = summary["rounds"][str(max(int(t) for t in summary["rounds"]))]
         rank = last["mean_rank_after"]
         print(f"look-forward {split}: {len(records)} records, mean target rank after the last round {rank:.1f}")
