@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -124,18 +124,22 @@ def record_text(record: Record) -> Iterator[str]:
         yield from qa.options
 
 
-def dataset_tokenizer(data_dir: Path | str, vocab_size: int = 2048) -> PreTrainedTokenizerFast:
-    """The tokenizer of a shard folder, trained on its train split once and saved beside the shards.
+def dataset_tokenizer(
+    data_dir: Path | str, vocab_size: int = 2048, extra_texts: Sequence[str] = (), name: str = "tokenizer"
+) -> PreTrainedTokenizerFast:
+    """The tokenizer of a shard folder, trained on its train split (plus `extra_texts`) once and saved beside the
+    shards as `<name>-<vocab_size>`.
 
     Training happens in a temporary folder renamed into place, so concurrent processes (DDP ranks) that
     race here all end up loading one complete tokenizer.
     """
     from ireid.core.loader import load_records  # the loader imports torch/webdataset; keep this module light
 
-    target = Path(data_dir) / f"tokenizer-{vocab_size}"
+    target = Path(data_dir) / f"{name}-{vocab_size}"
     if not (target / "tokenizer.json").exists():
         texts = [t for r in load_records(data_dir, "train") for t in record_text(r)]
-        with tempfile.TemporaryDirectory(dir=data_dir, prefix=".tokenizer-") as tmp:
+        texts += list(extra_texts)
+        with tempfile.TemporaryDirectory(dir=data_dir, prefix=f".{name}-") as tmp:
             train_bpe_tokenizer(texts, Path(tmp) / "tok", vocab_size=vocab_size)
             try:
                 os.rename(Path(tmp) / "tok", target)

@@ -8,14 +8,12 @@ halves the cost of a CPU training step. Real models bring their own tokenizer.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from ireid.core.loader import load_records
-from ireid.core.tokenizer import record_text, train_bpe_tokenizer
+from ireid.core.tokenizer import dataset_tokenizer
 from ireid.questioner.prompt import instructions, system_message
 
 PROMPT_WEIGHT = 1000  # copies of the prompt texts, so their words are merged before the data set's rarer ones
@@ -30,19 +28,8 @@ def questioner_tokenizer(data_dir: Path | str, vocab_size: int = 2048) -> PreTra
 
     Trained in a temporary folder renamed into place, so concurrent processes end up loading one tokenizer.
     """
-    data_dir = Path(data_dir)
-    target = data_dir / f"questioner-tokenizer-{vocab_size}"
-    if not (target / "tokenizer.json").exists():
-        texts = [t for r in load_records(data_dir, "train") for t in record_text(r)]
-        texts += prompt_texts() * PROMPT_WEIGHT
-        with tempfile.TemporaryDirectory(dir=data_dir, prefix=".questioner-tokenizer-") as tmp:
-            train_bpe_tokenizer(texts, Path(tmp) / "tok", vocab_size=vocab_size)
-            try:
-                os.rename(Path(tmp) / "tok", target)
-            except OSError:
-                if not (target / "tokenizer.json").exists():
-                    raise
-    return PreTrainedTokenizerFast.from_pretrained(str(target))
+    extra = prompt_texts() * PROMPT_WEIGHT
+    return dataset_tokenizer(data_dir, vocab_size, extra_texts=extra, name="questioner-tokenizer")
 
 
 def resolve_tokenizer(spec: str | Path, vocab_size: int = 2048) -> PreTrainedTokenizerBase:
