@@ -75,10 +75,12 @@ class EvalOutcome:
     paths: dict[str, Path]
 
 
-def evaluate(config: EvalConfig) -> EvalOutcome:
-    """Every configured strategy over the split (each resumable), then the report files."""
+def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
+    """Every configured strategy over the split (each resumable under `out/strategies`), then the report files
+    (in `report_dir`, default `out`)."""
     out = Path(config.out)
-    atomic_write_json(out / "config.json", config.to_dict())
+    report_dir = report_dir or out
+    atomic_write_json(report_dir / "config.json", config.to_dict())
     retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
     gallery: Gallery = encode_split(retriever, config.data_dir, config.split)
     queries = evenly_spaced(load_records(config.data_dir, config.split), config.max_queries)
@@ -110,7 +112,7 @@ def evaluate(config: EvalConfig) -> EvalOutcome:
         "retriever reads": config.text,
         "rounds": config.rounds,
     }
-    return EvalOutcome(results, context, write_report(results, out, context))
+    return EvalOutcome(results, context, write_report(results, report_dir, context))
 
 
 def run(args: argparse.Namespace) -> int:

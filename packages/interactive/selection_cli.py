@@ -2,7 +2,8 @@
 
 Runs the `llava-reid` strategy with each candidate rule (k-means, uniform, top-k, the trained selector) and with a
 questioner trained on random instead of look-forward targets, through the interactive harness (each row resumes
-from its own folder), then prints and writes the Table 3-shaped comparison.
+from its own folder), then prints and writes the Table 3-shaped comparison. Rows share `out/strategies` with
+`ireid eval interactive` (so `llava-reid` is not run twice); the report goes to `out/selection`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
         rows.remove("llava-reid:random-targets")
         print("llava_reid.random_targets_ckpt is not set: the question row 'random' is left out")
     config = dataclasses.replace(config, strategies=args.strategies or rows)
-    outcome = eval_cli.evaluate(config)
+    report_dir = Path(config.out) / "selection"
+    outcome = eval_cli.evaluate(config, report_dir)
     table = selection_table(outcome.results)
-    path = Path(config.out) / "selection.md"
+    path = report_dir / "selection.md"
     atomic_write_bytes(path, ("# Image and question selection (LLaVA-ReID Table 3 layout)\n\n" + table).encode())
     print(table)
     print(f"table: {path}")

@@ -55,3 +55,20 @@ def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Pat
     assert len(llava["rounds"]) == 6
     conversations = (tmp_path / "eval" / "strategies" / "llava-reid" / "conversations.jsonl").read_text()
     assert conversations.count("\n") == 4
+
+    # Table 3 from the same folder: the llava-reid row is reused, the demo's report is left as it was.
+    report = (tmp_path / "eval" / "report.md").read_text()
+    config = {
+        "data_dir": str(tiny_world),
+        "retriever_ckpt": json.loads((tmp_path / "retriever" / "done.json").read_text())["ckpt"],
+        "out": str(tmp_path / "eval"),
+        "max_queries": 4,
+        "llava_reid": {
+            "questioner_ckpt": json.loads((tmp_path / "llava-reid" / "joint" / "done.json").read_text())["ckpt"]
+        },
+    }
+    (tmp_path / "selection.yaml").write_text(json.dumps(config))
+    assert main(["eval", "selection", "--config", str(tmp_path / "selection.yaml")]) == 0
+    table = (tmp_path / "eval" / "selection" / "selection.md").read_text()
+    assert all(f"| Candidate | {rule} |" in table for rule in ("k-means", "uniform", "top-k", "selector"))
+    assert "| Question | random |" not in table and (tmp_path / "eval" / "report.md").read_text() == report
