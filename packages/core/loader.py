@@ -5,6 +5,10 @@ split falls back to samples, so every reader gets data and every sample is read 
 Shuffling is explicit and seeded (shard order and a sample buffer, re-seeded by `set_epoch`); without
 it the order is deterministic, which evaluation relies on. Undecodable samples are skipped, warned
 about with their shard and key, and counted in a `SkipCounter` shared with worker processes.
+
+`cache_in_memory` keeps a reader's decoded samples after its first complete pass: later passes skip tar
+reading, JSON parsing and image decoding (most of a small model's data time on CPU) and are shuffled
+whole instead of through the buffer.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ class ShardDataset(torch.utils.data.IterableDataset):
 
     `transform` maps a `Sample` to what the DataModule batches. `samples_per_epoch` (per process) makes
     every process yield the same number of samples by cycling its part, as DDP training needs.
+    `cache_in_memory` holds this reader's decoded samples from its first complete pass on (in the process
+    that iterates: the main process, or persistent DataLoader workers).
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         samples_per_epoch: int | None = None,
         skip_counter: SkipCounter | None = None,
         rank_world: tuple[int, int] | None = None,
+        cache_in_memory: bool = False,
     ):
         super().__init__()
         if not urls:
@@ -126,6 +133,8 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.samples_per_epoch = samples_per_epoch
         self.skips = skip_counter or SkipCounter()
         self.rank_world = rank_world
+        self.cache_in_memory = cache_in_memory
+        self._cache: dict[tuple[int, int], list[Sample]] = {}  # (reader, readers) → its complete pass
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -155,6 +164,24 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 log.warning("skipping sample: %s", exc)
 
     def _one_pass(self, epoch: int, reader: int, readers: int) -> Iterator[Sample]:
+        cached = self._cache.get((reader, readers))
+        if cached is not None:
+            samples = list(cached)
+            if self.shuffle:
+                random.Random(f"{self.seed}:{epoch}:{reader}").shuffle(samples)
+            return iter(samples)
+        stream = self._read_pass(epoch, reader, readers)
+        return self._filling_cache(stream, (reader, readers)) if self.cache_in_memory else stream
+
+    def _filling_cache(self, stream: Iterator[Sample], slot: tuple[int, int]) -> Iterator[Sample]:
+        """Yield the pass and keep it; only a pass read to its end becomes the cache."""
+        seen: list[Sample] = []
+        for sample in stream:
+            seen.append(sample)
+            yield sample
+        self._cache[slot] = seen
+
+    def _read_pass(self, epoch: int, reader: int, readers: int) -> Iterator[Sample]:
         shards = list(self.urls)
         if self.shuffle:
             random.Random(f"{self.seed}:{epoch}").shuffle(shards)
@@ -165,8 +192,9 @@ class ShardDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         reader, readers = self._readers()
+        cached = (reader, readers) in self._cache  # already shuffled whole
         stream = self._stream(reader, readers)
-        if self.shuffle and self.shuffle_buffer > 1:
+        if self.shuffle and self.shuffle_buffer > 1 and not cached:
             stream = self._buffer_shuffle(stream, random.Random(f"{self.seed}:{self.epoch}:{reader}"))
         for sample in stream:
             yield self.transform(sample) if self.transform else sample

@@ -99,3 +99,32 @@ def test_bad_samples_are_skipped_warned_and_counted_across_workers(tmp_path, cap
     got = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
     assert sorted(got) == sorted(single)
     assert counter.value == 3, "skips in worker processes reach the caller"
+
+
+def test_memory_cache_serves_later_epochs_without_reading_the_shards(tmp_path):
+    urls = write_dataset(tmp_path, n=12, shard_size=4)
+    ds = ShardDataset(urls, shuffle=True, shuffle_buffer=4, seed=0, rank_world=(0, 1), cache_in_memory=True)
+    first = keys(ds)
+    for url in urls:  # from now on only the cache can serve the samples
+        url.rename(url.with_suffix(".moved"))
+    passes = []
+    for epoch in (1, 2):
+        ds.set_epoch(epoch)
+        passes.append(keys(ds))
+    assert all(sorted(p) == sorted(first) for p in passes)
+    assert passes[0] != passes[1], "each epoch reshuffles the cached samples"
+    ds.set_epoch(1)
+    assert keys(ds) == passes[0], "the cached order is seeded by the epoch"
+
+
+def test_an_unfinished_pass_is_not_cached(tmp_path):
+    urls = write_dataset(tmp_path, n=12, shard_size=4)
+    ds = ShardDataset(urls, rank_world=(0, 1), cache_in_memory=True)
+    stream = iter(ds)
+    partial = [next(stream).key for _ in range(5)]
+    del stream
+    assert keys(ds) == [make_record(i).key for i in range(12)], "the next pass reads the shards again, whole"
+    assert partial == [make_record(i).key for i in range(5)]
+    for url in urls:
+        url.rename(url.with_suffix(".moved"))
+    assert len(keys(ds)) == 12, "that complete pass became the cache"
