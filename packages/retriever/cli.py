@@ -17,6 +17,7 @@ class RetrieverCLI(LightningCLI):
         parser.link_arguments("data.data_dir", "model.data_dir")
         parser.link_arguments("data.image_size", "model.image_size")
         parser.link_arguments("seed_everything", "model.seed")
+        parser.link_arguments("seed_everything", "data.seed")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -70,6 +70,16 @@ def test_index_and_search_cli(trained, tiny_world, tmp_path, capsys):
     assert retriever_main(["search", "--index", str(tmp_path / "nope"), "--ckpt", last, "--text", "x"]) == 2
 
 
+def test_seed_reaches_model_and_data(tiny_world, tmp_path):
+    from ireid.retriever.cli import RetrieverCLI
+    from ireid.retriever.data import RetrievalDataModule
+
+    args = fit_args(tiny_world, tmp_path, "--seed_everything", "3")[1:]
+    parser_kwargs = {"parser_mode": "omegaconf"}
+    cli = RetrieverCLI(RetrieverModule, RetrievalDataModule, parser_kwargs=parser_kwargs, args=args, run=False)
+    assert cli.model.hparams.seed == cli.datamodule.hparams.seed == 3
+
+
 def test_param_groups_follow_irra(tiny_world):
     module = RetrieverModule(str(tiny_world), lr=1e-3, new_module_lr_factor=5, bias_lr_factor=2,
                              weight_decay=0.1, weight_decay_bias=0.0, text_length=64)  # fmt: skip
