@@ -20,6 +20,7 @@ from ireid.retriever.module import RetrieverModule
 FINE = ["--data.partial_text_prob", "0"]  # every variant names its text mix, whatever the config's default
 PARTIAL = ["--data.partial_text_prob", "0.5"]
 VARIANTS: dict[str, list[str]] = {
+    "config": [],  # the config as it is, with the command line's overrides (one row of a hyperparameter search)
     "sdm": ["--model.losses", "sdm", *FINE],
     "sdm+id": ["--model.losses", "sdm+id", *FINE],
     "sdm+id+mlm": ["--model.losses", "sdm+id+mlm", *FINE],
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ireid.retriever.ablation", description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("configs/retriever/synthetic.yaml"))
     parser.add_argument("--out", type=Path, default=Path("runs/retriever-ablation"))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "config"], choices=list(VARIANTS))
     parser.add_argument("overrides", nargs="*", help="extra LightningCLI arguments for every variant")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}

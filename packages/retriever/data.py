@@ -100,10 +100,12 @@ class TrainSampleTransform:
         seed: int,
         partial_text_prob: float = 0.0,
         partial_source: PartialSource = "answers",
+        erase_prob: float = 0.5,
+        crop_pad: int = 10,
     ):
         if not 0.0 <= partial_text_prob <= 1.0:
             raise ValueError(f"partial_text_prob must be in [0, 1], got {partial_text_prob}")
-        self.image = ImageTransform(size_hw, train=True, seed=seed)
+        self.image = ImageTransform(size_hw, train=True, pad=crop_pad, erase_p=erase_prob, seed=seed)
         self.text_field = text_field
         self.rda = rda
         self.partial_text_prob = partial_text_prob
@@ -183,6 +185,9 @@ class RetrievalDataModule(L.LightningDataModule):
 
     `partial_text_prob`: share of training texts that are partial descriptions (initial + a random subset
     of `partial_source`: the Q&A answers or the sub-captions); the rest stay `text_field` (or RDA).
+    `cache_in_memory`: keep the decoded samples after the first epoch (about 25 kB per 128×64 image), so
+    that later epochs only augment; with `num_workers > 0` the workers are kept alive to keep their caches.
+    `erase_prob`, `crop_pad`: IRRA's random erasing probability and the padding of its random crop.
     """
 
     def __init__(
@@ -201,6 +206,9 @@ class RetrievalDataModule(L.LightningDataModule):
         val_split: str = "val",
         test_split: str = "test",
         seed: int = 0,
+        cache_in_memory: bool = False,
+        erase_prob: float = 0.5,
+        crop_pad: int = 10,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -213,7 +221,7 @@ class RetrievalDataModule(L.LightningDataModule):
             batch_size=batch_size,
             num_workers=self.hparams.num_workers,
             collate_fn=collate,
-            persistent_workers=False,
+            persistent_workers=self.hparams.cache_in_memory and self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
@@ -221,13 +229,21 @@ class RetrievalDataModule(L.LightningDataModule):
         dataset = ShardDataset(
             split_urls(self.data_dir, "train"),
             transform=TrainSampleTransform(
-                tuple(hp.image_size), hp.text_field, hp.rda, hp.seed, hp.partial_text_prob, hp.partial_source
+                tuple(hp.image_size),
+                hp.text_field,
+                hp.rda,
+                hp.seed,
+                hp.partial_text_prob,
+                hp.partial_source,
+                hp.erase_prob,
+                hp.crop_pad,
             ),
             shuffle=True,
             shuffle_buffer=hp.shuffle_buffer,
             seed=hp.seed,
             samples_per_epoch=hp.samples_per_epoch,
             skip_counter=self.skips,
+            cache_in_memory=hp.cache_in_memory,
         )
         return self._loader(dataset, hp.batch_size, collate_train)
 
@@ -237,6 +253,7 @@ class RetrievalDataModule(L.LightningDataModule):
             split_urls(self.data_dir, split),
             transform=EvalSampleTransform(tuple(hp.image_size), hp.text_field, hp.seed),
             skip_counter=self.skips,
+            cache_in_memory=hp.cache_in_memory,
         )
         return self._loader(dataset, hp.eval_batch_size, collate_eval)
 

@@ -100,3 +100,16 @@ def test_eval_batches_carry_the_partial_view():
     batch = collate_eval([transform(sample_of(with_view)), transform(sample_of(without))])
     assert batch["partial_texts"] == eval_partial_texts(with_view, 0) and batch["partial_pids"].tolist() == [0]
     assert batch["initial_pids"].tolist() == [0, 1] and batch["fine_pids"].tolist() == [0, 1]
+
+
+def test_training_images_without_erasing_or_crop_are_the_image_or_its_mirror():
+    import torch
+
+    image = Image.effect_noise((16, 32), 60).convert("RGB")
+    sample = Sample(key="k", record=make_record(0), image=image, url="u")
+    plain = EvalSampleTransform((32, 16), "fine")(sample).image
+    transform = TrainSampleTransform((32, 16), "fine", rda=False, seed=0, erase_prob=0.0, crop_pad=0)
+    outputs = [transform(sample).image for _ in range(20)]
+    same = [torch.equal(x, plain) for x in outputs]
+    mirrored = [torch.equal(x, plain.flip(-1)) for x in outputs]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True)) and any(same) and any(mirrored)
