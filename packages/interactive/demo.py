@@ -25,6 +25,9 @@ from ireid.interactive.stages import fit_step
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
 DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "llava-reid")
+# The dialogue queries the retriever (initial description + answers so far): half its training texts look like that.
+DEMO_RETRIEVER_OVERRIDES = ("--data.partial_text_prob", "0.5")
+DEMO_RETRIEVER_STEPS = 500  # 4 epochs of the default world (validated after 2 and 4): 4-6 minutes on 2 CPU cores
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--eval-config", type=Path, default=REPO_CONFIGS / "interactive" / "synthetic.yaml", help="evaluation YAML"
     )
     parser.add_argument("--data", type=Path, help="use this shard folder instead of building the default world")
-    parser.add_argument("--train-minutes", type=float, default=6.0, help="retriever training budget")
-    parser.add_argument("--train-steps", type=int, help="retriever step budget (default: the config's)")
+    parser.add_argument("--train-minutes", type=float, default=5.0, help="retriever training budget")
+    parser.add_argument(
+        "--train-steps", type=int, default=DEMO_RETRIEVER_STEPS, help="retriever step budget (0: the config's)"
+    )
     defaults = LlavaReIDBudget()
     parser.add_argument(
         "--llava-reid-records",
@@ -74,7 +79,7 @@ def train_retriever(args: argparse.Namespace, data_dir: Path) -> Path:
     from ireid.retriever.data import RetrievalDataModule
     from ireid.retriever.module import RetrieverModule
 
-    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed)]
+    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed), *DEMO_RETRIEVER_OVERRIDES]
     if args.train_steps:
         overrides += ["--trainer.max_steps", str(args.train_steps)]
     return fit_step(
