@@ -29,6 +29,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def device_note(device: torch.device) -> str:
+    """`cpu`, or the GPU's name: results name the device they were taken on."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer around it measures the work and not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def best_time(fn: Callable[[], Any], repeats: int = 3) -> float:
     """Seconds of the fastest of `repeats` runs (the least disturbed by other load)."""
     times = []
