@@ -28,11 +28,11 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 class LlavaReIDBudget:
     """How much of each step the pipeline runs (the demo's defaults fit a 2-core CPU in a few minutes)."""
 
-    train_records: int | None = 1500  # training records given look-forward targets (None: all)
+    train_records: int | None = 1200  # training records given look-forward targets (None: all)
     val_records: int = 100
     max_rounds: int = 5
-    selector_steps: int = 200
-    warmup_steps: int = 500
+    selector_steps: int = 150
+    warmup_steps: int = 400
     joint_steps: int = 150
     targets: str = "lookforward"  # or "random": Table 3's question row
     warmup_minutes: float | None = None
