@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/lock.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test test-avx2 lint bench venv clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The suite as a CPU without AVX-512 runs it, on any x86 machine: torch, oneDNN, MKL and faiss held to AVX2.
+# bitsandbytes' AVX512-BF16 path is forced in tests/core/test_nf4_cpu_kinds.py instead.
+test-avx2: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FAISS_OPT_LEVEL=avx2 \
+		$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,12 @@ a float32 copy of the embeddings in RAM (4·D bytes per image); scores are cosin
 Result order: descending score, equal scores by ascending gallery index. When equal scores straddle the
 k-th place, `torch` returns the lowest indices among them (the first k of that stable order); the FAISS
 backends return an unspecified subset of them (their heaps' choice).
+
+CPU kinds: faiss-cpu picks its AVX2 or AVX-512 build at import (override with FAISS_OPT_LEVEL) and torch picks its
+kernels by `torch.backends.cpu.get_cpu_capability()` (override with ATEN_CPU_CAPABILITY). The summation order,
+and so the last bits of a float32 score, depends on that choice: scores agree to ~1e-6 across backends and CPU
+kinds, and two images whose scores differ by less than that may swap places. `make test-avx2` runs the suite with
+every library held to AVX2, to check a change on the other CPU kind.
 """
 
 from __future__ import annotations

@@ -28,11 +28,6 @@ CHAT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerBase:
-    return train_bpe_tokenizer(TEXTS * 4, tmp_path_factory.mktemp("tok"), vocab_size=512)
-
-
 def person(seed: int, hw: tuple[int, int] = (128, 64)) -> Image.Image:
     pixels = np.random.default_rng(seed).integers(0, 256, (*hw, 3), dtype=np.uint8)
     return Image.fromarray(pixels)

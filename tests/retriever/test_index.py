@@ -38,12 +38,19 @@ def test_faiss_and_torch_backends_agree():
         results[backend] = index.search(torch.from_numpy(queries), k=10)
     (fs, fi), (ts, ti) = results["faiss"], results["torch"]
     assert fs.dtype == torch.float32 and fi.dtype == torch.int64 and fi.shape == (40, 10)
-    assert torch.equal(fi, ti)
     assert torch.allclose(fs, ts, atol=1e-5)
     # Scores are cosine similarities with the fp16-stored, normalised rows.
     stored = torch.from_numpy(GalleryIndex.from_embeddings(gallery, keys_for(5000)).embeddings.astype(np.float32))
     q = torch.nn.functional.normalize(torch.from_numpy(queries), dim=1)
-    assert torch.allclose(fs, (q @ stored.T).gather(1, fi), atol=1e-5)
+    exact = q @ stored.T
+    assert torch.allclose(fs, exact.gather(1, fi), atol=1e-5)
+    # FAISS's BLAS and torch's sum in different orders, and the order depends on the CPU's vector width (AVX2 or
+    # AVX-512 kernels): two rows closer than float32 rounding may swap. Every other position must agree.
+    separated = torch.ones_like(fi, dtype=torch.bool)
+    gaps = (ts[:, :-1] - ts[:, 1:]).abs() < 1e-5
+    separated[:, :-1] &= ~gaps
+    separated[:, 1:] &= ~gaps
+    assert separated.float().mean() > 0.9 and torch.equal(fi[separated], ti[separated])
 
 
 @pytest.mark.parametrize("chunk_rows", [7, 64, 65536])  # chunks smaller than k, larger than k, one chunk
