@@ -1,7 +1,7 @@
 """Whether a witness's answers agree with its memory: the measure of the benchmark and of the tuned witness's
 validation, so both count the same thing.
 
-An answer is read back with the synthetic world's parser (`ireid.core.synthetic.parse.parse_description`), so the
+An answer is read back with the vocabulary's parser (`ireid.core.vocabulary.parse.parse_description`), so the
 scoring needs records whose `attributes` hold the truth and Q&A pairs that name their `attribute`.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from ireid.core.answers import MIN_QUESTION_CHARS
 from ireid.core.records import QA, Record
-from ireid.core.synthetic.parse import parse_description
+from ireid.core.vocabulary.parse import parse_description
 
 QUOTAS = {"descriptive": 0.4, "yes_no": 0.4, "multiple_choice": 0.2}
 SCORING = (

@@ -1,6 +1,6 @@
 """A witness that answers from a text memory by rule, in the synthetic world's own sentences.
 
-It reads the question and the memory back into attribute values (`ireid.core.synthetic.parse`) and states the
+It reads the question and the memory back into attribute values (`ireid.core.vocabulary.parse`) and states the
 remembered value with the world's statement templates, so on synthetic data its answers always agree with its
 memory: the reference an LLM witness is measured against, and a fast deterministic witness for tests and demos.
 """
@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 from ireid.core.answers import UNKNOWN, answer_for_short_question
-from ireid.core.synthetic.attributes import ATTRIBUTES, article, derive_rng
-from ireid.core.synthetic.parse import parse_description, parse_question
-from ireid.core.synthetic.text import statement, yes_no_answer
+from ireid.core.seeding import derive_rng
+from ireid.core.vocabulary.attributes import ATTRIBUTES, article
+from ireid.core.vocabulary.parse import parse_description, parse_question
+from ireid.core.vocabulary.templates import statement, yes_no_answer
 
 MissingPolicy = Literal["unknown", "absent"]
 MISSING_POLICIES: tuple[str, ...] = ("unknown", "absent")

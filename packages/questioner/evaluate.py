@@ -2,7 +2,7 @@
 
 Every (record, round) of a look-forward split is shown to the questioner as the interactive loop would: the
 round's top-c candidates, or for a joint checkpoint the c its selector picks from the round's top-k_t. The greedy
-questions are read back with the synthetic world's parser (`ireid.core.synthetic.parse`):
+questions are read back with the vocabulary's parser (`ireid.core.vocabulary.parse`):
 
 - `parsed_share`: questions that ask about an identifiable attribute;
 - `repeat_share`: questions about an attribute the dialogue already asked about;
@@ -22,7 +22,7 @@ import torch
 
 from ireid.core.images import ImageStore
 from ireid.core.shards import atomic_write_json
-from ireid.core.synthetic.parse import mentioned_attributes, parse_question
+from ireid.core.vocabulary.parse import mentioned_attributes, parse_question
 from ireid.questioner.data import QuestionerDataset, collate, read_rounds
 from ireid.questioner.inference import LlavaReidQuestioner, load_selector
 from ireid.questioner.vision import decode_image

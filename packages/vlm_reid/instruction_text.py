@@ -15,8 +15,8 @@ from typing import Any
 
 from ireid.core.prompts import read_prompt
 from ireid.core.records import Record
-from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, article, phrase
-from ireid.core.synthetic.text import adorned, statement
+from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, article, phrase
+from ireid.core.vocabulary.templates import adorned, statement
 
 PACKAGE = "ireid.vlm_reid"
 GALLERY_LINE = "Gallery image {position}: "

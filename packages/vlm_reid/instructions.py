@@ -20,8 +20,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ireid.core.loader import load_records
+from ireid.core.seeding import derive_rng
 from ireid.core.shards import ShardWriter, atomic_write_json
-from ireid.core.synthetic.attributes import derive_rng
 from ireid.vlm_reid import tasks_stage1, tasks_stage2, tasks_stage3
 from ireid.vlm_reid.conversations import TASKS_BY_STAGE, check_conversation, stage_prefix
 from ireid.vlm_reid.instruction_pool import Built, Pool, Task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from ireid.core.records import Record
-from ireid.core.synthetic.attributes import derive_rng
+from ireid.core.seeding import derive_rng
 from ireid.vlm_reid.instruction_pool import Built, Pool, Task
 from ireid.vlm_reid.instruction_text import Turn, caption, conversation, is_world_vocabulary, prompt
 

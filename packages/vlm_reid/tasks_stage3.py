@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 
 from ireid.core.records import Record
-from ireid.core.synthetic.attributes import ATTRIBUTES
+from ireid.core.vocabulary.attributes import ATTRIBUTES
 from ireid.vlm_reid.instruction_pool import Built, Pool, Task, contradicts, fits, match_count, shuffle_gallery
 from ireid.vlm_reid.instruction_text import Turn, attribute_query, conversation, gallery_answer, prompt
 

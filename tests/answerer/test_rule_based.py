@@ -10,7 +10,7 @@ from ireid.answerer import RuleBasedWitness, build_witness
 from ireid.core.answers import UNKNOWN
 from ireid.core.loader import load_records
 from ireid.core.protocols import Witness
-from ireid.core.synthetic.parse import parse_description
+from ireid.core.vocabulary.parse import parse_description
 
 MEMORY = (
     "I saw a woman in a red top. She looked young and had long blonde hair. She wore no hat. "

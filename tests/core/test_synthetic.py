@@ -16,16 +16,10 @@ from PIL import Image
 from ireid.core.loader import iter_samples, load_records
 from ireid.core.shards import DatasetWriter, ShardError
 from ireid.core.synthetic import cli, world
-from ireid.core.synthetic.attributes import (
-    ATTRIBUTE_NAMES,
-    ATTRIBUTES,
-    attribute_tuple,
-    bare,
-    phrase,
-    sample_identities,
-)
+from ireid.core.synthetic.identities import sample_identities
 from ireid.core.synthetic.render import identity_look, plan_shot, render
 from ireid.core.synthetic.text import mentioned_attributes
+from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, attribute_tuple, bare, phrase
 
 TINY = dict(ids_train=6, ids_val=2, ids_test=6, images_per_id=3, image_size=(64, 32), shard_size=10, progress=False)
 
@@ -266,7 +260,7 @@ def test_cli_builds_and_reports_targets(tmp_path: Path, capsys) -> None:
 
 
 def test_rda_groups_are_paraphrases_of_each_attribute():
-    from ireid.core.synthetic.text import TEMPLATES
+    from ireid.core.vocabulary.templates import TEMPLATES
 
     identity = world.plan_identities(0, 3, 0, 0)[0]
     record = world.make_record(identity, 0, 0, seed=0)

@@ -18,15 +18,7 @@ import pytest
 from ireid.core.loader import iter_samples, load_records
 from ireid.core.records import Record, RecordError
 from ireid.core.synthetic import cli, world
-from ireid.core.synthetic.attributes import (
-    ATTRIBUTE_NAMES,
-    COLOUR_ATTRIBUTES,
-    COLOURS,
-    OUTFIT_ATTRIBUTES,
-    clothes_differ,
-    sample_identities,
-)
-from ireid.core.synthetic.parse import parse_description
+from ireid.core.synthetic.identities import sample_identities
 from ireid.core.synthetic.render import (
     NUM_CAMERAS,
     camera,
@@ -37,6 +29,14 @@ from ireid.core.synthetic.render import (
     render,
 )
 from ireid.core.synthetic.text import mentioned_attributes
+from ireid.core.vocabulary.attributes import (
+    ATTRIBUTE_NAMES,
+    COLOUR_ATTRIBUTES,
+    COLOURS,
+    OUTFIT_ATTRIBUTES,
+    clothes_differ,
+)
+from ireid.core.vocabulary.parse import parse_description
 
 OPTIONS = world.WorldOptions(outfits_per_id=2, infrared_cameras=2)
 SMALL = dict(ids_train=8, ids_val=0, ids_test=4, images_per_id=4, image_size=(64, 32), seed=1, progress=False)

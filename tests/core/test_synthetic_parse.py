@@ -9,9 +9,9 @@ import pytest
 from ireid.core.loader import load_records
 from ireid.core.records import Record
 from ireid.core.synthetic import world
-from ireid.core.synthetic.attributes import ATTRIBUTES
-from ireid.core.synthetic.parse import ParsedQuestion, mentioned_attributes, parse_description, parse_question
 from ireid.core.synthetic.text import mentioned_attributes as initial_mentions
+from ireid.core.vocabulary.attributes import ATTRIBUTES
+from ireid.core.vocabulary.parse import ParsedQuestion, mentioned_attributes, parse_description, parse_question
 
 
 @pytest.fixture(scope="module")

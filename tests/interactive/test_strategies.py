@@ -10,8 +10,8 @@ import torch
 
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
-from ireid.core.synthetic.parse import parse_question
 from ireid.core.synthetic.world import Identity, make_record
+from ireid.core.vocabulary.parse import parse_question
 from ireid.interactive.candidates import pool_size, select_candidates, spherical_kmeans
 from ireid.interactive.gallery import Gallery
 from ireid.interactive.session import retrieval_text_reader

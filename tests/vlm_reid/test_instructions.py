@@ -14,9 +14,9 @@ import pytest
 from ireid.core.loader import load_records
 from ireid.core.records import Record
 from ireid.core.shards import ShardWriter
-from ireid.core.synthetic.attributes import COLOUR_ATTRIBUTES, clothes_differ
-from ireid.core.synthetic.parse import parse_description
 from ireid.core.synthetic.world import WorldOptions, build_world, plan_identities
+from ireid.core.vocabulary.attributes import COLOUR_ATTRIBUTES, clothes_differ
+from ireid.core.vocabulary.parse import parse_description
 from ireid.vlm_reid import instructions, instructions_cli
 from ireid.vlm_reid.conversations import QUERY_IMAGES, ConversationError, check_conversation, read_conversations
 from ireid.vlm_reid.instruction_pool import contradicts, fits, match_count

@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
-from ireid.core.synthetic.attributes import ATTRIBUTES, COLOUR_ATTRIBUTES, derive_rng, derive_seed
+from ireid.core.seeding import derive_rng, derive_seed
+from ireid.core.vocabulary.attributes import ATTRIBUTES, COLOUR_ATTRIBUTES
 
 NUM_CAMERAS = 6
 SUPERSAMPLE = 2

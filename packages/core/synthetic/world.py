@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from ireid.core.loader import iter_samples
 from ireid.core.records import QA_TYPES, SPLITS, Record, make_key
+from ireid.core.seeding import derive_rng
 from ireid.core.shards import DatasetWriter, atomic_write_bytes, atomic_write_json
-from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, derive_rng, sample_identities, sample_outfits
+from ireid.core.synthetic.identities import sample_identities, sample_outfits
 from ireid.core.synthetic.render import (
     NUM_CAMERAS,
     encode_jpeg,
@@ -36,6 +37,7 @@ from ireid.core.synthetic.render import (
     render_image,
 )
 from ireid.core.synthetic.text import choose_mentioned, describe, mentioned_attributes, rda_groups
+from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
 
 SOURCE = "synthetic"
 DEFAULTS = {"ids_train": 2000, "ids_val": 100, "ids_test": 200, "images_per_id": 4, "shard_size": 500}

@@ -15,9 +15,9 @@ import math
 from collections import Counter
 
 from ireid.core.protocols import Dialogue
-from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES
-from ireid.core.synthetic.parse import mentioned_attributes, parse_description, parse_question
-from ireid.core.synthetic.text import descriptive_question
+from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
+from ireid.core.vocabulary.parse import mentioned_attributes, parse_description, parse_question
+from ireid.core.vocabulary.templates import descriptive_question
 from ireid.interactive.candidates import CandidateMethod, select_candidates
 from ireid.interactive.strategies.base import RoundContext
 

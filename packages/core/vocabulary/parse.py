@@ -1,6 +1,6 @@
-"""Reading the synthetic world's language back into attribute values.
+"""Reading the pedestrian vocabulary's language back into attribute values.
 
-Every text of the world says a value with its `phrase` (attributes.py), so descriptions, witness answers and
+Every text made from the vocabulary says a value with its `phrase` (`attributes.py`), so descriptions, witness answers and
 questions can be mapped back to attributes: the evaluation skips questions a dialogue already answers and scores
 generated questions by what they ask, and the rule-based witness reads its memory and the question.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ireid.core.synthetic.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, bare
+from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, bare
 
 # Garments a colour can describe, and the attribute the colour then gives.
 COLOUR_OF = {"hair": "hair_colour", "upper": "upper_colour", "lower": "lower_colour", "shoes": "shoes_colour"}

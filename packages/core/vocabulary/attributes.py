@@ -1,14 +1,13 @@
-"""Attribute vocabulary of the synthetic world, identity sampling and seed derivation.
+"""The pedestrian attribute vocabulary: names, values, their prior weights and how each value is said.
 
-The vocabulary is data, kept in this one place, so the renderer, the text generator and a rule-based
-witness read the same names and values: every value has one surface phrase (`phrase`) that the texts
-use verbatim, which is what lets questions and answers be parsed back to attribute values.
+The vocabulary is data, kept in this one place, so the synthetic renderer and text generator, the rule-based
+witness, the heuristic baselines and the instruction engines read the same names and values: every value has
+one surface phrase (`phrase`) that texts use verbatim, which is what lets questions and answers be parsed back
+to attribute values (`ireid.core.vocabulary.parse`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -57,7 +56,7 @@ def _uniform(n: int) -> tuple[float, ...]:
 
 
 # Order matters: conditions refer to attributes earlier in this list.
-_SPECS = (
+SPECS = (
     AttributeSpec("gender", ("man", "woman"), (1, 1)),
     AttributeSpec("age", ("young", "middle-aged", "elderly"), (5, 4, 2)),
     AttributeSpec(
@@ -138,7 +137,7 @@ _SPECS = (
     ),
 )
 
-ATTRIBUTES: dict[str, AttributeSpec] = {spec.name: spec for spec in _SPECS}
+ATTRIBUTES: dict[str, AttributeSpec] = {spec.name: spec for spec in SPECS}
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
 
 # What a change of clothes re-draws: the person is seen on another occasion, in other clothes, with other
@@ -178,39 +177,6 @@ def article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 64-bit seed from the world seed and a path of names/indices.
-
-    Every random choice draws from its own derived stream, so nothing depends on generation order:
-    a resumed or reordered run makes the same identities, texts and pixels.
-    """
-    text = ":".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
-def derive_rng(seed: int, *parts: object) -> random.Random:
-    return random.Random(derive_seed(seed, *parts))
-
-
-def sample_attributes(rng: random.Random) -> dict[str, str]:
-    """One identity's full attribute tuple, honouring the conditional weights."""
-    chosen: dict[str, str] = {}
-    for spec in _SPECS:
-        chosen[spec.name] = rng.choices(spec.values, weights=spec.weights_for(chosen))[0]
-    return chosen
-
-
-def sample_outfit(person: Mapping[str, str], rng: random.Random) -> dict[str, str]:
-    """`person` with every `OUTFIT_ATTRIBUTES` value re-drawn (conditional weights still follow gender)."""
-    chosen: dict[str, str] = {}
-    for spec in _SPECS:
-        if spec.name in OUTFIT_ATTRIBUTES:
-            chosen[spec.name] = rng.choices(spec.values, weights=spec.weights_for(chosen))[0]
-        else:
-            chosen[spec.name] = person[spec.name]
-    return chosen
-
-
 def clothes_differ(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
     """Visibly other clothes: another top (type or colour) and other bottoms (type or colour)."""
     top = a["upper_type"] != b["upper_type"] or a["upper_colour"] != b["upper_colour"]
@@ -220,49 +186,3 @@ def clothes_differ(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
 
 def attribute_tuple(attributes: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(attributes[name] for name in ATTRIBUTE_NAMES)
-
-
-def sample_identities(seed: int, count: int) -> list[dict[str, str]]:
-    """`count` identities with pairwise different attribute tuples (duplicates are redrawn).
-
-    Identity i draws from streams derived from (seed, i, attempt), so the first n identities of a
-    larger world equal those of a smaller one with the same seed.
-    """
-    seen: set[tuple[str, ...]] = set()
-    identities = []
-    for index in range(count):
-        for attempt in range(1000):
-            attributes = sample_attributes(derive_rng(seed, "identity", index, attempt))
-            key = attribute_tuple(attributes)
-            if key not in seen:
-                break
-        else:
-            raise RuntimeError(f"could not draw a new attribute tuple for identity {index}: vocabulary exhausted")
-        seen.add(key)
-        identities.append(attributes)
-    return identities
-
-
-def sample_outfits(seed: int, identities: list[dict[str, str]], count: int) -> list[tuple[dict[str, str], ...]]:
-    """Every identity's `count` outfits: its own attributes first, then `count - 1` changes of clothes.
-
-    A new outfit is redrawn until its clothes differ from each earlier outfit of the person and its whole tuple
-    differs from every outfit in the world, so a full description still identifies one person in one outfit.
-    """
-    if count < 1:
-        raise ValueError(f"outfits per identity must be at least 1, got {count}")
-    seen = {attribute_tuple(a) for a in identities}
-    outfits = []
-    for index, person in enumerate(identities):
-        worn = [dict(person)]
-        for outfit in range(1, count):
-            for attempt in range(1000):
-                candidate = sample_outfit(person, derive_rng(seed, "outfit", index, outfit, attempt))
-                if attribute_tuple(candidate) not in seen and all(clothes_differ(candidate, w) for w in worn):
-                    break
-            else:
-                raise RuntimeError(f"could not draw outfit {outfit} of identity {index}: vocabulary exhausted")
-            seen.add(attribute_tuple(candidate))
-            worn.append(candidate)
-        outfits.append(tuple(worn))
-    return outfits

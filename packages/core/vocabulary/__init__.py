@@ -1,0 +1,1 @@
+"""The pedestrian attribute vocabulary, its sentence templates and its parser, shared by every component."""
