@@ -10,8 +10,8 @@ ALLOWED = {
     "selector": {"core"},
     "questioner": {"core", "selector"},
     "answerer": {"core"},
-    "vlm_reid": {"core"},
-    "interactive": {"core", "retriever", "selector", "questioner", "answerer", "vlm_reid", "interactive"},
+    "chatreid": {"core"},
+    "interactive": {"core", "retriever", "selector", "questioner", "answerer", "chatreid", "interactive"},
 }
 
 

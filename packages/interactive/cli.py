@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ireid.core import data_cli
-from ireid.interactive import demo, eval_cli, lookforward, selection_cli, vlm_cli
+from ireid.interactive import demo, eval_cli, lookforward, selection_cli, chatreid_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lookforward.configure(targets)
     targets.set_defaults(run=lookforward.run)
-    vlm_cli.register(commands)
+    chatreid_cli.register(commands)
     demo_parser = commands.add_parser("demo", help="run the main job end to end on the embedded defaults")
     demo.configure(demo_parser)
     demo_parser.set_defaults(run=demo.run)

@@ -1,0 +1,187 @@
+"""`ireid chatreid`: ChatReID's instruction data, its Re-ID evaluation (paper §4.1) and questions about a small gallery.
+
+    ireid chatreid build-instructions ...      the instruction data engine (ireid.chatreid.instructions_cli)
+    ireid chatreid eval --task standard text-to-image --model-ckpt M --retriever-ckpt R --data D [--tau] [--max-queries]
+    ireid chatreid ask --model-ckpt M --images a.jpg b.jpg --text "Is the person in both images the same?"
+
+Heavy imports happen inside the commands, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from ireid.chatreid.eval_tasks import TASKS
+
+INSTRUCTIONS_MODULE = "ireid.chatreid.instructions_cli"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `chatreid` command group to the top-level CLI."""
+    group = subparsers.add_parser("chatreid", help="ChatReID: instruction data, Re-ID evaluation, questions about images")
+    commands = group.add_subparsers(dest="chatreid_command", required=True)
+    build = commands.add_parser(
+        "build-instructions", help="build the three stages' instruction conversations from an image data set"
+    )
+    _wire_instruction_engine(build)
+    evaluate = commands.add_parser("eval", help="Re-ID tasks: retriever filter, then ChatReID ranks (paper §4.1)")
+    configure_eval(evaluate)
+    evaluate.set_defaults(run=run_eval)
+    ask = commands.add_parser("ask", help="ask ChatReID a free-form question about a few images")
+    configure_ask(ask)
+    ask.set_defaults(run=run_ask)
+
+
+def _wire_instruction_engine(parser: argparse.ArgumentParser) -> None:
+    """The engine's own options and command; imported here so that `ireid chatreid` works before the engine exists."""
+    try:
+        instructions_cli = importlib.import_module(INSTRUCTIONS_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name != INSTRUCTIONS_MODULE:
+            raise
+        missing = f"the instruction data engine ({INSTRUCTIONS_MODULE}) is not installed"
+        parser.set_defaults(run=lambda _: _fail(missing))
+        return
+    instructions_cli.configure(parser)
+    parser.set_defaults(run=instructions_cli.run)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------------------------------------------------- eval
+
+
+def configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", nargs="+", required=True, choices=TASKS, help="one or more Re-ID tasks")
+    parser.add_argument("--model-ckpt", type=Path, required=True, help="ChatReID checkpoint (stage 3)")
+    parser.add_argument("--retriever-ckpt", type=Path, required=True, help="retriever checkpoint: the filter")
+    parser.add_argument("--data", type=Path, required=True, help="image data set (shard folder)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--tau", type=float, default=0.0, help="keep gallery images with cosine similarity above τ")
+    parser.add_argument("--max-candidates", type=int, default=20, help="at most this many kept per query")
+    parser.add_argument("--max-queries", type=int, help="evenly spaced subset of the queries")
+    parser.add_argument(
+        "--direction", choices=("visible-to-infrared", "infrared-to-visible"), default="visible-to-infrared",
+        help="visible-infrared: which modality queries",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=8, help="query-candidate pairs per model forward")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--out", type=Path, default=Path("runs/chatreid/eval.json"), help="JSON results")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ireid.core.images import ImageStore
+    from ireid.core.loader import iter_samples
+    from ireid.core.shards import atomic_write_json
+    from ireid.interactive.retrieval import ModuleRetriever
+    from ireid.chatreid.eval_tasks import TaskDataError, build_task
+    from ireid.chatreid.evaluation import evaluate_task, format_table
+    from ireid.chatreid.inference import ChatReID
+
+    for name, path in (("--model-ckpt", args.model_ckpt), ("--retriever-ckpt", args.retriever_ckpt)):
+        if not path.is_file():
+            return _fail(f"{name} {path}: no such file")
+    if not args.data.is_dir():
+        return _fail(f"--data {args.data}: no such folder")
+    records, encoded = [], {}
+    for sample in iter_samples(args.data, args.split, decode_images=False):
+        records.append(sample.record)
+        encoded[sample.key] = sample.image
+    where = f"{args.data} ({args.split} split)"
+    try:
+        tasks = [
+            build_task(task, records, direction=args.direction, max_queries=args.max_queries, where=where)
+            for task in args.task
+        ]
+    except TaskDataError as error:
+        return _fail(str(error))
+    images = ImageStore(encoded, where=where)
+    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
+    device = args.device or _default_device()
+    model = ChatReID.from_checkpoint(args.model_ckpt, device=device, batch_size=args.batch_size)
+    results = {}
+    for data in tasks:
+        result = evaluate_task(data, images, retriever, model, tau=args.tau, max_candidates=args.max_candidates)
+        results[data.task] = result.to_dict()
+        print(format_table(result) + f"\n({result.wall_s:.1f} s)\n", flush=True)
+    atomic_write_json(
+        args.out,
+        {
+            "model_ckpt": str(args.model_ckpt),
+            "retriever_ckpt": str(args.retriever_ckpt),
+            "data": str(args.data),
+            "split": args.split,
+            "direction": args.direction,
+            "tasks": results,
+        },
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- ask
+
+
+def configure_ask(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-ckpt", type=Path, required=True, help="ChatReID checkpoint")
+    parser.add_argument("--images", type=Path, nargs="+", required=True, help="image files, shown in this order")
+    parser.add_argument("--text", required=True, help="the question")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+
+
+def read_images(paths: Sequence[Path]) -> list[Image.Image]:
+    """The given files decoded to RGB; a missing or unreadable file is a ValueError naming it."""
+    images = []
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"image {path}: no such file")
+        try:
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"image {path}: cannot be read as an image ({error})") from error
+    return images
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    if not args.text.strip():
+        return _fail("--text is empty")
+    if not args.model_ckpt.is_file():
+        return _fail(f"--model-ckpt {args.model_ckpt}: no such file")
+    try:
+        images = read_images(args.images)
+    except ValueError as error:
+        return _fail(str(error))
+    from ireid.chatreid.inference import ChatReID
+
+    model = ChatReID.from_checkpoint(args.model_ckpt, device=args.device or _default_device())
+    print(model.ask(images, args.text, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ireid chatreid ...` on its own (the same commands the `ireid` CLI registers)."""
+    parser = argparse.ArgumentParser(prog="ireid")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
