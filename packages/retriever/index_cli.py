@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from ireid.core.loader import SkipCounter, iter_samples
-from ireid.retriever.index import GalleryIndex, GalleryIndexError, iter_image_folder
-from ireid.retriever.module import RetrieverModule
-from ireid.retriever.transforms import ImageTransform
+from ireid.retriever.index import BACKENDS, GalleryIndex, GalleryIndexError, iter_image_folder
+from ireid.retriever.inference import image_embedder, load_retriever
 
-
-def load_retriever(ckpt: Path) -> RetrieverModule:
-    """A trained retriever in eval mode on CPU (safe loading: tensors and plain types only)."""
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    module = RetrieverModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    return module.eval()
-
-
-def image_embedder(module: RetrieverModule) -> Callable[[list[Image.Image]], torch.Tensor]:
-    transform = ImageTransform(tuple(module.hparams.image_size), train=False)
-
-    @torch.no_grad()
-    def embed(images: list[Image.Image]) -> torch.Tensor:
-        return module.encode_images(torch.stack([transform(im) for im in images]))
-
-    return embed
+# `load_retriever` and `image_embedder` used to live here; they are re-exported until every importer uses
+# `ireid.retriever.inference`, their home.
+__all__ = ["build_parser", "image_embedder", "load_retriever", "main", "run_index", "run_search"]
 
 
 def _shard_items(root: Path, split: str) -> Iterator[tuple[str, Image.Image, int]]:
+    """(key, image, pid) of a shard split: gallery items that carry person ids for evaluation."""
     for sample in iter_samples(root, split):
         yield sample.key, sample.image, sample.record.pid
 
@@ -49,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--images", type=Path, help="a folder of .jpg/.png images (searched recursively)")
     index.add_argument("--split", default="test", help="split of --shards to index")
     index.add_argument("--out", type=Path, required=True)
-    index.add_argument("--backend", choices=("faiss", "faiss-ivf", "torch"), default="torch")
+    index.add_argument("--backend", choices=BACKENDS, default="torch")
     index.add_argument("--batch-size", type=int, default=128)
     search = commands.add_parser("search", help="rank an index's gallery for a description")
     search.add_argument("--index", type=Path, required=True)
@@ -60,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    """Encode the gallery of `--shards`/`--images` with the checkpoint into the index folder `--out`."""
     module = load_retriever(args.ckpt)
     skips = SkipCounter()
     items = _shard_items(args.shards, args.split) if args.shards else iter_image_folder(args.images, skips)
@@ -73,6 +60,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """Print the top `--k` gallery items of the index for `--text`: rank, score, key and (if known) pid."""
     if not args.text.strip():
         print("error: --text is empty", file=sys.stderr)
         return 2
@@ -88,6 +76,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """`index` or `search`; a missing checkpoint or a broken gallery folder is a one-line error (exit 2)."""
     args = build_parser().parse_args(argv)
     try:
         return run_index(args) if args.command == "index" else run_search(args)

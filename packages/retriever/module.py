@@ -14,41 +14,30 @@ import lightning as L
 import torch
 from torch import nn
 
-from ireid.core.factory import build_model
-from ireid.core.loader import load_records
 from ireid.core.metrics import RetrievalMetrics
-from ireid.core.tokenizer import dataset_tokenizer
-from ireid.retriever.attributes_head import AttributeHeads, attribute_vocabulary
 from ireid.retriever.data import EVAL_VIEWS
-from ireid.retriever.losses import gathered_sdm_loss, id_loss, make_id_classifier
-from ireid.retriever.mlm import CrossModalMLM, mask_tokens, mlm_loss
-from ireid.retriever.model import ClipFeatures, resize_text_positions, resize_vision_positions
+from ireid.retriever.losses import gathered_sdm_loss, id_loss
+from ireid.retriever.mlm import mask_tokens, mlm_loss
+from ireid.retriever.model import (
+    RetrieverEncoding,
+    RetrieverSettings,
+    build_retriever_net,
+    count_train_ids,
+    parse_losses,
+    train_attribute_vocabulary,
+)
 
-EXTRA_LOSSES = ("id", "mlm", "attr")
+__all__ = ["NEW_MODULES", "RetrieverModule", "count_train_ids", "parse_losses", "train_attribute_vocabulary"]
+
 NEW_MODULES = ("classifier", "mlm", "attribute_heads")
 
 
-def parse_losses(losses: str) -> tuple[str, ...]:
-    """`sdm` followed by any of the extra terms, each at most once, joined by `+` (e.g. `sdm+id+attr`)."""
-    terms = tuple(losses.split("+"))
-    if terms[0] != "sdm" or len(set(terms)) != len(terms) or not set(terms[1:]) <= set(EXTRA_LOSSES):
-        raise ValueError(f"losses must be one of 'sdm' followed by any of {EXTRA_LOSSES} joined by '+', got {losses!r}")
-    return terms
+class RetrieverModule(L.LightningModule, RetrieverEncoding):
+    """CLIP dual encoder with IRRA losses; the network is `model.RetrieverNet`, its parts held here.
 
-
-def count_train_ids(data_dir: str) -> int:
-    pids = {r.pid for r in load_records(data_dir, "train")}
-    if not pids or min(pids) < 0:
-        raise ValueError(f"{data_dir}: training ids must be contiguous from 0, got {sorted(pids)[:5]}...")
-    return max(pids) + 1
-
-
-def train_attribute_vocabulary(data_dir: str) -> dict[str, list[str]]:
-    return attribute_vocabulary(load_records(data_dir, "train"), f"{data_dir} (train split)")
-
-
-class RetrieverModule(L.LightningModule):
-    """CLIP dual encoder with IRRA losses.
+    The parts are attributes of this module under the network's names (`features`, `classifier`, `mlm`,
+    `attribute_heads`), so checkpoint keys are the network's and `inference.py` loads them without Lightning.
+    Encoding (`tokenize`, `encode_text`, `encode_images`) is the network's, through `RetrieverEncoding`.
 
     Args:
         data_dir: shard folder; its train split sizes the ID classifier and trains the tiny tokenizer.
@@ -103,39 +92,27 @@ class RetrieverModule(L.LightningModule):
         if self.use_attr and attribute_values is None:
             attribute_values = train_attribute_vocabulary(data_dir)
         self.save_hyperparameters()
-        tokenizer = dataset_tokenizer(data_dir, vocab_size) if model == "tiny" else None
-        built = build_model("clip", model, tokenizer=tokenizer, overrides=model_overrides, seed=seed)
-        self.tokenizer = built.tokenizer
-        self.tokenizer.model_max_length = text_length
-        if self.use_mlm and self.tokenizer.mask_token is None:  # real CLIP vocabularies have none; IRRA adds one
-            self.tokenizer.add_special_tokens({"mask_token": "<|mask|>"})
-            built.model.resize_token_embeddings(len(self.tokenizer))
-        resize_text_positions(built.model, text_length)
-        resize_vision_positions(built.model, tuple(image_size))
-        built.model.logit_scale.requires_grad_(False)  # IRRA fixes the scale at 1/τ
-        self.features = ClipFeatures(built.model.train())  # from_pretrained returns eval mode
-        dim = self.features.embed_dim
+        net = build_retriever_net(RetrieverSettings.from_hparams(self.hparams))
+        self.tokenizer = net.tokenizer
+        self.features = net.features
         if self.use_id:
-            self.classifier = make_id_classifier(dim, num_ids)
+            self.classifier = net.classifier
         if self.use_mlm:
-            self.mlm = CrossModalMLM(dim, len(self.tokenizer), layers=mlm_layers, heads=mlm_heads)
+            self.mlm = net.mlm
             self.mlm_generator = torch.Generator().manual_seed(seed)
         if self.use_attr:
-            self.attribute_heads = AttributeHeads(dim, attribute_values)
+            self.attribute_heads = net.attribute_heads
         self.metrics = nn.ModuleDict({name: RetrievalMetrics() for name in EVAL_VIEWS})
 
-    # --- encoding -----------------------------------------------------------------------------------
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.hparams.text_length, return_tensors="pt"
-        )
-        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+    @property
+    def text_length(self) -> int:
+        """Token budget of a text (RetrieverEncoding reads it)."""
+        return self.hparams.text_length
 
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
-        return self.features.encode_text(**self.tokenize(texts))
-
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.features.encode_images(pixel_values)
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) the crops must have: the vision tower's position grid was resized to it."""
+        return tuple(self.hparams.image_size)
 
     # --- training -----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-from ireid.retriever.ablation import COLUMNS, table
+from ireid.retriever.ablation_cli import COLUMNS, table
 
 
 def test_table_marks_views_an_older_result_does_not_have():

@@ -9,6 +9,7 @@ import torch
 from ireid.core.shards import DatasetWriter
 from ireid.retriever.attributes_head import AttributeHeads, attribute_vocabulary
 from ireid.retriever.data import RetrievalDataModule
+from ireid.retriever.inference import load_retriever
 from ireid.retriever.module import RetrieverModule
 from tests.helpers import jpeg, make_record
 
@@ -108,3 +109,17 @@ def test_fit_with_attr_and_partial_texts_logs_every_view(tiny_world, tmp_path):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/attr", "val/fine/R1", "val/initial/R1", "val/partial/R1", "val/partial/mAP"} <= tags
+    # The CLI saves attribute_values as None; inference.py reads the vocabulary again, as the module does.
+    last = next(tmp_path.rglob("last.ckpt"))
+    net = load_retriever(last)
+    module = RetrieverModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
+    assert net.hparams.attribute_values == module.hparams.attribute_values
+    assert set(net.hparams.attribute_values) >= {"hat", "glasses", "shoes_type"}
+    assert (
+        net.classifier is None
+        and net.mlm is None
+        and len(net.attribute_heads.heads) == len(module.attribute_heads.heads)
+    )
+    with torch.no_grad():
+        texts = ["he wore a cap", "a woman with glasses"]
+        assert torch.equal(net.encode_text(texts), module.encode_text(texts))

@@ -57,7 +57,7 @@ def test_faiss_and_torch_backends_agree():
 def test_ties_at_the_kth_place(monkeypatch: pytest.MonkeyPatch, chunk_rows: int):
     # Gallery rows are basis vectors (~6 copies of each of 32): a score is one query coordinate, exact in any
     # summation order, so equal rows tie exactly and most top-10 lists cut through a group of ties.
-    monkeypatch.setattr("ireid.retriever.index.CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr("ireid.retriever.gallery_rows.CHUNK_ROWS", chunk_rows)  # read by every chunked loop
     gallery = np.eye(32, dtype=np.float32)[np.random.default_rng(0).integers(32, size=200)]
     queries = random_rows(30, 32, seed=1)  # 30 ≥ 20 queries: FAISS's BLAS path
     fs, fi = GalleryIndex.from_embeddings(gallery, keys_for(200), backend="faiss").search(queries, k=10)

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from ireid.retriever import inference
 from ireid.retriever.cli import main as retriever_main
-from ireid.retriever.index_cli import load_retriever
+from ireid.retriever.inference import load_retriever
+from ireid.retriever.model import RetrieverNet
 from ireid.retriever.module import RetrieverModule
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "retriever" / "synthetic.yaml"
@@ -55,6 +58,31 @@ def test_checkpoint_reloads_safely_with_the_same_embeddings(trained, tiny_world)
     text = a.encode_text(["a woman in a red top", "a man with a bag"])
     assert text.shape == (2, a.features.embed_dim) and torch.allclose(text.norm(dim=-1), torch.ones(2))
     assert a.hparams.num_ids == 12, "the ID classifier is sized from the train split"
+
+
+def test_inference_embeds_like_the_lightning_module(trained):
+    """inference.py rebuilds the network from the checkpoint alone; its embeddings are the module's, bit for bit."""
+    _, ckpts = trained
+    last = next(p for p in ckpts if p.name == "last.ckpt")
+    net = inference.load_retriever(last)
+    module = RetrieverModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
+    assert isinstance(net, RetrieverNet) and not net.training
+    saved = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    assert list(net.state_dict()) == list(saved) == list(module.state_dict()), "checkpoint keys are the network's"
+    assert all(torch.equal(net.state_dict()[k], saved[k]) for k in saved)
+    texts = ["a woman in a red top", "a man with a blue bag and black sneakers", "cap"]
+    images = torch.randn(3, 3, 128, 64)
+    with torch.no_grad():
+        assert torch.equal(net.encode_text(texts), module.encode_text(texts))
+        assert torch.equal(net.encode_images(images), module.encode_images(images))
+    crops = [Image.new("RGB", (40 + 10 * i, 100), (30 * i, 120, 200)) for i in range(3)]
+    assert torch.equal(inference.image_embedder(net)(crops), inference.image_embedder(module)(crops))
+    assert torch.equal(inference.encode_text(net, texts), inference.encode_text(module, texts))
+    assert net.hparams.num_ids == module.hparams.num_ids == 12
+    # The TextImageRetriever adapter: from the checkpoint alone, or around a LightningModule, the same outputs.
+    loaded, wrapped = inference.ModuleRetriever.from_checkpoint(last), inference.ModuleRetriever(module)
+    assert torch.equal(loaded.encode_text(texts), wrapped.encode_text(texts))
+    assert torch.equal(loaded.encode_images(crops), wrapped.encode_images(crops))
 
 
 def test_index_and_search_cli(trained, tiny_world, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""`python -m ireid.retriever.ablation`: the loss, RDA and partial-text ablation on one config, as a Markdown table.
+"""`python -m ireid.retriever.ablation_cli`: the loss, RDA and partial-text ablation on one config, as a Markdown table.
 
 Each variant trains with the same config and step budget, then is tested from its best checkpoint (by
 validation fine R@1). Results are written per variant as they finish, so an interrupted ablation resumes
@@ -61,7 +61,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ireid.retriever.ablation", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ireid.retriever.ablation_cli", description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("configs/retriever/synthetic.yaml"))
     parser.add_argument("--out", type=Path, default=Path("runs/retriever-ablation"))
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "config"], choices=list(VARIANTS))
