@@ -6,11 +6,15 @@
     picked = selector.select(dialogue_emb, candidate_embs, mask, questioner.num_images)  # rank-1 kept first
 
 Checkpoints load with `weights_only=True` and carry the tokenizer and architecture, so a tiny model rebuilds
-without its data set; a real model (and its 4-bit base) is rebuilt from the `source` it was trained from.
+without its data set; a real model (and its 4-bit base) is rebuilt from the `source` it was trained from. The
+networks are rebuilt here with `ireid.questioner.model.build_network`, the builder training uses, without the
+LightningModule: serving a questioner does not import Lightning.
 """
 
 from __future__ import annotations
 
+import inspect
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +23,66 @@ import torch
 from PIL import Image
 
 from ireid.core.protocols import Dialogue
-from ireid.questioner.module import QuestionerModule, selector_from_state
+from ireid.questioner.model import NETWORK_SETTINGS, QuestionerNetwork, build_network, load_weights
+from ireid.questioner.tokenizer import TOKENIZER_KEY, source_tokenizer, write_tokenizer_files
+from ireid.selector.inference import read_checkpoint, selector_from_state
 from ireid.selector.model import Selector
+
+# What inference reads of a checkpoint's hyper-parameters, and the value when a checkpoint lacks one: the defaults
+# of `build_network` and of `QuestionerModule` (tests/questioner/test_inference.py checks that they agree).
+INFERENCE_SETTINGS: dict[str, Any] = {
+    **{name: inspect.signature(build_network).parameters[name].default for name in NETWORK_SETTINGS},
+    "tokenizer": None,
+    "tokenizer_vocab": 2048,
+    "stage": "warmup",
+    "selector": None,
+    "num_images": 4,
+    "eval_instruction": 0,
+    "max_new_tokens": 96,
+}
+
+
+def read_questioner_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A `QuestionerModule` checkpoint as a dict (`weights_only=True`); errors name the file."""
+    return read_checkpoint(path, what="questioner checkpoint")
+
+
+def inference_settings(checkpoint: dict[str, Any], path: str | Path, **changes: Any) -> dict[str, Any]:
+    """`INFERENCE_SETTINGS` as the checkpoint's hyper-parameters set them, then as `changes` override them.
+
+    A change may name an inference setting or any stored hyper-parameter (a training one is then without effect).
+    """
+    stored = checkpoint.get("hyper_parameters") or {}
+    unknown = sorted(set(changes) - set(INFERENCE_SETTINGS) - set(stored))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; expected one of {sorted(INFERENCE_SETTINGS)}")
+    settings = {name: stored.get(name, default) for name, default in INFERENCE_SETTINGS.items()}
+    settings.update({name: value for name, value in changes.items() if name in INFERENCE_SETTINGS})
+    if settings["stage"] not in ("warmup", "joint"):
+        raise ValueError(
+            f"{path}: field 'hyper_parameters.stage' must be 'warmup' or 'joint', got {settings['stage']!r}"
+        )
+    if settings["stage"] == "joint" and settings["selector"] is None:
+        raise ValueError(f"{path}: a joint checkpoint without field 'hyper_parameters.selector'")
+    return settings
+
+
+def network_from_checkpoint(path: str | Path, **changes: Any) -> tuple[QuestionerNetwork, dict[str, Any]]:
+    """The networks of a checkpoint, rebuilt from what it stores (no data set or selector file), its weights loaded,
+    in eval mode, on the CPU; and the `inference_settings` they were built with."""
+    checkpoint = read_questioner_checkpoint(path)
+    settings = inference_settings(checkpoint, path, **changes)
+    with tempfile.TemporaryDirectory(prefix="ireid-questioner-") as tmp:
+        if TOKENIZER_KEY in checkpoint:
+            settings["tokenizer"] = str(write_tokenizer_files(checkpoint[TOKENIZER_KEY], tmp))
+        tokenizer = source_tokenizer(settings["source"], settings["tokenizer"], settings["tokenizer_vocab"])
+        network = build_network(
+            tokenizer,
+            **{name: settings[name] for name in NETWORK_SETTINGS},
+            selector=settings["selector"] if settings["stage"] == "joint" else None,
+        )
+    load_weights(network, checkpoint["state_dict"], str(path), lora=settings["lora"] is not None)
+    return network.eval(), settings
 
 
 class LlavaReidQuestioner:
@@ -29,21 +91,25 @@ class LlavaReidQuestioner:
 
     Each dialogue comes with its candidate images: the first is the candidate person (the best match so far), the
     others the similar persons, in the order the prompt lists them. Prompts use the instruction variant the
-    module validates with (`eval_instruction`, 0 by default).
+    questioner was validated with (`eval_instruction`, 0 by default).
     """
 
     def __init__(
         self,
-        module: QuestionerModule,
+        network: QuestionerNetwork,
+        num_images: int = 4,
+        eval_instruction: int = 0,
+        max_new_tokens: int = 96,
         batch_size: int = 16,
-        max_new_tokens: int | None = None,
         candidates: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.module = module.eval()
-        self.batch_size = batch_size
+        self.network = network.eval()
+        self._num_images = num_images
+        self.eval_instruction = eval_instruction
         self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
         self.candidates = candidates
 
     @classmethod
@@ -56,22 +122,30 @@ class LlavaReidQuestioner:
         candidates: int = 1,
         **changes: Any,
     ) -> LlavaReidQuestioner:
-        """Restore a `QuestionerModule` checkpoint (warm-up or joint); `changes` override stored settings
-        (e.g. `eval_instruction=1`). Unquantised models move to `device` (default: CUDA when available)."""
-        module = QuestionerModule.restore(path, **changes)
-        if module.hparams.quantization is None:
-            module.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(module, batch_size, max_new_tokens, candidates)
+        """Rebuild a `QuestionerModule` checkpoint (warm-up or joint); `changes` override stored settings
+        (e.g. `eval_instruction=1`). Unquantised models move to `device` (default: CUDA when available).
+        `max_new_tokens` defaults to the checkpoint's."""
+        network, settings = network_from_checkpoint(path, **changes)
+        if settings["quantization"] is None:
+            network.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return cls(
+            network,
+            num_images=int(settings["num_images"]),
+            eval_instruction=settings["eval_instruction"],
+            max_new_tokens=max_new_tokens or settings["max_new_tokens"],
+            batch_size=batch_size,
+            candidates=candidates,
+        )
 
     @property
     def num_images(self) -> int:
         """How many candidate images the questioner was trained to look at (c)."""
-        return int(self.module.hparams.num_images)
+        return self._num_images
 
     @property
     def selector(self) -> Selector | None:
         """The jointly trained selector, for a joint checkpoint."""
-        return self.module.selector
+        return self.network.selector
 
     def ask(self, dialogues: Sequence[Dialogue], candidates: Sequence[Sequence[Image.Image]]) -> list[str]:
         if len(dialogues) != len(candidates):
@@ -82,8 +156,8 @@ class LlavaReidQuestioner:
         questions: list[str] = []
         for start in range(0, len(dialogues), self.batch_size):
             end = start + self.batch_size
-            questions += self.module.generate(
-                dialogues[start:end], candidates[start:end], self.max_new_tokens, self.candidates
+            questions += self.network.questioner.generate(
+                dialogues[start:end], candidates[start:end], self.eval_instruction, self.max_new_tokens, self.candidates
             )
         return questions
 
@@ -93,9 +167,7 @@ def load_selector(path: str | Path, device: str | torch.device = "cpu") -> Selec
 
     Reads only the selector's weights and architecture; the language model is not built.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: questioner checkpoint not found")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_questioner_checkpoint(path)
     settings = checkpoint.get("hyper_parameters", {})
     if settings.get("stage") != "joint":
         return None

@@ -5,11 +5,15 @@ image's pooled tokens (`vision.py`) scattered over its placeholder positions and
 The weight is 1.0 unless joint training passes the selector's straight-through k-hot, whose gradient then reaches
 the selector through the questioner's NLL. The loss is the mean NLL of the target question's tokens and the
 end-of-turn token; logits are only computed where a label is, which matters with a 150k vocabulary.
+
+`build_network` turns a checkpoint's architecture settings into the networks (`QuestionerNetwork`) and
+`check_weights` tells whether a state dict fits them; training (`module.py`) and inference (`inference.py`) both use
+them, so a checkpoint rebuilds the same way with or without Lightning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,13 +26,27 @@ from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedToken
 from ireid.core.factory import Built, build_model
 from ireid.core.protocols import Dialogue
 from ireid.questioner.encoding import IGNORE, Encoded, PromptEncoder, pad_batch
-from ireid.questioner.prompt import build_prompt
+from ireid.questioner.prompt import build_prompt, system_message
 from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
+from ireid.selector.model import Selector
 
 # Every linear layer of the language model (the LLaVA recipe: not the vision tower, not the projector).
 LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 ImageInput = bytes | Image.Image
+
+# The settings of `build_network` a checkpoint's hyper-parameters hold (besides the tokenizer and the selector).
+NETWORK_SETTINGS = (
+    "source",
+    "overrides",
+    "quantization",
+    "dtype",
+    "lora",
+    "gradient_checkpointing",
+    "pool",
+    "system_prompt",
+)
+SELECTOR_PREFIX = "selector."  # the joint selector's weights in a questioner state dict
 
 
 @dataclass(frozen=True)
@@ -267,3 +285,76 @@ class QuestionerModel(nn.Module):
 
 def _normalised(question: str) -> str:
     return " ".join(question.lower().split())
+
+
+class QuestionerNetwork(nn.Module):
+    """The networks a questioner checkpoint's weights belong to, under the names of its state dict: `questioner`
+    and, after joint training, `selector` (None before). `QuestionerModule` has the same two as its children."""
+
+    def __init__(self, questioner: QuestionerModel, selector: Selector | None = None):
+        super().__init__()
+        self.questioner = questioner
+        self.selector = selector
+
+
+def build_network(
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    source: str = "tiny",
+    overrides: dict[str, Any] | None = None,
+    quantization: Literal["nf4"] | None = None,
+    dtype: str | None = None,
+    lora: dict[str, Any] | None = None,
+    gradient_checkpointing: bool = False,
+    pool: int = 2,
+    system_prompt: bool = True,
+    selector: dict[str, Any] | None = None,
+) -> QuestionerNetwork:
+    """The questioner (and, given its `Selector` arguments, an untrained selector) from the settings a checkpoint
+    stores; `tokenizer` is the tiny model's (None for a real checkpoint, which brings its own).
+
+    One builder for training and inference, so both get the same parameter names and the same trainable set.
+    """
+    built = build_questioner_model(
+        source,
+        tokenizer,
+        overrides,
+        quantization,
+        dtype,
+        LoraSettings.from_dict(lora) if lora is not None else None,
+        gradient_checkpointing,
+    )
+    questioner = QuestionerModel(built, pool, system_message() if system_prompt else None)
+    return QuestionerNetwork(questioner, Selector(**selector) if selector is not None else None)
+
+
+def trainable_names(model: nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def check_weights(
+    model: nn.Module, state: Mapping[str, Tensor], where: str, lora: bool, questioner_only: bool = False
+) -> None:
+    """Saved names must be `model`'s, and every weight that trains (with `lora`; else every weight) saved.
+
+    A LoRA checkpoint holds the adapters only, so a mismatch means another `source`, `overrides` or `lora`; the
+    error says which names differ. `questioner_only`: a warm-up checkpoint, which has no selector weights.
+    """
+    own = set(model.state_dict())
+    unknown = sorted(set(state) - own)
+    needed = trainable_names(model) if lora else own
+    if questioner_only:
+        needed = {name for name in needed if not name.startswith(SELECTOR_PREFIX)}
+    missing = sorted(needed - set(state))
+    if unknown or missing:
+        raise ValueError(
+            f"{where}: field 'state_dict' does not fit this questioner: unknown {unknown[:3]}, missing "
+            f"{missing[:3]} ({len(unknown)} unknown, {len(missing)} missing; do source, overrides and lora match?)"
+        )
+
+
+def load_weights(
+    model: nn.Module, state: Mapping[str, Tensor], where: str, lora: bool, questioner_only: bool = False
+) -> None:
+    """`check_weights`, then load what is there (the frozen base of a LoRA model stays as built)."""
+    check_weights(model, state, where, lora, questioner_only)
+    model.load_state_dict(state, strict=False)

@@ -10,7 +10,8 @@ its own. The joint stage starts from the warm-up checkpoint (`init_checkpoint`).
 
 Checkpoints carry what rebuilding needs without the data: the hyper-parameters, the tiny model's tokenizer files
 and the selector's architecture. With LoRA only the trainable weights are stored; the frozen base comes from
-`source` again.
+`source` again. The networks are built by `ireid.questioner.model.build_network`, which inference
+(`ireid.questioner.inference`) uses as well, so a checkpoint is served without this module or Lightning.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import inspect
 import math
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,40 +26,13 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ireid.core.protocols import Dialogue
-from ireid.questioner.model import ImageInput, LoraSettings, QuestionerModel, build_questioner_model
-from ireid.questioner.prompt import InstructionChooser, system_message
-from ireid.questioner.tokenizer import resolve_tokenizer, tokenizer_files, write_tokenizer_files
+from ireid.questioner.inference import read_questioner_checkpoint
+from ireid.questioner.model import ImageInput, build_network, check_weights, load_weights, trainable_names
+from ireid.questioner.prompt import InstructionChooser
+from ireid.questioner.tokenizer import TOKENIZER_KEY, source_tokenizer, tokenizer_files, write_tokenizer_files
 from ireid.selector.gumbel import TemperatureSchedule
+from ireid.selector.inference import read_selector_checkpoint
 from ireid.selector.model import Selector
-
-SELECTOR_ARGS = ("dim", "layers", "heads", "ffn", "dropout", "input_dim", "keep_first", "norm_first")
-SELECTOR_PREFIX = "selector."  # where both SelectorWarmup and this module keep the selector's weights
-TOKENIZER_KEY = "questioner_tokenizer"
-
-
-def load_warmup_selector(path: str | Path) -> tuple[Selector, dict[str, Any]]:
-    """The `Selector` of a `SelectorWarmup` checkpoint and its constructor arguments.
-
-    Read from the file rather than through `SelectorWarmup.load_from_checkpoint`: inside LightningCLI's
-    instantiation, a nested module's `save_hyperparameters` would record the questioner's arguments instead.
-    """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: selector checkpoint not found (field 'selector_checkpoint')")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    stored = checkpoint.get("hyper_parameters", {})
-    missing = [name for name in SELECTOR_ARGS if name not in stored]
-    if missing:
-        raise ValueError(f"{path}: not a SelectorWarmup checkpoint, field 'hyper_parameters' lacks {missing}")
-    settings = {name: stored[name] for name in SELECTOR_ARGS}
-    return selector_from_state(settings, checkpoint["state_dict"]), settings
-
-
-def selector_from_state(settings: dict[str, Any], state: dict[str, Tensor]) -> Selector:
-    """A `Selector` built from its arguments, with the `selector.*` weights of a Lightning state dict."""
-    selector = Selector(**settings)
-    selector.load_state_dict({k[len(SELECTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(SELECTOR_PREFIX)})
-    return selector
 
 
 class QuestionerModule(L.LightningModule):
@@ -127,25 +100,31 @@ class QuestionerModule(L.LightningModule):
         if num_images < 1:
             raise ValueError(f"num_images must be at least 1, got {num_images}")
         self.save_hyperparameters()
-        base_tokenizer = None
-        if source == "tiny":
-            if tokenizer is None:
-                raise ValueError("source 'tiny' needs field 'tokenizer' (a tokenizer directory or a data set folder)")
-            base_tokenizer = resolve_tokenizer(tokenizer, tokenizer_vocab)
+        base_tokenizer = source_tokenizer(source, tokenizer, tokenizer_vocab)
         self._tokenizer_files = tokenizer_files(base_tokenizer) if base_tokenizer is not None else None
-        built = build_questioner_model(
-            source,
+        warm_selector = None
+        if stage == "joint":
+            selector, warm_selector = self._selector_settings(selector_checkpoint, selector)
+        network = build_network(
             base_tokenizer,
+            source,
             overrides,
             quantization,
             dtype,
-            LoraSettings.from_dict(lora) if lora is not None else None,
+            lora,
             gradient_checkpointing,
+            pool,
+            system_prompt,
+            selector=selector if stage == "joint" else None,
         )
-        self.questioner = QuestionerModel(built, pool, system_message() if system_prompt else None)
-        self.selector: Selector | None = None
-        if stage == "joint":
-            self._build_selector(selector_checkpoint, selector)
+        # the networks are this module's own children, so checkpoints name them `questioner.*` and `selector.*`
+        self.questioner = network.questioner
+        self.selector: Selector | None = network.selector
+        if self.selector is not None:
+            if warm_selector is not None:
+                self.selector.load_state_dict(warm_selector)
+            if num_images <= int(self.selector.keep_first):
+                raise ValueError(f"num_images={num_images} leaves the selector nothing to choose")
         self.strict_loading = lora is None  # LoRA checkpoints hold the trainable weights only
         self.train_instruction = InstructionChooser(instruction, seed)
         self.temperature: TemperatureSchedule | None = None
@@ -153,60 +132,46 @@ class QuestionerModule(L.LightningModule):
             self.load_weights(init_checkpoint, questioner_only=True)
         self.train()  # the factory returns eval-mode models; Lightning keeps the modes it finds at fit start
 
-    def _build_selector(self, checkpoint: str | None, settings: dict[str, Any] | None) -> None:
+    def _selector_settings(
+        self, checkpoint: str | None, settings: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
+        """The joint stage's `Selector` arguments and, from a `SelectorWarmup` checkpoint, its weights.
+
+        Read from the file, not through `SelectorWarmup.load_from_checkpoint`: inside LightningCLI's instantiation a
+        nested module's `save_hyperparameters` would record the questioner's arguments instead.
+        """
         if checkpoint is not None:
-            self.selector, settings = load_warmup_selector(checkpoint)
+            if not Path(checkpoint).is_file():
+                raise FileNotFoundError(f"{checkpoint}: selector checkpoint not found (field 'selector_checkpoint')")
+            settings, weights = read_selector_checkpoint(checkpoint)
             self.hparams["selector"] = settings
-        elif settings is not None:
-            self.selector = Selector(**settings)
-        else:
-            raise ValueError("stage 'joint' needs field 'selector_checkpoint' (a SelectorWarmup checkpoint)")
-        if self.hparams.num_images <= int(self.selector.keep_first):
-            raise ValueError(f"num_images={self.hparams.num_images} leaves the selector nothing to choose")
+            return settings, weights
+        if settings is not None:
+            return settings, None
+        raise ValueError("stage 'joint' needs field 'selector_checkpoint' (a SelectorWarmup checkpoint)")
 
     # -------------------------------------------------------------------------------------------- checkpoints
 
-    def _trainable_names(self) -> set[str]:
-        return {name for name, p in self.named_parameters() if p.requires_grad}
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.hparams.lora is not None:
-            keep = self._trainable_names()
+            keep = trainable_names(self)
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         if self._tokenizer_files is not None:
             checkpoint[TOKENIZER_KEY] = self._tokenizer_files
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._check_weights(checkpoint["state_dict"], "checkpoint", questioner_only=False)
-
-    def _check_weights(self, state: dict[str, Tensor], where: str, questioner_only: bool) -> None:
-        """Saved names must be this model's, and every weight that trains (or, without LoRA, every weight) saved."""
-        own = set(self.state_dict())
-        unknown = sorted(set(state) - own)
-        needed = self._trainable_names() if self.hparams.lora is not None else own
-        if questioner_only:
-            needed = {name for name in needed if not name.startswith("selector.")}
-        missing = sorted(needed - set(state))
-        if unknown or missing:
-            raise ValueError(
-                f"{where}: field 'state_dict' does not fit this questioner: unknown {unknown[:3]}, missing "
-                f"{missing[:3]} ({len(unknown)} unknown, {len(missing)} missing; do source, overrides and lora match?)"
-            )
+        check_weights(self, checkpoint["state_dict"], "checkpoint", lora=self.hparams.lora is not None)
 
     def load_weights(self, path: str | Path, questioner_only: bool = False) -> None:
         """Load a checkpoint of this module's weights (`questioner_only`: a warm-up checkpoint, no selector)."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: questioner checkpoint not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        self._check_weights(state, str(path), questioner_only)
-        self.load_state_dict(state, strict=False)
+        state = read_questioner_checkpoint(path)["state_dict"]
+        load_weights(self, state, str(path), self.hparams.lora is not None, questioner_only)
 
     @classmethod
     def restore(cls, path: str | Path, **changes: Any) -> QuestionerModule:
-        """The module of a checkpoint, rebuilt from what it stores (no data set or selector file needed)."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: questioner checkpoint not found")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        """The module of a checkpoint, rebuilt from what it stores (no data set or selector file needed), to train
+        on; inference rebuilds the networks alone (`ireid.questioner.inference.network_from_checkpoint`)."""
+        checkpoint = read_questioner_checkpoint(path)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
         settings = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in accepted}
         settings.update(init_checkpoint=None, selector_checkpoint=None, **changes)
@@ -216,8 +181,7 @@ class QuestionerModule(L.LightningModule):
             if TOKENIZER_KEY in checkpoint:
                 settings["tokenizer"] = str(write_tokenizer_files(checkpoint[TOKENIZER_KEY], tmp))
             module = cls(**settings)
-        module._check_weights(checkpoint["state_dict"], str(path), questioner_only=False)
-        module.load_state_dict(checkpoint["state_dict"], strict=False)
+        load_weights(module, checkpoint["state_dict"], str(path), module.hparams.lora is not None)
         return module.eval()
 
     # ---------------------------------------------------------------------------------------------- context
@@ -261,18 +225,6 @@ class QuestionerModule(L.LightningModule):
         variants = [self.hparams.eval_instruction] * len(images)
         loss, tokens = self.questioner.nll(batch["dialogues"], images, batch["questions"], variants)
         self.log("val/loss", loss, prog_bar=True, batch_size=tokens)  # token-weighted mean over the epoch
-
-    def generate(
-        self,
-        dialogues: Sequence[Dialogue],
-        images: Sequence[Sequence[ImageInput]],
-        max_new_tokens: int | None = None,
-        candidates: int = 1,
-    ) -> list[str]:
-        hp = self.hparams
-        return self.questioner.generate(
-            dialogues, images, hp.eval_instruction, max_new_tokens or hp.max_new_tokens, candidates
-        )
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

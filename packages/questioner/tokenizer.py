@@ -17,6 +17,7 @@ from ireid.core.tokenizer import dataset_tokenizer
 from ireid.questioner.prompt import instructions, system_message
 
 PROMPT_WEIGHT = 1000  # copies of the prompt texts, so their words are merged before the data set's rarer ones
+TOKENIZER_KEY = "questioner_tokenizer"  # a tiny model's checkpoint field: `tokenizer_files` of its tokenizer
 
 
 def prompt_texts() -> list[str]:
@@ -43,6 +44,16 @@ def resolve_tokenizer(spec: str | Path, vocab_size: int = 2048) -> PreTrainedTok
         f"tokenizer {str(spec)!r}: neither a tokenizer directory (tokenizer.json) nor a data set folder "
         "(train.manifest.json)"
     )
+
+
+def source_tokenizer(source: str, spec: str | Path | None, vocab_size: int = 2048) -> PreTrainedTokenizerBase | None:
+    """The tokenizer a tiny model (`source="tiny"`) is built with, from `spec` (see `resolve_tokenizer`); None for a
+    real checkpoint, which brings its own."""
+    if source != "tiny":
+        return None
+    if spec is None:
+        raise ValueError("source 'tiny' needs field 'tokenizer' (a tokenizer directory or a data set folder)")
+    return resolve_tokenizer(spec, vocab_size)
 
 
 def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:

@@ -12,7 +12,7 @@ class SelectorCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the selector's input width is the data's embedding width, read once the data module exists
         parser.link_arguments(
-            "data", "model.input_dim", compute_fn=lambda data: data.feature_dim, apply_on="instantiate"
+            "data", "model.net.init_args.input_dim", compute_fn=lambda data: data.feature_dim, apply_on="instantiate"
         )
 
 

@@ -8,7 +8,7 @@ tells text from image and there is no positional embedding, so the candidates ar
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,9 @@ class Selector(nn.Module):
         keep_first: the retriever's rank-1 candidate is always selected and the model picks the other
             c − 1 among the rest, as the LLaVA-ReID code does; False picks all c.
         norm_first: pre-norm layers; False is the post-norm of the reference (`nn.TransformerEncoderLayer`).
+
+    `config` holds these arguments: a checkpoint stores them so that the network rebuilds without the code
+    that trained it (`ireid.selector.inference`).
     """
 
     def __init__(
@@ -53,6 +56,16 @@ class Selector(nn.Module):
         norm_first: bool = False,
     ):
         super().__init__()
+        self._config = {
+            "dim": dim,
+            "layers": layers,
+            "heads": heads,
+            "ffn": ffn,
+            "dropout": dropout,
+            "input_dim": input_dim,
+            "keep_first": keep_first,
+            "norm_first": norm_first,
+        }
         self.dim = dim
         self.keep_first = keep_first
         self.project = nn.Linear(input_dim, dim) if input_dim not in (None, dim) else nn.Identity()
@@ -62,6 +75,11 @@ class Selector(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.score = nn.Linear(dim, 1, bias=False)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (a copy): `Selector(**selector.config)` is the same architecture."""
+        return dict(self._config)
 
     def forward(self, dialogue: Tensor, candidates: Tensor, mask: Tensor) -> Tensor:
         """Log-probabilities [B, K] over the real candidates of each row (-inf on padded slots)."""

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ireid.selector.inference import CONFIG_KEY
 from ireid.selector.model import Selector
 
 EPS = 1e-6  # BCE needs the relaxed k-hot inside (0, 1); an entry can exceed 1 when one weight dominates
@@ -30,35 +31,33 @@ class SelectorWarmup(L.LightningModule):
     """Trains a `Selector` to reproduce the retriever's top-c.
 
     Args:
-        dim, layers, heads, ffn, dropout, input_dim, keep_first, norm_first: the `Selector`.
+        net: the `Selector` to train (in a config: `net: {class_path: ireid.selector.model.Selector, init_args:
+            {...}}`); handed in rather than built here, so its arguments are stated once, where the network is.
         num_select: c, the candidates chosen per list (4 in LLaVA-ReID).
         temperature: τ of the relaxed top-c the loss is taken on.
         lr, weight_decay: AdamW.
     Logs `train/loss`, `val/top_c_recall` (share of the targets the selector's top-c contains; with
     `keep_first` only the c − 1 slots the model chooses count) and `val/chance_recall` (its value for a
-    uniformly random choice).
+    uniformly random choice). The hyper-parameters hold `net.config` as `selector_config`, which is what
+    `ireid.selector.inference.load_selector` rebuilds the network from; the network's weights are `selector.*`.
     """
 
     def __init__(
         self,
-        dim: int = 512,
-        layers: int = 5,
-        heads: int = 8,
-        ffn: int | None = None,
-        dropout: float = 0.0,
-        input_dim: int | None = None,
-        keep_first: bool = True,
-        norm_first: bool = False,
+        net: Selector,
         num_select: int = 4,
         temperature: float = 1.0,
         lr: float = 1e-4,
         weight_decay: float = 0.01,
     ):
         super().__init__()
-        if num_select <= int(keep_first):
-            raise ValueError(f"num_select={num_select} leaves the selector nothing to choose (keep_first={keep_first})")
-        self.save_hyperparameters()
-        self.selector = Selector(dim, layers, heads, ffn, dropout, input_dim, keep_first, norm_first)
+        if num_select <= int(net.keep_first):
+            raise ValueError(
+                f"num_select={num_select} leaves the selector nothing to choose (keep_first={net.keep_first})"
+            )
+        self.save_hyperparameters(ignore=["net"])  # the network's weights are in the state dict, not here
+        self.save_hyperparameters({CONFIG_KEY: net.config})
+        self.selector = net
 
     def forward(self, dialogue: Tensor, candidates: Tensor, mask: Tensor) -> Tensor:
         return self.selector(dialogue, candidates, mask)
@@ -66,7 +65,7 @@ class SelectorWarmup(L.LightningModule):
     def _free_slots(self, mask: Tensor) -> Tensor:
         """The slots the model decides: real ones, less the always-kept rank-1 slot."""
         free = mask.clone()
-        if self.hparams.keep_first:
+        if self.selector.keep_first:
             free[:, 0] = False
         return free
 
@@ -82,7 +81,7 @@ class SelectorWarmup(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        c, offset = self.hparams.num_select, int(self.hparams.keep_first)
+        c, offset = self.hparams.num_select, int(self.selector.keep_first)
         mask = batch["mask"]
         picked = self.selector.select(batch["dialogue"], batch["candidates"], mask, c)[:, offset:]
         recall = (picked < c).float().mean()

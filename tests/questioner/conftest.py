@@ -16,6 +16,7 @@ from ireid.core.shards import ShardWriter
 from ireid.questioner.model import QuestionerModel, build_questioner_model
 from ireid.questioner.tokenizer import questioner_tokenizer
 from ireid.selector.data import SyntheticSelectorData
+from ireid.selector.model import Selector
 from ireid.selector.module import SelectorWarmup
 
 EMBEDDING_DIM = 8
@@ -91,7 +92,7 @@ def selector_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
     data = SyntheticSelectorData(num_train=16, num_val=8, num_candidates=6, dim=EMBEDDING_DIM, batch_size=8)
-    trainer.fit(SelectorWarmup(dim=16, layers=1, heads=2, input_dim=EMBEDDING_DIM), datamodule=data)
+    trainer.fit(SelectorWarmup(Selector(dim=16, layers=1, heads=2, input_dim=EMBEDDING_DIM)), datamodule=data)
     path = tmp_path_factory.mktemp("selector") / "warmup.ckpt"
     trainer.save_checkpoint(path)
     return path

@@ -13,7 +13,7 @@ from ireid.core.protocols import Dialogue, Questioner
 from ireid.questioner.cli import main as questioner_main
 from ireid.questioner.inference import LlavaReidQuestioner, load_selector
 from ireid.questioner.module import QuestionerModule
-from ireid.selector.module import SelectorWarmup
+from ireid.selector import inference as selector_inference
 from tests.questioner.conftest import TINY
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "questioner"
@@ -56,7 +56,7 @@ def test_stages_write_best_and_last_and_restore_without_the_data(stages, tmp_pat
     torch.save(checkpoint, moved)
     questioner = LlavaReidQuestioner.from_checkpoint(moved, device="cpu", batch_size=2)
     assert isinstance(questioner, Questioner) and questioner.num_images == 4
-    state = questioner.module.state_dict()
+    state = questioner.network.state_dict()
     assert all(torch.equal(state[k], v) for k, v in checkpoint["state_dict"].items())
     dialogues = [Dialogue("I saw a man."), Dialogue("A woman in a red top."), Dialogue("A man with a bag.")]
     asked = questioner.ask(dialogues, [people(4), people(4), people(2)])
@@ -73,7 +73,7 @@ def test_joint_starts_from_the_warmup_and_trains_the_selector_it_stores(stages, 
     trained = load_selector(joint / "last.ckpt")
     stored = torch.load(joint / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(v, stored[f"selector.{k}"]) for k, v in trained.state_dict().items())
-    before = SelectorWarmup.load_from_checkpoint(selector_checkpoint, map_location="cpu", weights_only=True).selector
+    before = selector_inference.load_selector(selector_checkpoint)
     moved = [not torch.equal(a, b) for a, b in zip(before.parameters(), trained.parameters(), strict=True)]
     assert any(moved)  # the questioner's NLL is the selector's only loss
 

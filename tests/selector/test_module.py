@@ -8,6 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ireid.selector.cli import main as selector_main
 from ireid.selector.data import save_selector_tensors, synthetic_batch
+from ireid.selector.inference import load_selector
+from ireid.selector.model import Selector
 from ireid.selector.module import SelectorWarmup, rank_targets
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "selector" / "warmup-synthetic.yaml"
@@ -17,7 +19,8 @@ def fit_args(out: Path, *extra: str) -> list[str]:
     return [
         "fit", "--config", str(CONFIG), "--trainer.logger.init_args.save_dir", str(out),
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--model.dim", "32", "--model.layers", "2", "--model.heads", "4", "--model.lr", "3e-3", *extra,
+        "--model.net.init_args.dim", "32", "--model.net.init_args.layers", "2", "--model.net.init_args.heads", "4",
+        "--model.lr", "3e-3", *extra,
     ]  # fmt: skip
 
 
@@ -59,9 +62,10 @@ def test_checkpoint_reloads_with_weights_only_and_scores_the_same(trained):
     ckpts = {p.name for p in out.rglob("*.ckpt")}
     assert "last.ckpt" in ckpts and any(name.startswith("best-") for name in ckpts)
     last = next(out.rglob("last.ckpt"))
-    a = SelectorWarmup.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
-    b = SelectorWarmup.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
-    assert a.hparams.input_dim == 32, "the input width is linked to the data"
+    # the LightningModule takes its network: rebuilt from the checkpoint without Lightning, then handed in
+    a = SelectorWarmup.load_from_checkpoint(last, map_location="cpu", weights_only=True, net=load_selector(last)).eval()
+    b = SelectorWarmup.load_from_checkpoint(last, map_location="cpu", weights_only=True, net=load_selector(last)).eval()
+    assert a.hparams.selector_config["input_dim"] == 32, "the input width is linked to the data"
     batch = synthetic_batch(5, num_candidates=12, dim=32, generator=torch.Generator().manual_seed(9))
     scores = a(batch["dialogue"], batch["candidates"], batch["mask"])
     assert torch.equal(scores, b(batch["dialogue"], batch["candidates"], batch["mask"]))
@@ -76,10 +80,10 @@ def test_fit_from_tensor_files(single_thread, tmp_path):
             "--data.init_args.train_file", str(tmp_path / "train.pt"),
             "--data.init_args.val_file", str(tmp_path / "val.pt"), "--data.init_args.batch_size", "8"]  # fmt: skip
     selector_main(fit_args(tmp_path / "run", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", *data))
-    module = SelectorWarmup.load_from_checkpoint(next(tmp_path.rglob("last.ckpt")), weights_only=True)
-    assert module.hparams.input_dim == 24 and isinstance(module.selector.project, torch.nn.Linear)
+    selector = load_selector(next(tmp_path.rglob("last.ckpt")))
+    assert selector.config["input_dim"] == 24 and isinstance(selector.project, torch.nn.Linear)
 
 
 def test_nothing_to_choose_is_rejected():
     with pytest.raises(ValueError, match="nothing to choose"):
-        SelectorWarmup(dim=16, layers=1, heads=2, num_select=1, keep_first=True)
+        SelectorWarmup(Selector(dim=16, layers=1, heads=2, keep_first=True), num_select=1)
