@@ -2,8 +2,9 @@
 
 Lightning checkpoints hold the state dict; the module adds, under `CHECKPOINT_KEY`, the HF model config (JSON) and
 the processor's saved files (tokenizer, chat template, image-processor settings) as text, plus the stage and the
-encoder rule. Everything is plain strings, ints and tensors, so `torch.load(..., weights_only=True)` reads it, and
-restoring needs neither the original model source nor the data set the tiny tokenizer was trained on.
+encoder rule (`ChatReIDNetwork.checkpoint_meta` in `model.py`). Everything is plain strings, ints and tensors, so
+`torch.load(..., weights_only=True)` reads it, and restoring needs neither the original model source nor the data
+set the tiny tokenizer was trained on. Reading needs no Lightning: `model.load_network` builds on `read_checkpoint`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def processor_files(processor: ProcessorMixin) -> dict[str, str]:
 
 
 def restore_processor(files: dict[str, str]) -> ProcessorMixin:
+    """The processor from its saved files (written to a temporary folder, read back locally only)."""
     with tempfile.TemporaryDirectory(prefix="ireid-processor-") as tmp:
         for name, text in files.items():
             (Path(tmp) / name).write_text(text, encoding="utf-8")
@@ -51,6 +53,7 @@ def restore_processor(files: dict[str, str]) -> ProcessorMixin:
 
 
 def checkpoint_meta(stage: int, model: nn.Module, files: dict[str, str], merger_in_encoder: bool) -> dict[str, Any]:
+    """The `CHECKPOINT_KEY` entry: plain types only, so `weights_only=True` reads it."""
     return {
         "stage": stage,
         "config": model.config.to_json_string(),

@@ -15,12 +15,12 @@ import lightning as L
 import torch
 from transformers import ProcessorMixin
 
-from ireid.core.images import ImageStore
-from ireid.core.loader import SkipCounter
 from ireid.chatreid.conversations import Conversation, ConversationDataset, HoldoutFilter, conversation_shards
 from ireid.chatreid.encoding import EncodedConversation, collate, encode_conversation
 from ireid.chatreid.image_sizes import SizeRule
 from ireid.chatreid.stages import check_stage
+from ireid.core.images import ImageStore
+from ireid.core.loader import SkipCounter
 
 
 class ConversationEncoder:

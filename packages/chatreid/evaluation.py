@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ireid.chatreid.eval_tasks import Query, TaskData
 from ireid.core.metrics import QueryStats, per_query_stats
 from ireid.core.protocols import TextImageRetriever
-from ireid.chatreid.eval_tasks import Query, TaskData
 
 REPORTED_KS = (1, 5, 10)
 

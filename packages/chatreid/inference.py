@@ -7,6 +7,9 @@ question that pairs the query with one gallery image. The questions are stage 2'
 answer Yes or No: image queries of every task (standard, cloth-changing, visible-infrared) get the
 image-to-image one, text queries the text-to-image one. The task prompts of §3.1.3 ask for a choice among many
 gallery images and have no Yes/No form.
+
+The model comes from `model.load_network`: a checkpoint file alone restores it, without Lightning or the
+training module, so this is the one surface for using a trained model.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from PIL import Image
 from torch import Tensor
 from transformers import BatchFeature, ProcessorMixin
 
-from ireid.core.prompts import read_prompt
-from ireid.chatreid.checkpoint import read_checkpoint
 from ireid.chatreid.encoding import template_messages
 from ireid.chatreid.eval_tasks import TASKS
 from ireid.chatreid.image_sizes import SizeRule
+from ireid.chatreid.model import ChatReIDNetwork, load_network
+from ireid.core.prompts import read_prompt
 
 _PLACEHOLDER = re.compile(r"\{(query|candidate|text)\}")
 
@@ -97,8 +100,16 @@ class ChatReID:
     def from_checkpoint(
         cls, path: Path | str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, **kwargs: Any
     ) -> ChatReID:
-        stored = read_checkpoint(path)
-        return cls(stored.model(dtype).to(device), stored.processor(), **kwargs)
+        """A trained model from its checkpoint file alone (read with `weights_only=True`); `kwargs` as `__init__`."""
+        return cls.from_network(load_network(path, dtype=dtype), device, **kwargs)
+
+    @classmethod
+    def from_network(
+        cls, network: ChatReIDNetwork, device: str | torch.device | None = None, **kwargs: Any
+    ) -> ChatReID:
+        """Answer with a network in hand (e.g. the one a `ChatReIDModule` trains); it is put in eval mode."""
+        model = network.model if device is None else network.model.to(device)
+        return cls(model, network.processor, **kwargs)
 
     @property
     def device(self) -> torch.device:

@@ -19,12 +19,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ireid.core.loader import load_records
-from ireid.core.seeding import derive_rng
-from ireid.core.shards import ShardWriter, atomic_write_json
 from ireid.chatreid import tasks_stage1, tasks_stage2, tasks_stage3
 from ireid.chatreid.conversations import TASKS_BY_STAGE, check_conversation, stage_prefix
 from ireid.chatreid.instruction_pool import Built, Pool, Task
+from ireid.core.loader import load_records
+from ireid.core.seeding import derive_rng
+from ireid.core.shards import ShardWriter, atomic_write_json
 
 STAGE_TASKS: dict[int, tuple[Task, ...]] = {1: tasks_stage1.TASKS, 2: tasks_stage2.TASKS, 3: tasks_stage3.TASKS}
 # Share of each task in a stage. Stage 2 follows §3.2: the two image-to-image tasks about 25 % each (the

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ireid.core.shards import ShardError
 from ireid.chatreid.instructions import (
     DEFAULT_GALLERY,
     MIXES,
@@ -16,6 +15,7 @@ from ireid.chatreid.instructions import (
     format_counts,
     parse_mix,
 )
+from ireid.core.shards import ShardError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

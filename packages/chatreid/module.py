@@ -1,9 +1,11 @@
-"""The ChatReID LightningModule: Qwen2-VL tuned on instruction conversations, one stage at a time.
+"""The ChatReID LightningModule: one stage of tuning Qwen2-VL on instruction conversations.
 
+The network itself (source model, carried-over weights, frozen parts) is built by `model.build_network`; this
+module adds what training needs: the loss, logging, the optimiser and schedule, and the checkpoint's metadata.
 The loss is the model's next-token cross-entropy on assistant tokens only (the data module's labels). Validation
 reports the same loss on held-out conversations, weighted by their assistant tokens. Checkpoints carry the model
-config and the processor files (see `checkpoint.py`), so `ChatReID.from_checkpoint` restores a model from the
-file alone.
+config and the processor files (see `checkpoint.py`), so `model.load_network` (and `ChatReID.from_checkpoint`)
+restores a model from the file alone, without this module.
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 from transformers import ProcessorMixin, Qwen2VLForConditionalGeneration
 
-from ireid.core.factory import build_model
-from ireid.core.tokenizer import dataset_tokenizer
-from ireid.chatreid.checkpoint import CHECKPOINT_KEY, checkpoint_meta, processor_files, read_checkpoint
+from ireid.chatreid.checkpoint import CHECKPOINT_KEY
 from ireid.chatreid.encoding import IGNORE_INDEX
-from ireid.chatreid.stages import carry_vision, check_stage, freeze_vision, set_vision_eval
+from ireid.chatreid.model import ChatReIDNetwork, build_network
 
 
 class ChatReIDModule(L.LightningModule):
@@ -62,48 +61,37 @@ class ChatReIDModule(L.LightningModule):
         min_lr_factor: float = 0.0,
     ):
         super().__init__()
-        check_stage(stage)
-        if stage == 1 and init_from:
-            raise ValueError("stage 1 starts from the pre-trained source (`model`); init_from is for stages 2 and 3")
         self.save_hyperparameters()
-        torch_dtype = getattr(torch, dtype) if dtype else None
-        if stage == 3 and init_from:
-            stored = read_checkpoint(init_from, expect_stage=2)
-            hf_model, processor = stored.model(torch_dtype), stored.processor()
-        else:
-            hf_model, processor = self._build_source(torch_dtype)
-            if stage == 2 and init_from:
-                stored = read_checkpoint(init_from, expect_stage=1)
-                carry_vision(hf_model, stored.state, merger_in_encoder, str(init_from))
-        self.model: Qwen2VLForConditionalGeneration = hf_model.train()
-        self.processor: ProcessorMixin = processor
-        self._processor_files = processor_files(processor)
-        if stage == 3:
-            freeze_vision(self.model, merger_in_encoder)
-        if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            self.model.config.use_cache = False
-
-    def _build_source(self, dtype: torch.dtype | None) -> tuple[nn.Module, ProcessorMixin]:
-        hp = self.hparams
-        tokenizer = None
-        if hp.model == "tiny":
-            if hp.data_dir is None:
-                raise ValueError("a tiny model needs data_dir: its train split trains the tokenizer")
-            tokenizer = dataset_tokenizer(hp.data_dir, hp.vocab_size)
-        built = build_model(
-            "qwen2-vl", hp.model, tokenizer=tokenizer, overrides=hp.model_overrides, dtype=dtype, seed=hp.seed
+        self.network: ChatReIDNetwork = build_network(
+            stage,
+            model,
+            data_dir=data_dir,
+            vocab_size=vocab_size,
+            overrides=model_overrides,
+            init_from=init_from,
+            merger_in_encoder=merger_in_encoder,
+            seed=seed,
+            dtype=dtype,
+            gradient_checkpointing=gradient_checkpointing,
         )
-        return built.model, built.processor
+        # registered here, not inside a wrapper module, so the state-dict keys stay `model.<HF parameter name>`
+        self.model: Qwen2VLForConditionalGeneration = self.network.model
+
+    @property
+    def processor(self) -> ProcessorMixin:
+        """The network's processor; `ConversationData.setup` takes it from here."""
+        return self.network.processor
 
     @property
     def vision_frozen(self) -> bool:
-        return self.hparams.stage == 3
+        return self.network.vision_frozen
 
     def train(self, mode: bool = True) -> ChatReIDModule:
+        """Switch modes, but keep a frozen vision encoder in eval mode (no dropout, fixed statistics)."""
         super().train(mode)
-        if self.vision_frozen:
-            set_vision_eval(self.model, self.hparams.merger_in_encoder)
+        network = getattr(self, "network", None)  # nn.Module.__init__ has not set it yet
+        if network is not None:
+            network.keep_frozen_in_eval()
         return self
 
     # --- steps ------------------------------------------------------------------------------------------------
@@ -124,19 +112,12 @@ class ChatReIDModule(L.LightningModule):
 
     # --- checkpoints ------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = checkpoint_meta(
-            self.hparams.stage, self.model, self._processor_files, self.hparams.merger_in_encoder
-        )
+        checkpoint[CHECKPOINT_KEY] = self.network.checkpoint_meta()
 
     # --- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        decay, no_decay = [], []
-        for parameter in self.model.parameters():
-            if parameter.requires_grad:
-                (decay if parameter.dim() >= 2 else no_decay).append(parameter)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
+        optimizer = torch.optim.AdamW(self.network.parameter_groups(hp.weight_decay), lr=hp.lr)
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise ValueError("the learning-rate schedule needs a known length: set trainer.max_steps")

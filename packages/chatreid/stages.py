@@ -25,6 +25,7 @@ STAGES = (1, 2, 3)
 
 
 def check_stage(stage: int) -> int:
+    """The stage, if it is one of `STAGES`; a clear error otherwise (configs and CLI pass it through)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     return stage

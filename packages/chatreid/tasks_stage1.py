@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 
-from ireid.core.records import Record
-from ireid.core.seeding import derive_rng
 from ireid.chatreid.instruction_pool import Built, Pool, Task
 from ireid.chatreid.instruction_text import Turn, caption, conversation, is_world_vocabulary, prompt
+from ireid.core.records import Record
+from ireid.core.seeding import derive_rng
 
 CLOTHING = ("upper_type", "lower_type", "shoes_type")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 
-from ireid.core.records import Record
 from ireid.chatreid.instruction_pool import Built, Pool, Task, match_count, shuffle_gallery
 from ireid.chatreid.instruction_text import (
     ORDINALS,
@@ -20,6 +19,7 @@ from ireid.chatreid.instruction_text import (
     ordinal_caption,
     prompt,
 )
+from ireid.core.records import Record
 
 POSITIVE_SHARE = 0.5  # one-to-one tasks: share of matching pairs (the paper's 0.5)
 SAME_PERSON_SHARE = 0.25  # attribute comparison: share of pairs showing one person (twice, or in two outfits)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from ireid.core.records import Record
-from ireid.core.vocabulary.attributes import ATTRIBUTES
 from ireid.chatreid.instruction_pool import Built, Pool, Task, contradicts, fits, match_count, shuffle_gallery
 from ireid.chatreid.instruction_text import Turn, attribute_query, conversation, gallery_answer, prompt
+from ireid.core.records import Record
+from ireid.core.vocabulary.attributes import ATTRIBUTES
 
 ATTRIBUTE_QUERY_SIZE = (1, 3)  # attribute values in an attribute query, min and max
 SAME_PERSON = ("shows the same pedestrian.", "show the same pedestrian.")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import ProcessorMixin
 
-from ireid.core.factory import build_model
-from ireid.core.tokenizer import dataset_tokenizer
 from ireid.chatreid.data import ConversationData
 from ireid.chatreid.module import ChatReIDModule
+from ireid.core.factory import build_model
+from ireid.core.tokenizer import dataset_tokenizer
 from tests.chatreid.conversation_shards import write_stages
 
 

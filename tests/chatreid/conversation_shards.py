@@ -7,10 +7,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ireid.chatreid.conversations import check_conversation
 from ireid.core.loader import load_records
 from ireid.core.records import Record
 from ireid.core.shards import ShardWriter
-from ireid.chatreid.conversations import check_conversation
 
 
 def image(index: int) -> dict[str, Any]:

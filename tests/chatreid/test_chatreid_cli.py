@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import lightning
@@ -12,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ireid.interactive.chatreid_cli import INSTRUCTIONS_MODULE, main
-from ireid.retriever.module import RetrieverModule
+from ireid.app.chatreid_cli import main
 from ireid.chatreid.inference import ChatReID, pair_conversation
+from ireid.retriever.module import RetrieverModule
 
 
 @pytest.fixture
@@ -38,7 +37,16 @@ def test_ask_answers_a_question_about_two_images(stages, two_images, capsys):
 def test_ask_refuses_missing_and_corrupt_images_before_loading_the_model(two_images, tmp_path, capsys):
     never_loaded = tmp_path / "model.ckpt"
     never_loaded.write_bytes(b"not read: the images are checked first")
-    base = ["chatreid", "ask", "--model-ckpt", str(never_loaded), "--text", "Same person?", "--images", str(two_images[0])]
+    base = [
+        "chatreid",
+        "ask",
+        "--model-ckpt",
+        str(never_loaded),
+        "--text",
+        "Same person?",
+        "--images",
+        str(two_images[0]),
+    ]
     assert main([*base, str(tmp_path / "missing.jpg")]) == 2
     assert f"image {tmp_path / 'missing.jpg'}: no such file" in capsys.readouterr().err
     corrupt = tmp_path / "corrupt.jpg"
@@ -48,12 +56,6 @@ def test_ask_refuses_missing_and_corrupt_images_before_loading_the_model(two_ima
     missing_model = ["--model-ckpt", str(tmp_path / "none.ckpt"), "--text", "x", "--images", *map(str, two_images)]
     assert main(["chatreid", "ask", *missing_model]) == 2
     assert f"--model-ckpt {tmp_path / 'none.ckpt'}: no such file" in capsys.readouterr().err
-
-
-def test_build_instructions_says_when_the_engine_is_missing(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, INSTRUCTIONS_MODULE, None)
-    assert main(["chatreid", "build-instructions"]) == 2
-    assert "instruction data engine" in capsys.readouterr().err
 
 
 def test_match_confidence_is_yes_against_no_and_independent_of_batching(stages):

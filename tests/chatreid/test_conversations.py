@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from ireid.core.shards import ShardWriter
 from ireid.chatreid.conversations import (
     Conversation,
     ConversationDataset,
@@ -16,6 +15,7 @@ from ireid.chatreid.conversations import (
 )
 from ireid.chatreid.data import ConversationData
 from ireid.chatreid.encoding import IGNORE_INDEX
+from ireid.core.shards import ShardWriter
 from tests.chatreid.conversation_shards import conversation, image, text
 
 

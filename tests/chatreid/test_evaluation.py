@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from ireid.core.records import Record
 from ireid.chatreid.eval_tasks import Query, TaskData, TaskDataError, build_task
 from ireid.chatreid.evaluation import evaluate_task, filter_gallery, format_table, model_order, retriever_order
+from ireid.core.records import Record
 
 
 class Keyed:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ireid.core.images import ImageStore
 from ireid.chatreid.conversations import Conversation
 from ireid.chatreid.data import ConversationEncoder
 from ireid.chatreid.image_sizes import SizeRule
+from ireid.core.images import ImageStore
 from tests.chatreid.conversation_shards import conversation, image, text
 
 STAGE1 = SizeRule(min_hw=(256, 128))

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from ireid.chatreid import instructions, instructions_cli
+from ireid.chatreid.conversations import QUERY_IMAGES, ConversationError, check_conversation, read_conversations
+from ireid.chatreid.instruction_pool import contradicts, fits, match_count
+from ireid.chatreid.instruction_text import LABELS, parse_answer_positions
+from ireid.chatreid.instructions import MIXES, allocate, build_instructions
 from ireid.core.loader import load_records
 from ireid.core.records import Record
 from ireid.core.shards import ShardWriter
 from ireid.core.synthetic.world import WorldOptions, build_world, plan_identities
 from ireid.core.vocabulary.attributes import COLOUR_ATTRIBUTES, clothes_differ
 from ireid.core.vocabulary.parse import parse_description
-from ireid.chatreid import instructions, instructions_cli
-from ireid.chatreid.conversations import QUERY_IMAGES, ConversationError, check_conversation, read_conversations
-from ireid.chatreid.instruction_pool import contradicts, fits, match_count
-from ireid.chatreid.instruction_text import LABELS, parse_answer_positions
-from ireid.chatreid.instructions import MIXES, allocate, build_instructions
 
 GALLERY = (3, 6)
 SAMPLES = {2: 700, 3: 600}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ireid.core.factory import build_model
-from ireid.core.tokenizer import dataset_tokenizer
 from ireid.chatreid.checkpoint import CheckpointError, is_vision_parameter, read_checkpoint
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
+from ireid.core.factory import build_model
+from ireid.core.tokenizer import dataset_tokenizer
 
 
 def split(state: dict[str, torch.Tensor], merger_in_encoder: bool = True) -> tuple[dict, dict]:
