@@ -17,14 +17,14 @@ import torch
 from benchlib import write_result
 
 from ireid.answerer import build_witness
+from ireid.app.strategies import build_strategy
 from ireid.core.factory import ModelNotAvailableError
+from ireid.core.gallery import encode_split
 from ireid.core.loader import load_records
 from ireid.core.synthetic.world import build_world
 from ireid.interactive.config import EvalConfig
-from ireid.interactive.gallery import encode_split
-from ireid.interactive.retrieval import ModuleRetriever
 from ireid.interactive.session import run_batch
-from ireid.interactive.strategies import build_strategy
+from ireid.retriever.inference import ModuleRetriever
 from ireid.retriever.module import RetrieverModule
 
 TINY = {"vision_config": {"patch_size": 8}}

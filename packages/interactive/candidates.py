@@ -7,7 +7,6 @@ from the pool. The pool shrinks with the round: K = ceil(200 / t) in LLaVA-ReID.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Literal
 
@@ -16,13 +15,6 @@ from torch import Tensor
 
 CandidateMethod = Literal["top-k", "k-means", "uniform"]
 CANDIDATE_METHODS: tuple[str, ...] = ("top-k", "k-means", "uniform")
-
-
-def pool_size(round_index: int, budget: int = 200) -> int:
-    """LLaVA-ReID's pool of ceil(budget / t) candidates at 1-based round t."""
-    if round_index < 1:
-        raise ValueError(f"rounds are 1-based, got {round_index}")
-    return math.ceil(budget / round_index)
 
 
 def spherical_kmeans(points: Tensor, clusters: int, rng: random.Random, iterations: int = 20) -> tuple[Tensor, Tensor]:

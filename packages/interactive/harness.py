@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ireid.core.gallery import Gallery
 from ireid.core.metrics import QueryStats, best_rank_integral
 from ireid.core.protocols import Dialogue, TextImageRetriever, Witness
 from ireid.core.records import Record
+from ireid.core.rounds import QuestionStrategy
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
-from ireid.interactive.gallery import Gallery
 from ireid.interactive.session import BatchResult, Reranker, run_batch
-from ireid.interactive.strategies.base import QuestionStrategy
 
 
 @dataclass

@@ -9,20 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ireid.core.gallery import Gallery
 from ireid.core.metrics import QueryStats, per_query_stats
 from ireid.core.protocols import Dialogue, TextImageRetriever, Witness
 from ireid.core.records import Record
-from ireid.interactive.gallery import Gallery
-from ireid.interactive.strategies.base import QuestionStrategy, RoundContext
-
-
-def retrieval_text_reader(with_questions: bool = False) -> Callable[[Dialogue], str]:
-    """What the retriever reads of a dialogue: the initial description and the cleaned answers (and questions)."""
-
-    def text_of(dialogue: Dialogue) -> str:
-        return dialogue.retrieval_text(with_questions=with_questions)
-
-    return text_of
+from ireid.core.rounds import QuestionStrategy, RoundContext
 
 
 def witness_memory(record: Record) -> str:

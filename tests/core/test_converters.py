@@ -3,11 +3,11 @@ import re
 
 import pytest
 
+from ireid.app.cli import main as ireid_main
 from ireid.core.converters.cli import convert
 from ireid.core.converters.common import ConversionError
 from ireid.core.converters.pedes import parse_qa
 from ireid.core.loader import load_records
-from ireid.interactive.cli import main as ireid_main
 from tests.helpers import jpeg, png
 
 

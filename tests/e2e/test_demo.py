@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ireid.interactive.cli import main
+from ireid.app.cli import main
 
 
 @pytest.mark.slow

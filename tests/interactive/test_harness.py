@@ -12,15 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
+from ireid.core.gallery import Gallery
 from ireid.core.protocols import Dialogue
 from ireid.core.records import QA, Record
-from ireid.interactive.gallery import Gallery
+from ireid.core.rounds import RoundContext, retrieval_text_reader
 from ireid.interactive.harness import evaluate_strategy
 from ireid.interactive.report import markdown_report, table_rounds, write_report
-from ireid.interactive.session import Reranker, retrieval_text_reader
-from ireid.interactive.strategies import InitialOnly
-from ireid.interactive.strategies.annotated import OracleLookForward, RandomQuestions
-from ireid.interactive.strategies.base import RoundContext
+from ireid.interactive.session import Reranker
+from ireid.interactive.strategies.annotated import RandomQuestions
+from ireid.interactive.strategies.initial import InitialOnly
+from ireid.questioner.lookforward import OracleLookForward
 from tests.helpers import make_record
 
 COLOURS = ("red", "blue", "green")

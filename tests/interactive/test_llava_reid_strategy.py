@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from ireid.core.gallery import Gallery
 from ireid.core.images import ImageStore
 from ireid.core.protocols import Dialogue
-from ireid.interactive.gallery import Gallery
-from ireid.interactive.session import retrieval_text_reader
-from ireid.interactive.strategies.base import RoundContext
+from ireid.core.rounds import RoundContext, retrieval_text_reader
 from ireid.interactive.strategies.llava_reid import LlavaReID
 from tests.helpers import make_record
 
@@ -104,8 +103,8 @@ def test_image_store_names_a_missing_key() -> None:
 
 
 def test_llava_reid_strategies_need_their_checkpoints() -> None:
+    from ireid.app.strategies import build_strategy
     from ireid.interactive.config import EvalConfig
-    from ireid.interactive.strategies import build_strategy
 
     with pytest.raises(ValueError, match=r"llava_reid\.questioner_ckpt"):
         build_strategy("llava-reid:top-k", EvalConfig())

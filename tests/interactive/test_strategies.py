@@ -8,14 +8,13 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+from ireid.core.gallery import Gallery
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
+from ireid.core.rounds import RoundContext, pool_size, retrieval_text_reader
 from ireid.core.synthetic.world import Identity, make_record
 from ireid.core.vocabulary.parse import parse_question
-from ireid.interactive.candidates import pool_size, select_candidates, spherical_kmeans
-from ireid.interactive.gallery import Gallery
-from ireid.interactive.session import retrieval_text_reader
-from ireid.interactive.strategies.base import RoundContext
+from ireid.interactive.candidates import select_candidates, spherical_kmeans
 from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
 from ireid.interactive.strategies.heuristic import ASKABLE, PlugIR, SimIRV, value_entropy
 

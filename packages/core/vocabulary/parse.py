@@ -1,8 +1,9 @@
 """Reading the pedestrian vocabulary's language back into attribute values.
 
-Every text made from the vocabulary says a value with its `phrase` (`attributes.py`), so descriptions, witness answers and
-questions can be mapped back to attributes: the evaluation skips questions a dialogue already answers and scores
-generated questions by what they ask, and the rule-based witness reads its memory and the question.
+Every text made from the vocabulary says a value with its `phrase` (`attributes.py`), so descriptions, witness
+answers and questions can be mapped back to attributes: the evaluation skips questions a dialogue already
+answers and scores generated questions by what they ask, and the rule-based witness reads its memory and the
+question.
 
 Colours are shared by hair, top, bottoms and shoes, so a colour belongs to the garment word it precedes
 ("long blonde hair", "a striped red T-shirt") or, failing that, to the garment its clause is about ("His top was

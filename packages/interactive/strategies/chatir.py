@@ -9,7 +9,7 @@ from ireid.core.llm import ChatLLM
 from ireid.core.prompts import read_prompt
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
-from ireid.interactive.strategies.base import RoundContext
+from ireid.core.rounds import RoundContext
 
 _WITNESS = re.compile(r"^\s*witness\s*:", re.IGNORECASE)
 _PREFIX = re.compile(r"^\s*(?:next question|question|you|q)\s*[:\-]\s*", re.IGNORECASE)

@@ -15,11 +15,11 @@ import math
 from collections import Counter
 
 from ireid.core.protocols import Dialogue
+from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
 from ireid.core.vocabulary.parse import mentioned_attributes, parse_description, parse_question
 from ireid.core.vocabulary.templates import descriptive_question
 from ireid.interactive.candidates import CandidateMethod, select_candidates
-from ireid.interactive.strategies.base import RoundContext
 
 ASKABLE: tuple[str, ...] = tuple(name for name in ATTRIBUTE_NAMES if name != "gender")
 # Attributes that describe the same object, asked together once the initial description names one of them.

@@ -12,8 +12,8 @@ import torch
 
 from ireid.core.images import ImageStore
 from ireid.core.protocols import CandidateSelector, Questioner
-from ireid.interactive.candidates import CANDIDATE_METHODS, pool_size, select_candidates
-from ireid.interactive.strategies.base import RoundContext
+from ireid.core.rounds import RoundContext, pool_size
+from ireid.interactive.candidates import CANDIDATE_METHODS, select_candidates
 
 SELECTOR = "selector"
 

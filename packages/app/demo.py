@@ -15,12 +15,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ireid.app.eval_cli import evaluate
+from ireid.app.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
+from ireid.app.stages import fit_step
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
-from ireid.interactive.eval_cli import evaluate
-from ireid.interactive.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
 from ireid.interactive.report import markdown_report
-from ireid.interactive.stages import fit_step
+from ireid.retriever.cli import RetrieverCLI
+from ireid.retriever.data import RetrievalDataModule
+from ireid.retriever.module import RetrieverModule
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
@@ -75,10 +78,6 @@ def build_world(args: argparse.Namespace, data_dir: Path) -> int:
 
 def train_retriever(args: argparse.Namespace, data_dir: Path) -> Path:
     """Train (or resume, or reuse) the demo's retriever; returns its best checkpoint by validation fine R@1."""
-    from ireid.retriever.cli import RetrieverCLI
-    from ireid.retriever.data import RetrievalDataModule
-    from ireid.retriever.module import RetrieverModule
-
     overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed), *DEMO_RETRIEVER_OVERRIDES]
     if args.train_steps:
         overrides += ["--trainer.max_steps", str(args.train_steps)]

@@ -1,35 +1,41 @@
 """`ireid chatreid`: ChatReID's instruction data, its Re-ID evaluation (paper §4.1) and questions about a small gallery.
 
-    ireid chatreid build-instructions ...      the instruction data engine (ireid.chatreid.instructions_cli)
-    ireid chatreid eval --task standard text-to-image --model-ckpt M --retriever-ckpt R --data D [--tau] [--max-queries]
-    ireid chatreid ask --model-ckpt M --images a.jpg b.jpg --text "Is the person in both images the same?"
-
-Heavy imports happen inside the commands, so building the parser stays cheap.
+ireid chatreid build-instructions ...      the instruction data engine (ireid.chatreid.instructions_cli)
+ireid chatreid eval --task standard text-to-image --model-ckpt M --retriever-ckpt R --data D [--tau] [--max-queries]
+ireid chatreid ask --model-ckpt M --images a.jpg b.jpg --text "Is the person in both images the same?"
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from PIL import Image, UnidentifiedImageError
 
-from ireid.chatreid.eval_tasks import TASKS
-
-INSTRUCTIONS_MODULE = "ireid.chatreid.instructions_cli"
+from ireid.chatreid import instructions_cli
+from ireid.chatreid.eval_tasks import TASKS, TaskDataError, build_task
+from ireid.chatreid.evaluation import evaluate_task, format_table
+from ireid.chatreid.inference import ChatReID
+from ireid.core.images import ImageStore
+from ireid.core.loader import iter_samples
+from ireid.core.shards import atomic_write_json
+from ireid.retriever.inference import ModuleRetriever
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `chatreid` command group to the top-level CLI."""
-    group = subparsers.add_parser("chatreid", help="ChatReID: instruction data, Re-ID evaluation, questions about images")
+    group = subparsers.add_parser(
+        "chatreid", help="ChatReID: instruction data, Re-ID evaluation, questions about images"
+    )
     commands = group.add_subparsers(dest="chatreid_command", required=True)
     build = commands.add_parser(
         "build-instructions", help="build the three stages' instruction conversations from an image data set"
     )
-    _wire_instruction_engine(build)
+    instructions_cli.configure(build)
+    build.set_defaults(run=instructions_cli.run)
     evaluate = commands.add_parser("eval", help="Re-ID tasks: retriever filter, then ChatReID ranks (paper §4.1)")
     configure_eval(evaluate)
     evaluate.set_defaults(run=run_eval)
@@ -38,28 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.set_defaults(run=run_ask)
 
 
-def _wire_instruction_engine(parser: argparse.ArgumentParser) -> None:
-    """The engine's own options and command; imported here so that `ireid chatreid` works before the engine exists."""
-    try:
-        instructions_cli = importlib.import_module(INSTRUCTIONS_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name != INSTRUCTIONS_MODULE:
-            raise
-        missing = f"the instruction data engine ({INSTRUCTIONS_MODULE}) is not installed"
-        parser.set_defaults(run=lambda _: _fail(missing))
-        return
-    instructions_cli.configure(parser)
-    parser.set_defaults(run=instructions_cli.run)
-
-
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
 
 
 def _default_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -85,14 +75,6 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ireid.core.images import ImageStore
-    from ireid.core.loader import iter_samples
-    from ireid.core.shards import atomic_write_json
-    from ireid.interactive.retrieval import ModuleRetriever
-    from ireid.chatreid.eval_tasks import TaskDataError, build_task
-    from ireid.chatreid.evaluation import evaluate_task, format_table
-    from ireid.chatreid.inference import ChatReID
-
     for name, path in (("--model-ckpt", args.model_ckpt), ("--retriever-ckpt", args.retriever_ckpt)):
         if not path.is_file():
             return _fail(f"{name} {path}: no such file")
@@ -168,8 +150,6 @@ def run_ask(args: argparse.Namespace) -> int:
         images = read_images(args.images)
     except ValueError as error:
         return _fail(str(error))
-    from ireid.chatreid.inference import ChatReID
-
     model = ChatReID.from_checkpoint(args.model_ckpt, device=args.device or _default_device())
     print(model.ask(images, args.text, max_new_tokens=args.max_new_tokens))
     return 0

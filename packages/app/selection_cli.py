@@ -12,8 +12,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ireid.app import eval_cli
 from ireid.core.shards import atomic_write_bytes
-from ireid.interactive import eval_cli
 from ireid.interactive.report import SELECTION_ROWS, selection_table
 
 configure = eval_cli.configure

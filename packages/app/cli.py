@@ -1,12 +1,14 @@
-"""The `ireid` command: everything that is not one package's training."""
+"""The `ireid` command: data, look-forward targets, evaluation, ChatReID and the demo.
+
+Each trainable package keeps its own LightningCLI program (`python -m ireid.<package> fit`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ireid.core import data_cli
-from ireid.interactive import demo, eval_cli, lookforward, selection_cli, chatreid_cli
+from ireid.app import chatreid_cli, data_cli, demo, eval_cli, lookforward_cli, selection_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     targets = commands.add_parser(
         "lookforward", help="build the questioner's training targets by one-step looking-forward (LLaVA-ReID Eq. 9)"
     )
-    lookforward.configure(targets)
-    targets.set_defaults(run=lookforward.run)
+    lookforward_cli.configure(targets)
+    targets.set_defaults(run=lookforward_cli.run)
     chatreid_cli.register(commands)
     demo_parser = commands.add_parser("demo", help="run the main job end to end on the embedded defaults")
     demo.configure(demo_parser)

@@ -1,4 +1,8 @@
-"""`ireid lookforward`: the questioner's training targets by one-step looking-forward (LLaVA-ReID Eq. 9).
+"""Looking-forward supervision (LLaVA-ReID Eq. 9): the questioner's training targets, and the oracle that asks them.
+
+`look_forward_ranks` tries every unused annotated answer of a dialogue and ranks the target with each; the best
+one is the round's target. `build_targets` (the `ireid lookforward` command) writes those targets for a split;
+`OracleLookForward` asks them in the interactive harness as an upper bound (it reads the target).
 
 The training gallery is encoded once. For each training dialogue, round after round, every unused annotated
 answer is appended in turn and the target's best rank is taken; the question whose answer ranks the target
@@ -13,12 +17,12 @@ written are skipped on resume; `<split>.lookforward.json` holds the mean target 
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import random
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +30,84 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ireid.core.loader import load_records
+from ireid.core.answers import clean_answer
+from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
-from ireid.core.protocols import Dialogue, TextImageRetriever
-from ireid.core.records import Record, evenly_spaced
+from ireid.core.protocols import Dialogue, TextImageRetriever, Turn
+from ireid.core.records import Record
+from ireid.core.rounds import RoundContext, pool_size, retrieval_text_reader, unused_questions
 from ireid.core.shards import ShardWriter, atomic_write_json, shard_paths
-from ireid.interactive.candidates import pool_size
-from ireid.interactive.gallery import Gallery, encode_split
-from ireid.interactive.retrieval import ModuleRetriever
-from ireid.interactive.session import retrieval_text_reader
-from ireid.interactive.strategies.annotated import LookAhead, look_forward_ranks
-from ireid.interactive.strategies.base import RoundContext
-from ireid.selector.data import save_selector_tensors
 
 MIN_UNUSED = 2
 TARGETS = ("lookforward", "random")
+
+
+@dataclass(frozen=True)
+class LookAhead:
+    """The best annotated pair for one dialogue: its index in `record.qas` and the target's rank with its answer."""
+
+    qa_index: int
+    rank: int
+
+
+@torch.no_grad()
+def look_forward_ranks(ctx: RoundContext, exclude_answers_in_text: bool = True) -> list[dict[int, int]]:
+    """Per dialogue, the target's 1-based rank after each unused annotated answer: {qa index: rank}.
+
+    Each candidate answer (cleaned as the retriever will read it) is appended to the dialogue and the text is
+    encoded. Answers that clean to nothing, or whose text the dialogue already contains, are not tried. All
+    candidates of the batch are encoded together; each dict lists its pairs in bank order.
+    """
+    texts: list[str] = []
+    owners: list[tuple[int, int]] = []  # (dialogue index, qa index)
+    for i, (record, dialogue) in enumerate(zip(ctx.queries, ctx.dialogues, strict=True)):
+        current = ctx.text_of(dialogue)
+        for j in unused_questions(record, dialogue):
+            qa = record.qas[j]
+            cleaned = clean_answer(qa.answer)
+            if not cleaned or (exclude_answers_in_text and cleaned in current):
+                continue
+            texts.append(ctx.text_of(Dialogue(dialogue.initial, [*dialogue.turns, Turn(qa.question, qa.answer)])))
+            owners.append((i, j))
+    tried: list[dict[int, int]] = [{} for _ in ctx.queries]
+    if not texts:
+        return tried
+    pids = torch.tensor([ctx.queries[i].pid for i, _ in owners], dtype=torch.long)
+    for (i, j), rank in zip(owners, _ranks_in_chunks(ctx, texts, pids).tolist(), strict=True):
+        tried[i][j] = rank
+    return tried
+
+
+def look_forward(ctx: RoundContext, exclude_answers_in_text: bool = True) -> list[LookAhead | None]:
+    """One-step looking-forward (LLaVA-ReID Eq. 9): the pair whose answer ranks the target best (earliest on ties).
+
+    None where no candidate is left.
+    """
+    return [
+        LookAhead(*min(ranks.items(), key=lambda item: item[1])) if ranks else None
+        for ranks in look_forward_ranks(ctx, exclude_answers_in_text)
+    ]
+
+
+def _ranks_in_chunks(ctx: RoundContext, texts: Sequence[str], pids: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    parts = []
+    for start in range(0, len(texts), chunk):
+        scores = ctx.gallery.scores(ctx.retriever.encode_text(texts[start : start + chunk]))
+        parts.append(target_ranks_from_scores(scores, pids[start : start + chunk], ctx.gallery.pids))
+    return torch.cat(parts)
+
+
+class OracleLookForward:
+    """Asks the annotated question whose answer most improves the target's rank: an upper bound (uses the target)."""
+
+    name = "oracle-lookforward"
+    uses_ground_truth = True
+
+    def ask(self, ctx: RoundContext) -> list[str | None]:
+        return [
+            None if choice is None else record.qas[choice.qa_index].question
+            for record, choice in zip(ctx.queries, look_forward(ctx), strict=True)
+        ]
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -218,45 +285,3 @@ def build_targets(
     summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}
     atomic_write_json(out / f"{split}.lookforward.json", summary)
     return summary
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--retriever-ckpt", type=Path, required=True, help="trained retriever checkpoint (.ckpt)")
-    parser.add_argument("--data", type=Path, required=True, help="shard folder with annotated Q&A")
-    parser.add_argument("--out", type=Path, required=True, help="output shard folder (resumed when it exists)")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--max-rounds", type=int, default=10)
-    parser.add_argument("--max-records", type=int, help="this many records spread evenly over the split (default all)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
-    parser.add_argument(
-        "--targets", choices=TARGETS, default="lookforward", help="best pair per round, or a random one (Table 3)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="for --targets random")
-    parser.add_argument("--selector-file", type=Path, help="also write the selector's warm-up data file (.pt) here")
-
-
-def run(args: argparse.Namespace) -> int:
-    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
-    gallery = encode_split(retriever, args.data, args.split)
-    records = evenly_spaced(load_records(args.data, args.split), args.max_records)
-    summary = build_targets(
-        retriever,
-        gallery,
-        records,
-        args.out,
-        args.split,
-        args.max_rounds,
-        args.batch_size,
-        args.budget,
-        targets=args.targets,
-        seed=args.seed,
-    )
-    print("round  dialogues  mean target rank before -> after")
-    for t, row in summary["rounds"].items():
-        print(f"{t:>5}  {row['dialogues']:>9}  {row['mean_rank_before']:>10.1f} -> {row['mean_rank_after']:.1f}")
-    print(f"targets: {args.out}")
-    if args.selector_file:
-        save_selector_tensors(args.selector_file, selector_tensors(args.out, args.split))
-        print(f"selector data: {args.selector_file}")
-    return 0

@@ -13,13 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ireid.app.stages import fit_step
+from ireid.core.gallery import encode_split
 from ireid.core.loader import load_records
 from ireid.core.records import evenly_spaced
-from ireid.interactive.gallery import encode_split
-from ireid.interactive.lookforward import build_targets, selector_tensors
-from ireid.interactive.retrieval import ModuleRetriever
-from ireid.interactive.stages import fit_step
-from ireid.selector.data import save_selector_tensors
+from ireid.questioner.cli import QuestionerCLI
+from ireid.questioner.data import QuestionerData
+from ireid.questioner.lookforward import build_targets, selector_tensors
+from ireid.questioner.module import QuestionerModule
+from ireid.retriever.inference import ModuleRetriever
+from ireid.selector.cli import SelectorCLI
+from ireid.selector.data import SelectorData, save_selector_tensors
+from ireid.selector.module import SelectorWarmup
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -61,13 +66,6 @@ def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: 
 
 def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: LlavaReIDBudget, seed: int = 0) -> Path:
     """Run (or resume) every step under `out`; returns the joint questioner checkpoint."""
-    from ireid.questioner.cli import QuestionerCLI
-    from ireid.questioner.data import QuestionerData
-    from ireid.questioner.module import QuestionerModule
-    from ireid.selector.cli import SelectorCLI
-    from ireid.selector.data import SelectorData
-    from ireid.selector.module import SelectorWarmup
-
     targets = build_targets_once(retriever_ckpt, data_dir, out / "targets", budget)
     seed_args = ["--seed_everything", str(seed)]
     selector = fit_step(

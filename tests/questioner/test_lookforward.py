@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from ireid.core.answers import clean_answer
+from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.synthetic.world import plan_identities, world_records
-from ireid.interactive.gallery import Gallery
-from ireid.interactive.lookforward import build_targets, look_forward_batch, selector_tensors
+from ireid.questioner.lookforward import build_targets, look_forward_batch, selector_tensors
 from ireid.selector.data import check_selector_tensors
 
 

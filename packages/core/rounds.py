@@ -1,7 +1,13 @@
-"""What a question strategy sees each round, and the interface every strategy implements."""
+"""One round of the dialogue loop as every part sees it: the context a question strategy gets, the strategy
+interface, what the retriever reads of a dialogue, and LLaVA-ReID's candidate-pool schedule.
+
+Shared by the interactive harness, the look-forward supervision of the questioner and the app, which meet here
+instead of importing each other.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,9 +15,9 @@ from typing import Protocol
 
 from torch import Tensor
 
+from ireid.core.gallery import Gallery
 from ireid.core.protocols import Dialogue, TextImageRetriever
 from ireid.core.records import Record
-from ireid.interactive.gallery import Gallery
 
 
 @dataclass
@@ -50,3 +56,19 @@ def unused_questions(record: Record, dialogue: Dialogue) -> list[int]:
     """Indices of the record's annotated Q&A pairs whose question has not been asked yet."""
     asked = set(dialogue.asked)
     return [i for i, qa in enumerate(record.qas) if qa.question not in asked]
+
+
+def retrieval_text_reader(with_questions: bool = False) -> Callable[[Dialogue], str]:
+    """What the retriever reads of a dialogue: the initial description and the cleaned answers (and questions)."""
+
+    def text_of(dialogue: Dialogue) -> str:
+        return dialogue.retrieval_text(with_questions=with_questions)
+
+    return text_of
+
+
+def pool_size(round_index: int, budget: int = 200) -> int:
+    """LLaVA-ReID's pool of ceil(budget / t) candidates at 1-based round t."""
+    if round_index < 1:
+        raise ValueError(f"rounds are 1-based, got {round_index}")
+    return math.ceil(budget / round_index)

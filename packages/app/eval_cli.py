@@ -11,16 +11,17 @@ from pathlib import Path
 import torch
 
 from ireid.answerer import build_witness
+from ireid.app.strategies import build_strategy
+from ireid.core.gallery import Gallery, encode_split
 from ireid.core.loader import load_records
 from ireid.core.records import Record, evenly_spaced
+from ireid.core.rounds import retrieval_text_reader
 from ireid.core.shards import atomic_write_json
 from ireid.interactive.config import EvalConfig, RerankConfig, load_config
-from ireid.interactive.gallery import Gallery, encode_split
 from ireid.interactive.harness import StrategyResult, evaluate_strategy
 from ireid.interactive.report import markdown_report, write_report
-from ireid.interactive.retrieval import ModuleRetriever
-from ireid.interactive.session import Reranker, retrieval_text_reader
-from ireid.interactive.strategies import build_strategy
+from ireid.interactive.session import Reranker
+from ireid.retriever.inference import ModuleRetriever
 
 # Config keys that a command-line flag of the same name overrides.
 OVERRIDABLE = (

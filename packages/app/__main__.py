@@ -1,0 +1,5 @@
+import sys
+
+from ireid.app.cli import main
+
+sys.exit(main())

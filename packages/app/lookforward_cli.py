@@ -1,0 +1,55 @@
+"""`ireid lookforward`: write the questioner's look-forward targets for a split with a trained retriever."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ireid.core.gallery import encode_split
+from ireid.core.loader import load_records
+from ireid.core.records import evenly_spaced
+from ireid.questioner.lookforward import TARGETS, build_targets, selector_tensors
+from ireid.retriever.inference import ModuleRetriever
+from ireid.selector.data import save_selector_tensors
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retriever-ckpt", type=Path, required=True, help="trained retriever checkpoint (.ckpt)")
+    parser.add_argument("--data", type=Path, required=True, help="shard folder with annotated Q&A")
+    parser.add_argument("--out", type=Path, required=True, help="output shard folder (resumed when it exists)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--max-rounds", type=int, default=10)
+    parser.add_argument("--max-records", type=int, help="this many records spread evenly over the split (default all)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
+    parser.add_argument(
+        "--targets", choices=TARGETS, default="lookforward", help="best pair per round, or a random one (Table 3)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="for --targets random")
+    parser.add_argument("--selector-file", type=Path, help="also write the selector's warm-up data file (.pt) here")
+
+
+def run(args: argparse.Namespace) -> int:
+    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
+    gallery = encode_split(retriever, args.data, args.split)
+    records = evenly_spaced(load_records(args.data, args.split), args.max_records)
+    summary = build_targets(
+        retriever,
+        gallery,
+        records,
+        args.out,
+        args.split,
+        args.max_rounds,
+        args.batch_size,
+        args.budget,
+        targets=args.targets,
+        seed=args.seed,
+    )
+    print("round  dialogues  mean target rank before -> after")
+    for t, row in summary["rounds"].items():
+        print(f"{t:>5}  {row['dialogues']:>9}  {row['mean_rank_before']:>10.1f} -> {row['mean_rank_after']:.1f}")
+    print(f"targets: {args.out}")
+    if args.selector_file:
+        save_selector_tensors(args.selector_file, selector_tensors(args.out, args.split))
+        print(f"selector data: {args.selector_file}")
+    return 0

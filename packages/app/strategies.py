@@ -1,0 +1,93 @@
+"""Every question strategy by name (each a row of the evaluation table), with the trained parts it loads."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ireid.core.images import ImageStore
+from ireid.core.llm import load_chat_llm
+from ireid.core.loader import load_records
+from ireid.core.protocols import CandidateSelector
+from ireid.core.rounds import QuestionStrategy
+from ireid.interactive.config import EvalConfig, LlavaReIDConfig
+from ireid.interactive.strategies.annotated import RandomQuestions
+from ireid.interactive.strategies.chatir import ChatIR, example_dialogues
+from ireid.interactive.strategies.heuristic import PlugIR, SimIRV
+from ireid.interactive.strategies.initial import InitialOnly
+from ireid.interactive.strategies.llava_reid import SELECTOR, LlavaReID
+from ireid.questioner.inference import LlavaReidQuestioner
+from ireid.questioner.inference import load_selector as joint_selector
+from ireid.questioner.lookforward import OracleLookForward
+from ireid.selector.inference import load_selector
+
+STRATEGIES: tuple[str, ...] = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir", "llava-reid")
+# LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
+LLAVA_REID_VARIANTS: tuple[str, ...] = (
+    "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform", "llava-reid:random-targets"
+)  # fmt: skip
+
+
+def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
+    """The strategy called `name`, set up from the evaluation config (LLMs and example dialogues loaded here)."""
+    if name == "initial":
+        return InitialOnly()
+    if name == "random":
+        return RandomQuestions()
+    if name == "oracle-lookforward":
+        return OracleLookForward()
+    if name == "simirv":
+        return SimIRV()
+    if name == "plugir":
+        return PlugIR(config.plugir.top_n, config.plugir.clusters, config.plugir.candidates)  # type: ignore[arg-type]
+    if name == "chatir":
+        llm = load_chat_llm(config.chatir.llm, tokenizer_dir=config.tokenizer_dir, batch_size=config.chatir.batch_size)
+        examples = example_dialogues(load_records(config.data_dir, "train"), config.chatir.examples)
+        return ChatIR(llm, examples, config.chatir.max_new_tokens)
+    if name == "llava-reid" or name in LLAVA_REID_VARIANTS:
+        return build_llava_reid(name, config)
+    known = ", ".join((*STRATEGIES, *LLAVA_REID_VARIANTS))
+    raise ValueError(f"unknown strategy {name!r}; expected one of {known}")
+
+
+@cache
+def _questioner(ckpt: str, max_new_tokens: int, beams: int):
+    return LlavaReidQuestioner.from_checkpoint(ckpt, max_new_tokens=max_new_tokens, candidates=beams)
+
+
+@cache
+def _gallery_images(data_dir: str, split: str) -> ImageStore:
+    return ImageStore.from_shards(data_dir, split)
+
+
+def _selector(settings: LlavaReIDConfig, questioner_ckpt: str) -> CandidateSelector:
+    """The selector trained jointly with the questioner, else the one in `selector_ckpt`."""
+    joint = joint_selector(questioner_ckpt)
+    if joint is not None:
+        return joint
+    if not settings.selector_ckpt:
+        raise ValueError(
+            f"config llava_reid: {questioner_ckpt} holds no selector; set selector_ckpt "
+            "(or pick candidates with top-k | k-means | uniform)"
+        )
+    return load_selector(settings.selector_ckpt)
+
+
+def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
+    """`llava-reid` as configured, or one of its Table 3 variants (`llava-reid:<candidates>`, `:random-targets`)."""
+    settings = config.llava_reid
+    variant = name.partition(":")[2]
+    candidates = variant if variant in ("top-k", "k-means", "uniform") else settings.candidates
+    ckpt = settings.random_targets_ckpt if variant == "random-targets" else settings.questioner_ckpt
+    if not ckpt:
+        field = "random_targets_ckpt" if variant == "random-targets" else "questioner_ckpt"
+        raise ValueError(f"strategy {name!r} needs config llava_reid.{field} (a trained questioner checkpoint)")
+    selector = _selector(settings, ckpt) if candidates == SELECTOR else None
+    return LlavaReID(
+        _questioner(ckpt, settings.max_new_tokens, settings.question_beams),
+        _gallery_images(config.data_dir, config.split),
+        selector,
+        candidates=candidates,
+        num_select=settings.num_select,
+        budget=settings.budget,
+        name=name,
+    )

@@ -1,5 +1,0 @@
-import sys
-
-from ireid.interactive.cli import main
-
-sys.exit(main())
