@@ -7,16 +7,18 @@ and progress shows as a tqdm bar.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 
 from ireid.answerer.tuning import AtomicCheckpointIO, WitnessTuner, WitnessTuningData
+from ireid.core.lightning_cli import IreidCLI, run_cli
 
 
-class TuneCLI(LightningCLI):
+class TuneCLI(IreidCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the chats are tokenized exactly as the model's chat LLM tokenizes them at answer time
         parser.link_arguments(
@@ -35,14 +37,5 @@ class TuneCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> int:
     """Run `fit` with the given arguments (sys.argv[1:] when None)."""
-    import sys
-
-    TuneCLI(
-        WitnessTuner,
-        WitnessTuningData,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"plugins": [AtomicCheckpointIO()]},
-        args=["fit", *(sys.argv[1:] if args is None else args)],
-    )
-    return 0
+    argv = ["fit", *(sys.argv[1:] if args is None else args)]
+    return run_cli(TuneCLI, WitnessTuner, WitnessTuningData, argv, trainer_defaults={"plugins": [AtomicCheckpointIO()]})

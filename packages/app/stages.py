@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ireid.core.lightning_cli import IreidCLI
 from ireid.core.shards import atomic_write_json
 
 
@@ -33,7 +34,7 @@ def finished_checkpoint(out: Path) -> Path | None:
 def fit_step(
     name: str,
     out: Path,
-    cli_class: type,
+    cli_class: type[IreidCLI],
     model_class: type,
     data_class: type,
     config: Path,
@@ -58,8 +59,6 @@ def fit_step(
     cli = cli_class(
         model_class,
         data_class,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
         args=args,
         run=False,
         **cli_kwargs,

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-
+from ireid.core.lightning_cli import IreidCLI, run_cli
 from ireid.questioner.data import QuestionerData
 from ireid.questioner.module import QuestionerModule
 
 
-class QuestionerCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # the data serve the stage the model trains and show it as many images as it expects
-        parser.link_arguments("model.stage", "data.stage")
-        parser.link_arguments("model.num_images", "data.num_images")
+class QuestionerCLI(IreidCLI):
+    """The data serve the stage the model trains and show it as many images as it expects."""
+
+    links = (("model.stage", "data.stage"), ("model.num_images", "data.num_images"))
 
 
 def main(args: list[str] | None = None) -> int:
-    QuestionerCLI(
-        QuestionerModule,
-        QuestionerData,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
-    return 0
+    return run_cli(QuestionerCLI, QuestionerModule, QuestionerData, args)

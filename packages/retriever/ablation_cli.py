@@ -36,8 +36,6 @@ def run_variant(config: Path, overrides: list[str], out: Path) -> dict[str, floa
     cli = RetrieverCLI(
         RetrieverModule,
         RetrievalDataModule,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
         args=["--config", str(config), "--trainer.logger.init_args.save_dir", str(out), *overrides],
         run=False,
     )

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import sys
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-
+from ireid.core.lightning_cli import IreidCLI, run_cli
 from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
 
 INDEX_COMMANDS = ("index", "search")
 
 
-class RetrieverCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.data_dir", "model.data_dir")
-        parser.link_arguments("data.image_size", "model.image_size")
-        parser.link_arguments("seed_everything", "model.seed")
-        parser.link_arguments("seed_everything", "data.seed")
+class RetrieverCLI(IreidCLI):
+    """The model reads the data set it trains on (ID count, tokenizer) and shares its image size and seed."""
+
+    links = (
+        ("data.data_dir", "model.data_dir"),
+        ("data.image_size", "model.image_size"),
+        ("seed_everything", "model.seed"),
+        ("seed_everything", "data.seed"),
+    )
 
 
 def main(args: list[str] | None = None) -> int:
@@ -26,11 +28,4 @@ def main(args: list[str] | None = None) -> int:
         from ireid.retriever.index_cli import main as index_main
 
         return index_main(argv)
-    RetrieverCLI(
-        RetrieverModule,
-        RetrievalDataModule,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
-        args=argv,
-    )
-    return 0
+    return run_cli(RetrieverCLI, RetrieverModule, RetrievalDataModule, argv)

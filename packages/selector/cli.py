@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 
+from ireid.core.lightning_cli import IreidCLI, run_cli
 from ireid.selector.data import SelectorData
 from ireid.selector.module import SelectorWarmup
 
 
-class SelectorCLI(LightningCLI):
+class SelectorCLI(IreidCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the selector's input width is the data's embedding width, read once the data module exists
         parser.link_arguments(
@@ -17,12 +18,4 @@ class SelectorCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> int:
-    SelectorCLI(
-        SelectorWarmup,
-        SelectorData,
-        subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
-    return 0
+    return run_cli(SelectorCLI, SelectorWarmup, SelectorData, args, subclass_mode_data=True)
