@@ -25,7 +25,6 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
-    BitsAndBytesConfig,
     CLIPConfig,
     CLIPImageProcessorPil,
     CLIPModel,
@@ -49,6 +48,7 @@ from transformers import (
 from transformers.models.auto.tokenization_auto import get_tokenizer_config
 
 from ireid.core import tokenizer as tok
+from ireid.core.nf4 import keep_portable, nf4_loading_kwargs
 from ireid.core.tiny_configs import TINY
 
 Kind = Literal["clip", "llava-onevision", "qwen2-vl", "qwen2-lm"]
@@ -312,9 +312,9 @@ def _requantize_tiny(built: Built, dtype: torch.dtype | None, device_map: str | 
     with tempfile.TemporaryDirectory(prefix="ireid-tiny-") as tmp:
         save_built(built, tmp)
         model = _SPECS[built.kind].model_cls.from_pretrained(
-            tmp, local_files_only=True, **_quantization_kwargs(dtype, device_map)
+            tmp, local_files_only=True, **nf4_loading_kwargs(dtype, device_map)
         )
-    _portable_nf4(model)
+    keep_portable(model)
     return Built(built.kind, model.eval(), built.tokenizer, built.processor, model.config, built.forward_kwargs)
 
 
@@ -345,12 +345,12 @@ def _load_pretrained(
     _override_config(config, overrides)
     loading: dict[str, Any] = {"config": config, **common}
     if quantization:
-        loading.update(_quantization_kwargs(dtype, device_map))
+        loading.update(nf4_loading_kwargs(dtype, device_map))
     else:
         loading.update({"dtype": dtype, "device_map": device_map})
     model = spec.loader.from_pretrained(source, **loading).eval()
     if quantization:
-        _portable_nf4(model)
+        keep_portable(model)
     processor = spec.processor_cls.from_pretrained(source, **common) if spec.processor_cls else None
     tokenizer = processor.tokenizer if processor is not None else _load_tokenizer(source, **common)
     return Built(kind, model, tokenizer, processor, model.config, _forward_kwargs(kind))
@@ -400,53 +400,6 @@ def _override_config(config: PretrainedConfig, overrides: dict[str, Any]) -> Non
 
 
 # -------------------------------------------------------------------------------------------------------- shared
-
-
-# QLoRA quantises the language model only. LLaVA's QLoRA recipe keeps the vision tower and the projector in the
-# compute dtype (they are loaded apart from the quantised LM there); the output head stays unquantised as in
-# transformers' default. It also keeps real vision towers out of a CPU kernel they do not fit (SigLIP-so400m's MLP
-# is 4304 wide; see `_portable_nf4`). Patterns match module names from the start, as regular expressions.
-NF4_SKIP_MODULES: tuple[str, ...] = (
-    "lm_head",
-    r"(?:.*\.)?vision_tower",
-    r"(?:.*\.)?multi_modal_projector",
-    r"(?:.*\.)?visual",
-)
-
-
-def _quantization_kwargs(dtype: torch.dtype | None, device_map: str | dict[str, Any] | None) -> dict[str, Any]:
-    """NF4 with double quantisation; bitsandbytes needs a concrete device (CPU works with the pinned 0.50)."""
-    compute_dtype = dtype or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    return {
-        "quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype,
-            llm_int8_skip_modules=list(NF4_SKIP_MODULES),
-        ),
-        "dtype": compute_dtype,
-        "device_map": device_map or {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"},
-    }
-
-
-def _portable_nf4(model: PreTrainedModel) -> None:
-    """Keep every NF4 layer in bitsandbytes' portable layout, so results and training do not depend on the CPU.
-
-    On a CPU with AVX512-BF16 (bitsandbytes asks its native library, `has_avx512bf16()`, once per layer at
-    construction), bitsandbytes 0.50 repacks a `Linear4bit` weight in place the first time it runs in eval mode
-    without gradients, and from then on computes that layer in bf16 through a fused kernel. Three things follow,
-    all of them only on such CPUs: (1) the repacking asserts out_features % 32 == 0 and in_features a multiple of
-    the 64-wide quantisation block, so small or unaligned layers crash; (2) eval-mode outputs are bf16 while the
-    same model elsewhere computes in the compute dtype; (3) a QLoRA model that trains after a validation pass
-    fails ("a view of a leaf Variable ... in-place") because the packed path adds the bias in place. Switching the
-    per-layer flag off keeps the dequantise-then-matmul path that every CPU and the GPU share.
-    """
-    from bitsandbytes.nn import Linear4bit
-
-    for module in model.modules():
-        if isinstance(module, Linear4bit):
-            module.support_avx512bf16_for_cpu = False
 
 
 def _forward_kwargs(kind: str) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from PIL import Image
 
 from ireid.core.loader import iter_samples, load_records
 from ireid.core.shards import DatasetWriter, ShardError
-from ireid.core.synthetic import cli, world
+from ireid.core.synthetic import cli, contact_sheet, world
 from ireid.core.synthetic.identities import sample_identities
-from ireid.core.synthetic.render import identity_look, plan_shot, render
+from ireid.core.synthetic.render import render
+from ireid.core.synthetic.shots import identity_look, plan_shot
 from ireid.core.synthetic.text import mentioned_attributes
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, attribute_tuple, bare, phrase
 
@@ -232,12 +233,12 @@ def test_different_identities_look_different(tiny: Path) -> None:
 
 
 def test_contact_sheet(tiny: Path, tmp_path: Path) -> None:
-    path = world.write_contact_sheet(tiny, tmp_path / "sheet.png", n=3, per_row=2)
+    path = contact_sheet.write_contact_sheet(tiny, tmp_path / "sheet.png", n=3, per_row=2)
     with Image.open(io.BytesIO(path.read_bytes())) as sheet:
         assert sheet.format == "PNG"
-        assert sheet.size == world.contact_sheet_size(3, TINY["images_per_id"], TINY["image_size"], 2)
-    width = 2 * TINY["images_per_id"] * (32 * world.SHEET_SCALE + world.SHEET_PAD) + world.SHEET_GROUP_GAP
-    assert sheet.size[0] == width + world.SHEET_PAD
+        assert sheet.size == contact_sheet.contact_sheet_size(3, TINY["images_per_id"], TINY["image_size"], 2)
+    width = 2 * TINY["images_per_id"] * (32 * contact_sheet.SHEET_SCALE + contact_sheet.SHEET_PAD) + contact_sheet.SHEET_GROUP_GAP
+    assert sheet.size[0] == width + contact_sheet.SHEET_PAD
 
 
 # ---------------------------------------------------------------------------------------------- CLI

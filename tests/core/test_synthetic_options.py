@@ -19,15 +19,8 @@ from ireid.core.loader import iter_samples, load_records
 from ireid.core.records import Record, RecordError
 from ireid.core.synthetic import cli, world
 from ireid.core.synthetic.identities import sample_identities
-from ireid.core.synthetic.render import (
-    NUM_CAMERAS,
-    camera,
-    hidden_attributes,
-    identity_look,
-    is_infrared,
-    plan_shot,
-    render,
-)
+from ireid.core.synthetic.render import render
+from ireid.core.synthetic.shots import NUM_CAMERAS, camera, hidden_attributes, identity_look, is_infrared, plan_shot
 from ireid.core.synthetic.text import mentioned_attributes
 from ireid.core.vocabulary.attributes import (
     ATTRIBUTE_NAMES,

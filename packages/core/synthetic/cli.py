@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ireid.core.shards import ShardError
-from ireid.core.synthetic.world import DEFAULTS, STATS_FILE, WorldOptions, build_world, write_contact_sheet
+from ireid.core.synthetic.contact_sheet import write_contact_sheet
+from ireid.core.synthetic.world import DEFAULTS, STATS_FILE, WorldOptions, build_world
 
 INITIAL_TARGET = 5.0  # mean number of test identities an initial description fits, at least
 FINE_TARGET = 0.99  # share of test records whose fine description fits one identity only, at least
