@@ -74,7 +74,7 @@ def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: Ll
         SelectorCLI,
         SelectorWarmup,
         SelectorData,
-        CONFIGS / "questioner" / "selector-synthetic.yaml",
+        CONFIGS / "selector" / "lookforward-synthetic.yaml",
         [
             *seed_args,
             "--data.init_args.train_file", str(targets / "selector-train.pt"),

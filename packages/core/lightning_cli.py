@@ -117,8 +117,11 @@ class IreidCLI(LightningCLI):
     ) -> None:
         kwargs.setdefault("parser_kwargs", {"parser_mode": "omegaconf"})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        argv = expand_configs(sys.argv[1:] if args is None else args)
-        super().__init__(model_class, datamodule_class, args=argv, **kwargs)
+        if args is None:  # from the command line: compose in place, so LightningCLI reads sys.argv as usual
+            sys.argv[1:] = expand_configs(sys.argv[1:])
+            super().__init__(model_class, datamodule_class, **kwargs)
+        else:
+            super().__init__(model_class, datamodule_class, args=expand_configs(args), **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for source, target in self.links:

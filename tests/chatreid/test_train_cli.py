@@ -15,13 +15,14 @@ from ireid.chatreid.checkpoint import is_vision_parameter, read_checkpoint
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import main
+from ireid.core.lightning_cli import compose_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "chatreid"
 
 
 def stage_config(stage: int, out: Path, world: Path, conversations: Path) -> Path:
     """The shipped config with this run's folders (a callback list cannot be overridden item by item)."""
-    config = yaml.safe_load((CONFIGS / f"stage{stage}-synthetic.yaml").read_text())
+    config = compose_config(CONFIGS / f"stage{stage}-synthetic.yaml")  # its defaults composed in
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
     config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(out / f"stage{stage}")
     config["data"].update(conversations_dir=str(conversations), data_dir=str(world), val_fraction=0.25)

@@ -237,7 +237,10 @@ def test_contact_sheet(tiny: Path, tmp_path: Path) -> None:
     with Image.open(io.BytesIO(path.read_bytes())) as sheet:
         assert sheet.format == "PNG"
         assert sheet.size == contact_sheet.contact_sheet_size(3, TINY["images_per_id"], TINY["image_size"], 2)
-    width = 2 * TINY["images_per_id"] * (32 * contact_sheet.SHEET_SCALE + contact_sheet.SHEET_PAD) + contact_sheet.SHEET_GROUP_GAP
+    width = (
+        2 * TINY["images_per_id"] * (32 * contact_sheet.SHEET_SCALE + contact_sheet.SHEET_PAD)
+        + contact_sheet.SHEET_GROUP_GAP
+    )
     assert sheet.size[0] == width + contact_sheet.SHEET_PAD
 
 
