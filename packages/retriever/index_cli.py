@@ -14,10 +14,6 @@ from ireid.core.loader import SkipCounter, iter_samples
 from ireid.retriever.index import BACKENDS, GalleryIndex, GalleryIndexError, iter_image_folder
 from ireid.retriever.inference import image_embedder, load_retriever
 
-# `load_retriever` and `image_embedder` used to live here; they are re-exported until every importer uses
-# `ireid.retriever.inference`, their home.
-__all__ = ["build_parser", "image_embedder", "load_retriever", "main", "run_index", "run_search"]
-
 
 def _shard_items(root: Path, split: str) -> Iterator[tuple[str, Image.Image, int]]:
     """(key, image, pid) of a shard split: gallery items that carry person ids for evaluation."""

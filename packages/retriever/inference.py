@@ -124,8 +124,8 @@ class ModuleRetriever:
     """A retriever network (loaded, or a `RetrieverModule`) behind the core `TextImageRetriever` protocol.
 
     Texts are encoded `text_batch_size` at a time, images in one batch, both without gradients; outputs are
-    L2-normalised float32 [N, E]. The same class as `ireid.interactive.retrieval.ModuleRetriever`, moved here so
-    that the interactive loop gets a trained retriever without importing Lightning.
+    L2-normalised float32 [N, E]. The interactive loop, the look-forward
+    builder and the app get a trained retriever through it without importing Lightning.
     """
 
     def __init__(self, module: RetrieverEncoding, text_batch_size: int = 256):

@@ -7,8 +7,6 @@ checkpoint trained there) and test_attributes_head.py (an `sdm+attr` checkpoint)
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,26 +14,10 @@ import torch
 from PIL import Image
 
 from ireid.core.loader import SkipCounter
-from ireid.retriever import index_cli, inference
+from ireid.retriever import inference
 from ireid.retriever.model import RetrieverNet, RetrieverSettings, build_retriever_net
 from ireid.retriever.module import RetrieverModule
 from tests.helpers import jpeg, png
-
-
-def test_inference_imports_neither_lightning_nor_the_module():
-    code = (
-        "import sys, ireid.retriever.inference, ireid.retriever.index\n"
-        "lightning = ('lightning', 'pytorch_lightning', 'lightning_fabric')\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in lightning or m == 'ireid.retriever.module')\n"
-        "assert not bad, bad\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def test_index_cli_still_exports_the_inference_functions():
-    assert index_cli.load_retriever is inference.load_retriever
-    assert index_cli.image_embedder is inference.image_embedder
 
 
 def test_settings_are_the_module_arguments_with_the_same_defaults():
