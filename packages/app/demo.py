@@ -27,7 +27,7 @@ from ireid.retriever.module import RetrieverModule
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
-DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "llava-reid")
+DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "llava-reid")
 # The dialogue queries the retriever (initial description + answers so far): half its training texts look like that.
 DEMO_RETRIEVER_OVERRIDES = ("--data.partial_text_prob", "0.5")
 DEMO_RETRIEVER_STEPS = 500  # 4 epochs of the default world (validated after 2 and 4), unless the time cap comes first

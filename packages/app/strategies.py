@@ -12,6 +12,7 @@ from ireid.core.rounds import QuestionStrategy
 from ireid.interactive.config import EvalConfig, LlavaReIDConfig
 from ireid.interactive.strategies.annotated import RandomQuestions
 from ireid.interactive.strategies.chatir import ChatIR, example_dialogues
+from ireid.interactive.strategies.expected_gain import ExpectedGain
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV
 from ireid.interactive.strategies.initial import InitialOnly
 from ireid.interactive.strategies.llava_reid import SELECTOR, LlavaReID
@@ -20,7 +21,9 @@ from ireid.questioner.inference import load_selector as joint_selector
 from ireid.questioner.lookforward import OracleLookForward
 from ireid.selector.inference import load_selector
 
-STRATEGIES: tuple[str, ...] = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir", "llava-reid")
+STRATEGIES: tuple[str, ...] = (
+    "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "chatir", "llava-reid"
+)  # fmt: skip
 # LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
 LLAVA_REID_VARIANTS: tuple[str, ...] = (
     "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform", "llava-reid:random-targets"
@@ -39,6 +42,9 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
         return SimIRV()
     if name == "plugir":
         return PlugIR(config.plugir.top_n, config.plugir.clusters, config.plugir.candidates)  # type: ignore[arg-type]
+    if name == "expected-gain":
+        settings = config.expected_gain
+        return ExpectedGain(settings.pool, settings.temperature, settings.answer_temperature)
     if name == "chatir":
         llm = load_chat_llm(config.chatir.llm, tokenizer_dir=config.tokenizer_dir, batch_size=config.chatir.batch_size)
         examples = example_dialogues(load_records(config.data_dir, "train"), config.chatir.examples)

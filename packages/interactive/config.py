@@ -19,6 +19,13 @@ class PlugIRConfig:
 
 
 @dataclass
+class ExpectedGainConfig:
+    pool: int = 50  # the top candidates the expected rank improvement is computed over
+    temperature: float = 0.02  # posterior over candidates: softmax(score / temperature)
+    answer_temperature: float = 0.02  # each candidate's likely answer: softmax over an attribute's values
+
+
+@dataclass
 class ChatIRConfig:
     llm: str = "smollm2"  # tiny | smollm2 | openai:<url>#<model> | a local model directory
     examples: int = 3  # dialogue examples from the training split shown in the prompt
@@ -61,6 +68,7 @@ class EvalConfig:
         default_factory=lambda: ["initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir"]
     )
     plugir: PlugIRConfig = field(default_factory=PlugIRConfig)
+    expected_gain: ExpectedGainConfig = field(default_factory=ExpectedGainConfig)
     chatir: ChatIRConfig = field(default_factory=ChatIRConfig)
     llava_reid: LlavaReIDConfig = field(default_factory=LlavaReIDConfig)
     rerank: RerankConfig | None = None
@@ -77,7 +85,13 @@ class EvalConfig:
         return asdict(self)
 
 
-_NESTED = {"plugir": PlugIRConfig, "chatir": ChatIRConfig, "llava_reid": LlavaReIDConfig, "rerank": RerankConfig}
+_NESTED = {
+    "plugir": PlugIRConfig,
+    "expected_gain": ExpectedGainConfig,
+    "chatir": ChatIRConfig,
+    "llava_reid": LlavaReIDConfig,
+    "rerank": RerankConfig,
+}
 
 
 def _section(name: str, value: Any, where: str) -> Any:

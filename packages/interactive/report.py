@@ -20,7 +20,7 @@ def table_rounds(num_rounds: int) -> list[int]:
 
 
 def _label(result: StrategyResult) -> str:
-    return f"{result.name} (upper bound: uses the target)" if result.uses_ground_truth else result.name
+    return f"{result.name} (uses ground truth)" if result.uses_ground_truth else result.name
 
 
 def _rows(results: Sequence[StrategyResult], reranked: bool) -> list[str]:
@@ -62,6 +62,12 @@ def markdown_report(results: Sequence[StrategyResult], context: dict[str, Any]) 
     lines = ["# Interactive evaluation", ""]
     lines += [f"- {key}: {value}" for key, value in context.items()]
     lines += ["", "## Retrieval after rounds 3 and 5 (LLaVA-ReID Table 1 layout)", "", *_table(results)]
+    if any(r.uses_ground_truth for r in results):
+        lines += [
+            "",
+            "Rows marked *uses ground truth* read annotations a deployed system does not have: the target's answers "
+            "(`oracle-lookforward`, an upper bound) or the gallery's descriptions in place of a captioner (`plugir`).",
+        ]
     lines += ["", "## R@1 after each round (round 0 = initial description)", "", *_per_round_table(results)]
     if any(r.reranked_rounds is not None for r in results):
         lines += [

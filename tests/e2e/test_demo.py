@@ -16,7 +16,7 @@ def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, cap
     args += ["--strategies", "initial,random,oracle-lookforward,simirv,plugir"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| oracle-lookforward (upper bound: uses the target) |" in printed
+    assert "| oracle-lookforward (uses ground truth) |" in printed
     report = tmp_path / "eval" / "report.md"
     assert report.is_file() and (tmp_path / "eval" / "rounds.png").is_file()
     results = json.loads((tmp_path / "eval" / "results.json").read_text())

@@ -173,7 +173,7 @@ def test_report_files_and_table_shape(world, tmp_path: Path) -> None:
     ]
     paths = write_report(results, tmp_path, {"data": "three people"})
     table = paths["markdown"].read_text()
-    assert "| oracle-lookforward (upper bound: uses the target) | 100.00 |" in table
+    assert "| oracle-lookforward (uses ground truth) | 100.00 |" in table
     assert "R3 R@1" in table and "R5 mAP" in table
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(paths["json"].read_text())

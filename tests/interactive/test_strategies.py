@@ -13,9 +13,11 @@ from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
 from ireid.core.rounds import RoundContext, pool_size, retrieval_text_reader
 from ireid.core.synthetic.world import Identity, make_record
-from ireid.core.vocabulary.parse import parse_question
+from ireid.core.vocabulary.attributes import ATTRIBUTES
+from ireid.core.vocabulary.parse import parse_description, parse_question
 from ireid.interactive.candidates import select_candidates, spherical_kmeans
 from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
+from ireid.interactive.strategies.expected_gain import ExpectedGain, expected_log_rank_gain, mid_ranks
 from ireid.interactive.strategies.heuristic import ASKABLE, PlugIR, SimIRV, value_entropy
 
 BASE = {
@@ -126,3 +128,47 @@ def test_chatir_prompts_with_examples_and_the_dialogue_and_keeps_one_question() 
 
 def test_askable_attributes_leave_out_gender_only() -> None:
     assert "gender" not in ASKABLE and len(ASKABLE) == len(BASE) - 1
+
+
+def test_expected_log_rank_gain_by_hand() -> None:
+    assert mid_ranks(torch.tensor([0.5, 0.2, 0.5, 0.1])).tolist() == [1.5, 3.0, 1.5, 4.0]
+    before = torch.tensor([0.3, 0.2, 0.1])  # ranks 1, 2, 3
+    after = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.0, 0.9]])  # answer 0 ranks (2, 1, 3); answer 1 ranks (2, 3, 1)
+    posterior = torch.tensor([0.2, 0.3, 0.5])
+    answer = torch.softmax(after / 0.5, dim=0)
+    log = torch.log(torch.tensor([[2.0, 1.0, 3.0], [2.0, 3.0, 1.0]]))
+    gain = torch.log(torch.tensor([1.0, 2.0, 3.0]))[None, :] - log
+    expected = (posterior * (answer * gain).sum(0)).sum()
+    assert expected_log_rank_gain(before, after, posterior, 0.5).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+class AttributeEncoder:
+    """A stand-in retriever whose text and image embeddings are the attribute values they state or show."""
+
+    def __init__(self) -> None:
+        self.slots = {(a, v): i for i, (a, v) in enumerate((a, v) for a in ASKABLE for v in ATTRIBUTES[a].values)}
+
+    def embed(self, attributes: dict[str, str]) -> torch.Tensor:
+        vector = torch.zeros(len(self.slots))
+        for a, v in attributes.items():
+            if (a, v) in self.slots:
+                vector[self.slots[a, v]] = 1.0
+        return torch.nn.functional.normalize(vector + 1e-3, dim=0)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.stack([self.embed(parse_description(t)) for t in texts])
+
+
+def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_their_records() -> None:
+    hats = ("none", "cap", "beanie", "sun hat")
+    shown = [{**BASE, "hat": hats[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
+    encoder = AttributeEncoder()
+    blank = [person(i + 1) for i in range(8)]  # the records all say the same: only the images differ
+    gallery = Gallery([r.key for r in blank], torch.arange(8), torch.stack([encoder.embed(a) for a in shown]), blank)
+    query = person(0)
+    dialogue = Dialogue(query.fine_description.split(".")[0] + ".")
+    scores = gallery.scores(encoder.encode_text([dialogue.initial]))
+    ctx = RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
+    question = ExpectedGain(pool=8).ask(ctx)[0]
+    assert parse_question(question).attribute == "hat"  # four even values beat glasses (7:1) and the shared rest
+    assert ExpectedGain.uses_ground_truth is False and PlugIR.uses_ground_truth is True

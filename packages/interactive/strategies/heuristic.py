@@ -72,7 +72,7 @@ class PlugIR:
     """Cluster the top-N candidates, ask about the uncovered attribute that best splits the representatives."""
 
     name = "plugir"
-    uses_ground_truth = False
+    uses_ground_truth = True  # reads the candidates' annotated descriptions, standing in for a captioner
 
     def __init__(self, top_n: int = 500, clusters: int = 10, method: CandidateMethod = "k-means"):
         self.top_n, self.clusters, self.method = top_n, clusters, method

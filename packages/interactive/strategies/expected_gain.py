@@ -1,0 +1,97 @@
+"""`expected-gain`: the non-learned reference a learned questioner has to beat.
+
+Asks about the uncovered attribute whose answer is expected to lift the target most, judged only from what a
+deployed system has: the current ranking, the gallery images' embeddings and the retriever's text encoder (never
+the gallery's annotations, never the target). For each uncovered attribute and each of its values, the dialogue
+text with that value's statement appended is encoded; its scores over the current top `pool` candidates give
+both how likely each candidate is to be described by that value (a softmax over the attribute's values) and
+where each candidate would rank after that answer. The attribute with the largest expected fall of log-rank,
+over the candidates weighted by the current posterior (a softmax of their scores) and their likely answers, is
+asked. Like `simirv` and `plugir` it speaks the pedestrian vocabulary (`ireid.core.vocabulary`), so it runs on
+data described in it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ireid.core.rounds import RoundContext
+from ireid.core.vocabulary.attributes import ATTRIBUTES
+from ireid.core.vocabulary.templates import TEMPLATES, descriptive_question, fields
+from ireid.interactive.strategies.heuristic import ASKABLE, covered, gender_of
+
+
+def value_statements(attribute: str, gender: str | None) -> list[str]:
+    """One statement per value of `attribute` (the first template), as a witness would answer the question."""
+    template = TEMPLATES[attribute].statements[0]
+    person = {"gender": gender} if gender else {}
+    return [template.format(**fields(person, attribute, value)) for value in ATTRIBUTES[attribute].values]
+
+
+def mid_ranks(scores: Tensor) -> Tensor:
+    """1-based ranks along the last dimension; tied scores share the middle of their places (ties are common
+    before an attribute is named, and a split of tied candidates must count as progress)."""
+    higher = (scores[..., None, :] > scores[..., :, None]).sum(-1)
+    tied = (scores[..., None, :] == scores[..., :, None]).sum(-1) - 1
+    return 1.0 + higher + 0.5 * tied
+
+
+def expected_log_rank_gain(before: Tensor, after: Tensor, posterior: Tensor, temperature: float) -> Tensor:
+    """Expected fall of log-rank per question, for candidates weighted by `posterior`.
+
+    before [P]: current scores of the pool; after [V, P]: scores after each of a question's V answers. A
+    candidate's answer is drawn from softmax(after[:, j] / temperature) over the values.
+    """
+    rank_before = mid_ranks(before[None, :])[0]  # [P]
+    rank_after = mid_ranks(after)  # [V, P]: rank of candidate j under answer v
+    answer = torch.softmax(after / temperature, dim=0)  # [V, P]: P(answer v | candidate j is the target)
+    gain = rank_before.log()[None, :] - rank_after.log()  # [V, P]
+    return (posterior * (answer * gain).sum(0)).sum()
+
+
+class ExpectedGain:
+    """The uncovered attribute with the largest expected rank improvement over the current candidates."""
+
+    name = "expected-gain"
+    uses_ground_truth = False
+
+    def __init__(self, pool: int = 50, temperature: float = 0.02, answer_temperature: float = 0.02):
+        if pool < 2:
+            raise ValueError(f"expected-gain needs a pool of at least 2 candidates, got {pool}")
+        self.pool, self.temperature, self.answer_temperature = pool, temperature, answer_temperature
+
+    @torch.no_grad()
+    def ask(self, ctx: RoundContext) -> list[str | None]:
+        plans: list[tuple[int, list[str], list[int]]] = []  # (dialogue, attributes, values per attribute)
+        texts: list[str] = []
+        for i, dialogue in enumerate(ctx.dialogues):
+            current = ctx.text_of(dialogue)
+            todo = [a for a in ASKABLE if a not in covered(dialogue, current)]
+            gender = gender_of(dialogue)
+            counts = []
+            for attribute in todo:
+                statements = value_statements(attribute, gender)
+                texts += [f"{current} {s}" for s in statements]
+                counts.append(len(statements))
+            plans.append((i, todo, counts))
+        if not texts:
+            return [None] * len(ctx.dialogues)
+        encoded = torch.cat([ctx.retriever.encode_text(texts[s : s + 1024]) for s in range(0, len(texts), 1024)])
+        questions: list[str | None] = [None] * len(ctx.dialogues)
+        offset = 0
+        for i, todo, counts in plans:
+            if not todo:
+                continue
+            pool = torch.topk(ctx.scores[i], min(self.pool, len(ctx.gallery))).indices
+            before = ctx.scores[i, pool]
+            posterior = torch.softmax(before / self.temperature, dim=0)
+            candidates = ctx.gallery.embeddings[pool]
+            gains = []
+            for count in counts:
+                after = encoded[offset : offset + count].float() @ candidates.T  # [V, P]
+                gains.append(float(expected_log_rank_gain(before, after, posterior, self.answer_temperature)))
+                offset += count
+            best = max(range(len(todo)), key=lambda k: gains[k])  # the first of equals: vocabulary order
+            questions[i] = descriptive_question(todo[best], gender_of(ctx.dialogues[i]))
+        return questions
