@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import webdataset as wds
-
 from ireid.core.loader import ShardDataset
 from ireid.core.records import KEY_RE
 from ireid.core.shards import shard_paths
@@ -259,16 +257,9 @@ class ConversationDataset(ShardDataset):
         self.encode = encode
 
     def _samples(self, shards: list[str], keep: Callable[[int], bool]) -> Iterator[Conversation]:  # type: ignore[override]
-        def on_tar_error(exc: Exception) -> bool:
-            self.skips.add(f"unreadable shard data: {exc}")
-            log.warning("skipping unreadable shard data: %s", exc)
-            return True
-
-        index = -1
-        for raw in wds.tarfile_samples([{"url": u} for u in shards], handler=on_tar_error):
-            index += 1
+        for raw in self._raw_samples(shards, keep):
             key = raw.get("__key__", "?")
-            if not keep(index) or (self.keep_key is not None and not self.keep_key(key)):
+            if self.keep_key is not None and not self.keep_key(key):
                 continue
             where = f"{raw.get('__url__', '?')}: sample {key!r}"
             try:

@@ -146,17 +146,20 @@ class ShardDataset(torch.utils.data.IterableDataset):
         worker, workers = _worker_info()
         return rank * workers + worker, world * workers
 
-    def _samples(self, shards: list[str], keep: Callable[[int], bool]) -> Iterator[Sample]:
+    def _raw_samples(self, shards: list[str], keep: Callable[[int], bool]) -> Iterator[dict[str, Any]]:
+        """The raw tar samples of `shards` whose running index `keep` accepts; unreadable tar data is counted."""
+
         def on_tar_error(exc: Exception) -> bool:
             self.skips.add(f"unreadable shard data: {exc}")
             log.warning("skipping unreadable shard data: %s", exc)
             return True
 
-        index = -1
-        for raw in wds.tarfile_samples([{"url": u} for u in shards], handler=on_tar_error):
-            index += 1
-            if not keep(index):
-                continue
+        for index, raw in enumerate(wds.tarfile_samples([{"url": u} for u in shards], handler=on_tar_error)):
+            if keep(index):
+                yield raw
+
+    def _samples(self, shards: list[str], keep: Callable[[int], bool]) -> Iterator[Sample]:
+        for raw in self._raw_samples(shards, keep):
             try:
                 yield decode_sample(raw, self.decode_images)
             except Exception as exc:
