@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from ireid.core.protocols import Dialogue, Questioner
 from ireid.questioner.cli import main as questioner_main
+from ireid.questioner.data import read_rounds
 from ireid.questioner.inference import LlavaReidQuestioner, load_selector
 from ireid.questioner.module import QuestionerModule
 from ireid.selector import inference as selector_inference
@@ -108,3 +110,33 @@ def test_lora_checkpoints_hold_the_adapters_and_rebuild_the_base(tiny_world: Pat
     torch.save(wrong, tmp_path / "wrong.ckpt")
     with pytest.raises(ValueError, match=r"wrong\.ckpt: field 'state_dict' does not fit this questioner"):
         QuestionerModule.restore(tmp_path / "wrong.ckpt")
+
+
+def unigram_cross_entropy(train: list[list[int]], held_out: list[list[int]]) -> float:
+    """Nats per token of the held-out sequences under the training tokens' add-one unigram distribution."""
+    counts: dict[int, int] = {}
+    for ids in train:
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+    vocab = len(set(counts) | {i for ids in held_out for i in ids})
+    total = sum(counts.values()) + vocab
+    tokens = [i for ids in held_out for i in ids]
+    return -sum(math.log((counts.get(i, 0) + 1) / total) for i in tokens) / len(tokens)
+
+
+@pytest.mark.slow
+def test_warmup_learns_held_out_questions_below_the_unigram_baseline(
+    tiny_world: Path, lookforward: Path, tokenizer, tmp_path: Path
+) -> None:
+    """A short warm-up must model unseen rounds' target questions better than their token frequencies do."""
+    ckpts = fit("warmup-synthetic.yaml", tmp_path, tiny_world, lookforward, "--trainer.max_steps", "120",
+                "--trainer.val_check_interval", "120", "--model.lr", "3e-3")  # fmt: skip
+    checkpoint = torch.load(ckpts / "best.ckpt", map_location="cpu", weights_only=True)
+    held_out = float(next(s["best_model_score"] for k, s in checkpoint["callbacks"].items() if "ModelCheckpoint" in k))
+
+    def targets(split: str) -> list[list[int]]:
+        questions = [example.question for example in read_rounds(lookforward, split)]
+        return [tokenizer(q, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for q in questions]
+
+    baseline = unigram_cross_entropy(targets("train"), targets("val"))
+    assert held_out < 0.8 * baseline, (held_out, baseline)
