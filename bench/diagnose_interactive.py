@@ -128,7 +128,7 @@ def diagnose(demo: Path) -> dict[str, Any]:
     ckpt = Path(done["ckpt"])
     ckpt = ckpt if ckpt.is_absolute() or ckpt.exists() else demo.parent.parent / ckpt
     retriever = ModuleRetriever.from_checkpoint(ckpt)
-    data = demo / "data"
+    data = Path(json.loads((demo / "eval" / "config.json").read_text())["data_dir"])  # `--data` or the demo's world
     return {
         "demo": str(demo),
         "ceiling": ceiling(retriever, data),

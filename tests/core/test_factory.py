@@ -22,6 +22,7 @@ TEXTS = [
     "What colour are the shoes? They are white.",
     "A young man, 25 years old, rides bicycle 1234 past the café.",
 ]
+CPU = {"": "cpu"}  # NF4 tests exercise the CPU kernels, also where a GPU would be picked by default
 CHAT = [
     {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is the person wearing a hat?"}]},
     {"role": "assistant", "content": "Yes, a black cap."},
@@ -253,7 +254,7 @@ def test_nf4_tiny_model_trains_a_lora_adapter_on_cpu(tokenizer: PreTrainedTokeni
     from bitsandbytes.nn import Linear4bit
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    built = build_model("qwen2-lm", tokenizer=tokenizer, quantization="nf4")
+    built = build_model("qwen2-lm", tokenizer=tokenizer, quantization="nf4", device_map=CPU)
     linears = {name: module for name, module in built.model.named_modules() if isinstance(module, torch.nn.Linear)}
     assert all(isinstance(m, Linear4bit) for name, m in linears.items() if name != "lm_head")
     q_proj = built.model.model.layers[0].self_attn.q_proj.weight
@@ -273,7 +274,7 @@ def test_nf4_tiny_model_trains_a_lora_adapter_on_cpu(tokenizer: PreTrainedTokeni
 def test_nf4_tiny_vlm_runs_forward(tokenizer: PreTrainedTokenizerBase) -> None:
     from bitsandbytes.nn import Linear4bit
 
-    built = build_model("llava-onevision", tokenizer=tokenizer, quantization="nf4")
+    built = build_model("llava-onevision", tokenizer=tokenizer, quantization="nf4", device_map=CPU)
     assert isinstance(built.model.model.language_model.layers[0].mlp.up_proj, Linear4bit)
     with torch.no_grad():
         logits = built.model(**vlm_inputs(built, [person(0)])).logits

@@ -20,7 +20,7 @@ from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from ireid.core.factory import Built, build_model
-from tests.core.test_factory import TEXTS, vlm_inputs
+from tests.core.test_factory import CPU, TEXTS, vlm_inputs
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_every_tiny_nf4_layer_fits_the_avx512_repacking(
     kind: str, tokenizer: PreTrainedTokenizerBase, avx512: None
 ) -> None:
     """Each quantised layer survives the AVX-512 repacking and its inverse bit for bit (out % 32, in % 64)."""
-    built = build_model(kind, tokenizer=tokenizer, quantization="nf4")
+    built = build_model(kind, tokenizer=tokenizer, quantization="nf4", device_map=CPU)
     layers = _linear4bit(built)
     assert layers
     for name, layer in layers.items():
@@ -52,7 +52,7 @@ def test_every_tiny_nf4_layer_fits_the_avx512_repacking(
 def test_vision_tower_and_projector_stay_unquantised(tokenizer: PreTrainedTokenizerBase) -> None:
     """QLoRA quantises the language model; the vision side keeps the compute dtype, as in LLaVA's recipe."""
     for kind, vision in (("llava-onevision", "model.vision_tower"), ("qwen2-vl", "model.visual")):
-        names = _linear4bit(build_model(kind, tokenizer=tokenizer, quantization="nf4"))
+        names = _linear4bit(build_model(kind, tokenizer=tokenizer, quantization="nf4", device_map=CPU))
         assert names and all(".language_model." in n for n in names), kind
         assert not any(n.startswith(vision) or "multi_modal_projector" in n for n in names), kind
 
@@ -67,15 +67,15 @@ def test_nf4_output_and_training_do_not_depend_on_the_cpu_kind(
         with torch.no_grad():
             return built.model(**vlm_inputs(built, images)).logits
 
-    plain = build_model("llava-onevision", tokenizer=tokenizer, quantization="nf4")
+    plain = build_model("llava-onevision", tokenizer=tokenizer, quantization="nf4", device_map=CPU)
     expected = logits(plain)
     monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    forced = build_model("llava-onevision", tokenizer=tokenizer, quantization="nf4")
+    forced = build_model("llava-onevision", tokenizer=tokenizer, quantization="nf4", device_map=CPU)
     assert torch.equal(logits(forced), expected)
     assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in _linear4bit(forced).values())
 
-    lm = build_model("qwen2-lm", tokenizer=tokenizer, quantization="nf4")
+    lm = build_model("qwen2-lm", tokenizer=tokenizer, quantization="nf4", device_map=CPU)
     model = prepare_model_for_kbit_training(lm.model, use_gradient_checkpointing=False)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     ids = lm.tokenizer(TEXTS[:2], return_tensors="pt", padding=True)
