@@ -174,8 +174,8 @@ class RetrieverSettings:
     def resolved(self) -> RetrieverSettings:
         """The heads' sizes filled in from the train split where the losses need them and they are not given.
 
-        Checkpoints written by the CLI save them as None, so loading one reads the train split again, as
-        `RetrieverModule.load_from_checkpoint` always has.
+        `RetrieverModule` stores the resolved values with its checkpoints; older checkpoints, which hold None,
+        read the train split again here.
         """
         terms = parse_losses(self.losses)
         num_ids, values = self.num_ids, self.attribute_values

@@ -18,16 +18,7 @@ from ireid.core.metrics import RetrievalMetrics
 from ireid.retriever.data import EVAL_VIEWS
 from ireid.retriever.losses import gathered_sdm_loss, id_loss
 from ireid.retriever.mlm import mask_tokens, mlm_loss
-from ireid.retriever.model import (
-    RetrieverEncoding,
-    RetrieverSettings,
-    build_retriever_net,
-    count_train_ids,
-    parse_losses,
-    train_attribute_vocabulary,
-)
-
-__all__ = ["NEW_MODULES", "RetrieverModule", "count_train_ids", "parse_losses", "train_attribute_vocabulary"]
+from ireid.retriever.model import RetrieverEncoding, RetrieverSettings, build_retriever_net, parse_losses
 
 NEW_MODULES = ("classifier", "mlm", "attribute_heads")
 
@@ -87,12 +78,11 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
         self.use_id = "id" in terms
         self.use_mlm = "mlm" in terms
         self.use_attr = "attr" in terms
-        if self.use_id and num_ids is None:
-            num_ids = count_train_ids(data_dir)
-        if self.use_attr and attribute_values is None:
-            attribute_values = train_attribute_vocabulary(data_dir)
         self.save_hyperparameters()
-        net = build_retriever_net(RetrieverSettings.from_hparams(self.hparams))
+        settings = RetrieverSettings.from_hparams(self.hparams).resolved()
+        # Stored with every checkpoint, also under LightningCLI (which saves the arguments as given: None here).
+        self.hparams.num_ids, self.hparams.attribute_values = settings.num_ids, settings.attribute_values
+        net = build_retriever_net(settings)
         self.tokenizer = net.tokenizer
         self.features = net.features
         if self.use_id:

@@ -109,11 +109,12 @@ def test_fit_with_attr_and_partial_texts_logs_every_view(tiny_world, tmp_path):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/attr", "val/fine/R1", "val/initial/R1", "val/partial/R1", "val/partial/mAP"} <= tags
-    # The CLI saves attribute_values as None; inference.py reads the vocabulary again, as the module does.
+    # The module stores the vocabulary it read, so the checkpoint rebuilds its heads without the train split.
     last = next(tmp_path.rglob("last.ckpt"))
     net = load_retriever(last)
     module = RetrieverModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
-    assert net.hparams.attribute_values == module.hparams.attribute_values
+    stored = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["attribute_values"]
+    assert net.hparams.attribute_values == module.hparams.attribute_values == stored
     assert set(net.hparams.attribute_values) >= {"hat", "glasses", "shoes_type"}
     assert (
         net.classifier is None
