@@ -76,6 +76,7 @@ class TrainPair:
     key: str = ""
     full_text: bool = True  # the text states every attribute (fine, captions, RDA), not part of them
     attributes: dict[str, str] = field(default_factory=dict)
+    partial: str | None = None  # a second, partial text of the same image (`partial_pairs`)
 
 
 @dataclass
@@ -90,7 +91,7 @@ class EvalItem:
 class TrainSampleTransform:
     """Sample → one augmented image and one of its texts: with probability `partial_text_prob` a partial
     description (records with an initial description), else an RDA recombination when enabled, else a
-    text of `text_field`."""
+    text of `text_field`. With `partial_pairs` the image also gets a partial description as a second text."""
 
     def __init__(
         self,
@@ -102,9 +103,11 @@ class TrainSampleTransform:
         partial_source: PartialSource = "answers",
         erase_prob: float = 0.5,
         crop_pad: int = 10,
+        partial_pairs: bool = False,
     ):
         if not 0.0 <= partial_text_prob <= 1.0:
             raise ValueError(f"partial_text_prob must be in [0, 1], got {partial_text_prob}")
+        self.partial_pairs = partial_pairs
         self.image = ImageTransform(size_hw, train=True, pad=crop_pad, erase_p=erase_prob, seed=seed)
         self.text_field = text_field
         self.rda = rda
@@ -131,7 +134,12 @@ class TrainSampleTransform:
             if not texts:
                 return None
             text = self.rng.choice(texts)
-        return TrainPair(self.image(sample.image), text, record.pid, record.key, full_text, record.attributes)
+        partial = None
+        if self.partial_pairs and record.initial_description:
+            partial = partial_text(
+                record.initial_description, partial_statements(record, self.partial_source), self.rng
+            )
+        return TrainPair(self.image(sample.image), text, record.pid, record.key, full_text, record.attributes, partial)
 
 
 EVAL_VIEWS = ("fine", "initial", "partial")
@@ -163,6 +171,8 @@ def collate_train(items: list[TrainPair | None]) -> dict[str, Any]:
         "keys": [it.key for it in items],
         "full_text": torch.tensor([it.full_text for it in items], dtype=torch.bool),
         "attributes": [it.attributes for it in items],
+        # a record without an initial description pairs its own text again, so every rank has a full batch
+        "partial_texts": [it.partial or it.text for it in items] if any(it.partial for it in items) else None,
     }
 
 
@@ -185,6 +195,8 @@ class RetrievalDataModule(L.LightningDataModule):
 
     `partial_text_prob`: share of training texts that are partial descriptions (initial + a random subset
     of `partial_source`: the Q&A answers or the sub-captions); the rest stay `text_field` (or RDA).
+    `partial_pairs`: every training image also pairs with a partial description, matched by a second SDM term,
+    so dialogue-shaped queries are learnt without taking fine texts away (which partial_text_prob does).
     `cache_in_memory`: keep the decoded samples after the first epoch (about 25 kB per 128×64 image), so
     that later epochs only augment; with `num_workers > 0` the workers are kept alive to keep their caches.
     `erase_prob`, `crop_pad`: IRRA's random erasing probability and the padding of its random crop.
@@ -209,6 +221,7 @@ class RetrievalDataModule(L.LightningDataModule):
         cache_in_memory: bool = False,
         erase_prob: float = 0.5,
         crop_pad: int = 10,
+        partial_pairs: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -237,6 +250,7 @@ class RetrievalDataModule(L.LightningDataModule):
                 hp.partial_source,
                 hp.erase_prob,
                 hp.crop_pad,
+                hp.partial_pairs,
             ),
             shuffle=True,
             shuffle_buffer=hp.shuffle_buffer,

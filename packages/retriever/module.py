@@ -112,7 +112,11 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
         _, text_pooled = self.features.text_tokens(**text)
         image_feats, text_feats = image_tokens[:, 0].float(), text_pooled.float()
         # all-gathered across processes: every rank scores its texts against every rank's images
-        terms = {"sdm": gathered_sdm_loss(image_feats, text_feats, pids, logit_scale=1.0 / self.hparams.temperature)}
+        scale = 1.0 / self.hparams.temperature
+        terms = {"sdm": gathered_sdm_loss(image_feats, text_feats, pids, logit_scale=scale)}
+        if batch.get("partial_texts"):  # `partial_pairs`: the same images against a partial description each
+            _, partial_feats = self.features.text_tokens(**self.tokenize(batch["partial_texts"]))
+            terms["sdm_partial"] = gathered_sdm_loss(image_feats, partial_feats.float(), pids, scale)
         if self.use_id:
             terms["id"] = id_loss(self.classifier, image_feats, text_feats, pids)
         if self.use_mlm:

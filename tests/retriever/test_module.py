@@ -12,6 +12,7 @@ from PIL import Image
 from ireid.retriever import inference
 from ireid.retriever.cli import main as retriever_main
 from ireid.retriever.inference import load_retriever
+from ireid.retriever.losses import sdm_loss
 from ireid.retriever.model import RetrieverNet
 from ireid.retriever.module import RetrieverModule
 
@@ -120,6 +121,30 @@ def test_param_groups_follow_irra(tiny_world):
     total = sum(len(g["params"]) for g in groups.values())
     assert total == sum(1 for p in module.parameters() if p.requires_grad)
     assert not module.features.clip.logit_scale.requires_grad
+
+
+def test_partial_pairs_add_a_second_sdm_term_over_the_same_images(tiny_world):
+    module = RetrieverModule(str(tiny_world), losses="sdm", text_length=64).eval()
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    torch.manual_seed(0)
+    images, pids = torch.randn(4, 3, 128, 64), torch.tensor([0, 0, 1, 2])
+    texts = ["a man in a red top", "a man in red", "a woman with a bag", "a child in blue"]
+    partial = ["a man", "a man in red", "a woman", "a child"]
+    batch = {"images": images, "pids": pids, "texts": texts, "partial_texts": partial}
+    with torch.no_grad():
+        loss = module.training_step(batch, 0)
+        image = module.features.image_tokens(images)[:, 0]
+
+        def sdm_of(strings):
+            feats = module.features.text_tokens(**module.tokenize(strings))[1]
+            return sdm_loss(image, feats, pids, 1 / module.hparams.temperature)
+
+        assert logged["train/sdm"] == pytest.approx(float(sdm_of(texts)), rel=1e-5)
+        assert logged["train/sdm_partial"] == pytest.approx(float(sdm_of(partial)), rel=1e-5)
+        assert float(loss) == pytest.approx(float(sdm_of(texts) + sdm_of(partial)), rel=1e-5)
+        module.training_step({**batch, "partial_texts": None}, 0)
+        assert float(logged["train/loss"]) == pytest.approx(float(sdm_of(texts)), rel=1e-5)
 
 
 def test_unknown_loss_set_is_an_error(tiny_world):

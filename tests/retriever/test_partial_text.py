@@ -113,3 +113,18 @@ def test_training_images_without_erasing_or_crop_are_the_image_or_its_mirror():
     same = [torch.equal(x, plain) for x in outputs]
     mirrored = [torch.equal(x, plain.flip(-1)) for x in outputs]
     assert all(s or m for s, m in zip(same, mirrored, strict=True)) and any(same) and any(mirrored)
+
+
+def test_partial_pairs_give_every_image_a_second_partial_text():
+    qas = [QA(question=f"Q{i}?", answer=fact, qtype="descriptive") for i, fact in enumerate(FACTS)]
+    record = make_record(0, initial_description=INITIAL, qas=qas)
+    paired = TrainSampleTransform((32, 16), "fine", rda=False, seed=0, partial_pairs=True)
+    pairs = [paired(sample_of(record)) for _ in range(50)]
+    assert all(p.full_text and p.text == record.fine_description for p in pairs), "the main text stays fine"
+    assert all(chosen_facts(p.partial) is not None for p in pairs)
+    assert len({p.partial for p in pairs}) > 10, "a new partial description each time"
+    bare = make_record(1, initial_description="", qas=qas)
+    batch = collate_train([pairs[0], paired(sample_of(bare))])
+    assert batch["partial_texts"] == [pairs[0].partial, bare.fine_description], "no initial: its own text again"
+    unpaired = TrainSampleTransform((32, 16), "fine", rda=False, seed=0)(sample_of(record))
+    assert collate_train([unpaired])["partial_texts"] is None
