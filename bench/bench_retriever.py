@@ -18,7 +18,8 @@ import torch
 from benchlib import best_time, device_note, synchronize, write_result
 from transformers import CLIPConfig, CLIPModel
 
-from ireid.retriever.model import ClipFeatures, resize_vision_positions
+from ireid.core.person_vision import resize_vision_positions
+from ireid.retriever.model import ClipFeatures
 
 SIZES = {
     "tiny-128x64": {

@@ -3,7 +3,8 @@
 1. look-forward targets for a share of the training records (and the validation split), with the selector's
    warm-up files;
 2. the selector's BCE warm-up towards the retriever's top-c;
-3. the questioner's warm-up on the top-4 candidates of each round;
+3. the questioner's warm-up on the top-4 candidates of each round, seen through the retriever's image encoder (a
+   frozen vision tower, as LLaVA reuses CLIP's);
 4. joint training: the selector's straight-through choice weights the questioner's image tokens.
 Returns the joint checkpoint, which carries the selector, for the `llava-reid` strategy.
 """
@@ -21,7 +22,7 @@ from ireid.questioner.cli import QuestionerCLI
 from ireid.questioner.data import QuestionerData
 from ireid.questioner.lookforward import build_targets, selector_tensors
 from ireid.questioner.module import QuestionerModule
-from ireid.retriever.inference import ModuleRetriever
+from ireid.retriever.inference import ModuleRetriever, export_vision_tower
 from ireid.selector.cli import SelectorCLI
 from ireid.selector.data import SelectorData, save_selector_tensors
 from ireid.selector.module import SelectorWarmup
@@ -83,15 +84,16 @@ def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: Ll
         ],
         subclass_mode_data=True,
     )  # fmt: skip
+    tower = out / "vision-tower.pt"
+    if not tower.is_file():
+        export_vision_tower(retriever_ckpt, tower)
     data_args = [
         *seed_args,
-        "--data.lookforward",
-        str(targets),
-        "--data.data",
-        str(data_dir),
-        "--model.tokenizer",
-        str(data_dir),
-    ]
+        "--data.lookforward", str(targets),
+        "--data.data", str(data_dir),
+        "--model.tokenizer", str(data_dir),
+        "--model.vision_checkpoint", str(tower),
+    ]  # fmt: skip
     warmup = fit_step(
         "questioner warm-up",
         out / "warmup",

@@ -9,7 +9,7 @@ from ireid.core.gallery import encode_split
 from ireid.core.loader import load_records
 from ireid.core.records import evenly_spaced
 from ireid.questioner.lookforward import TARGETS, build_targets, selector_tensors
-from ireid.retriever.inference import ModuleRetriever
+from ireid.retriever.inference import ModuleRetriever, export_vision_tower
 from ireid.selector.data import save_selector_tensors
 
 
@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="for --targets random")
     parser.add_argument("--selector-file", type=Path, help="also write the selector's warm-up data file (.pt) here")
+    parser.add_argument(
+        "--vision-tower", type=Path, help="also write the retriever's image encoder here, as the questioner's tower"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,4 +55,6 @@ def run(args: argparse.Namespace) -> int:
     if args.selector_file:
         save_selector_tensors(args.selector_file, selector_tensors(args.out, args.split))
         print(f"selector data: {args.selector_file}")
+    if args.vision_tower:
+        print(f"vision tower: {export_vision_tower(args.retriever_ckpt, args.vision_tower)}")
     return 0

@@ -42,7 +42,7 @@ class LlavaReIDConfig:
     num_select: int = 4  # images shown per round (c)
     budget: int = 200  # the pool at round t: ceil(budget / t)
     max_new_tokens: int = 96
-    question_beams: int = 4  # beams kept per question; the best one not yet asked is used (1: greedy)
+    question_beams: int = 8  # beams kept per question; the best new one is used (1: greedy)
 
 
 @dataclass

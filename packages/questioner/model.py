@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
 
 from ireid.core.factory import Built, build_model
+from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
 from ireid.core.protocols import Dialogue
+from ireid.core.vocabulary.parse import covered_attributes, parse_question
 from ireid.questioner.encoding import IGNORE, Encoded, PromptEncoder, pad_batch
 from ireid.questioner.prompt import build_prompt, system_message
 from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
@@ -45,6 +47,7 @@ NETWORK_SETTINGS = (
     "gradient_checkpointing",
     "pool",
     "system_prompt",
+    "person_vision",
 )
 SELECTOR_PREFIX = "selector."  # the joint selector's weights in a questioner state dict
 
@@ -74,9 +77,17 @@ def build_questioner_model(
     dtype: str | None = None,
     lora: LoraSettings | None = None,
     gradient_checkpointing: bool = False,
+    person_vision: dict[str, Any] | None = None,
 ) -> Built:
     """The LLaVA-OneVision model from the factory; with `quantization="nf4"` prepared for k-bit training, with
-    `lora` wrapped by peft (base weights frozen). `built.model` is then the `PeftModel`."""
+    `lora` wrapped by peft (base weights frozen). `built.model` is then the `PeftModel`.
+
+    `person_vision` (`VisionTowerFile.architecture()`) makes the vision tower a frozen CLIP tower on person crops,
+    as a trained retriever's image encoder is (tiny models; its weights are loaded by the caller)."""
+    if person_vision is not None:
+        if source != "tiny":
+            raise ValueError("person_vision replaces the vision tower of tiny models only")
+        overrides = person_vision_overrides(overrides or {}, person_vision)
     built = build_model(
         "llava-onevision",
         source,
@@ -86,6 +97,10 @@ def build_questioner_model(
         dtype=dtype,
     )
     model = built.model
+    if person_vision is not None:
+        tower = model.model.vision_tower
+        resize_vision_positions(tower, tuple(person_vision["image_hw"]))
+        tower.requires_grad_(False)  # LLaVA's recipe: the pretrained tower stays as it is, the projector learns
     checkpointing = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
     if quantization:
         from peft import prepare_model_for_kbit_training
@@ -108,6 +123,23 @@ def build_questioner_model(
     return built
 
 
+def person_vision_overrides(overrides: dict[str, Any], person_vision: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` with the person tower's CLIP vision config and its patch tokens (no class token) as features."""
+    config = dict(person_vision["config"])
+    config["model_type"] = "clip_vision_model"
+    return {**overrides, "vision_config": config, "vision_feature_select_strategy": "default"}
+
+
+def load_person_tower(model: nn.Module, tower: VisionTowerFile, where: str) -> None:
+    """Copy a vision tower file's weights into the person tower `build_questioner_model` made (strict)."""
+    vision = vision_transformer(model.model.vision_tower)
+    try:
+        vision.load_state_dict(tower.state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ValueError(f"{where}: field 'state' does not fit the questioner's vision tower: {first}") from None
+
+
 class QuestionerModel(nn.Module):
     """Prompts + candidate images -> NLL of the target question, or greedy questions.
 
@@ -117,7 +149,9 @@ class QuestionerModel(nn.Module):
         system: the system message of the chat (None: no system turn).
     """
 
-    def __init__(self, built: Built, pool: int = 2, system: str | None = None):
+    def __init__(
+        self, built: Built, pool: int = 2, system: str | None = None, person_vision: dict[str, Any] | None = None
+    ):
         super().__init__()
         if built.processor is None:
             raise ValueError("the questioner needs the model's image processor (mean, std, resampling)")
@@ -131,8 +165,16 @@ class QuestionerModel(nn.Module):
             raise ValueError(
                 f"vision image_size {vision.image_size} is not a multiple of patch_size {vision.patch_size}"
             )
-        self.tokens_per_image = pooled_tokens(vision.image_size // vision.patch_size, pool)
-        self.pixel_spec = PixelSpec.from_processor(built.processor.image_processor, vision.image_size)
+        if person_vision is not None:  # a person tower: the crop's grid and the tower's own normalisation
+            embeddings = vision_transformer(self.hf.model.vision_tower).embeddings
+            self.grid_hw: tuple[int, int] = embeddings.grid_hw
+            mean, std = tuple(person_vision["mean"]), tuple(person_vision["std"])
+            self.pixel_spec = PixelSpec(embeddings.size_hw, mean, std)  # type: ignore[arg-type]
+        else:
+            side = vision.image_size // vision.patch_size
+            self.grid_hw = (side, side)
+            self.pixel_spec = PixelSpec.from_processor(built.processor.image_processor, vision.image_size)
+        self.tokens_per_image = pooled_tokens(self.grid_hw, pool)
         self.encoder = PromptEncoder(self.tokenizer, config.image_token_id, self.tokens_per_image)
 
     @property
@@ -160,7 +202,7 @@ class QuestionerModel(nn.Module):
         hidden = states[layer] if isinstance(layer, int) else torch.cat([states[i] for i in layer], dim=-1)
         if config.vision_feature_select_strategy == "default":
             hidden = hidden[:, 1:]  # drop the class token
-        return pool_patches(inner.multi_modal_projector(hidden), self.pool)
+        return pool_patches(inner.multi_modal_projector(hidden), self.pool, self.grid_hw)
 
     def encode_images(self, images: Sequence[Sequence[ImageInput]], weights: Sequence[Tensor] | None = None) -> Tensor:
         """Tokens of every image of every example, in order, [sum n_i, tokens_per_image, hidden], each × its weight."""
@@ -235,16 +277,15 @@ class QuestionerModel(nn.Module):
         """Next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens.
 
         `candidates=1` decodes greedily. With n > 1 a beam search keeps the n best questions and the best one
-        not already asked in the dialogue (compared case- and space-insensitively) is returned, so the
-        questioner does not ask the same thing twice; if all n were asked, the best is returned.
+        that is new (`is_new`) is returned, so the questioner neither asks the same thing twice nor asks what
+        the dialogue already says; if none of the n is new, the best is returned.
         """
         rows = self.generate_ids(dialogues, images, variant, max_new_tokens, candidates)
         texts = [self._decode(row) for row in rows]
         chosen = []
         for i, dialogue in enumerate(dialogues):
             options = texts[i * candidates : (i + 1) * candidates]
-            asked = {_normalised(q) for q in dialogue.asked}
-            chosen.append(next((q for q in options if _normalised(q) not in asked), options[0]))
+            chosen.append(next((q for q in options if is_new(q, dialogue)), options[0]))
         return chosen
 
     @torch.no_grad()
@@ -287,6 +328,15 @@ def _normalised(question: str) -> str:
     return " ".join(question.lower().split())
 
 
+def is_new(question: str, dialogue: Dialogue) -> bool:
+    """Not asked before (case- and space-insensitively) and, when the question reads as one of the pedestrian
+    vocabulary's attributes, not about one the dialogue states or asked about: a wasted round otherwise."""
+    if _normalised(question) in {_normalised(q) for q in dialogue.asked}:
+        return False
+    parsed = parse_question(question)
+    return parsed is None or parsed.attribute not in covered_attributes(dialogue.retrieval_text(), dialogue.asked)
+
+
 class QuestionerNetwork(nn.Module):
     """The networks a questioner checkpoint's weights belong to, under the names of its state dict: `questioner`
     and, after joint training, `selector` (None before). `QuestionerModule` has the same two as its children."""
@@ -307,6 +357,7 @@ def build_network(
     gradient_checkpointing: bool = False,
     pool: int = 2,
     system_prompt: bool = True,
+    person_vision: dict[str, Any] | None = None,
     selector: dict[str, Any] | None = None,
 ) -> QuestionerNetwork:
     """The questioner (and, given its `Selector` arguments, an untrained selector) from the settings a checkpoint
@@ -322,8 +373,9 @@ def build_network(
         dtype,
         LoraSettings.from_dict(lora) if lora is not None else None,
         gradient_checkpointing,
+        person_vision,
     )
-    questioner = QuestionerModel(built, pool, system_message() if system_prompt else None)
+    questioner = QuestionerModel(built, pool, system_message() if system_prompt else None, person_vision)
     return QuestionerNetwork(questioner, Selector(**selector) if selector is not None else None)
 
 

@@ -26,8 +26,16 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from ireid.core.person_vision import VisionTowerFile
 from ireid.questioner.inference import read_questioner_checkpoint
-from ireid.questioner.model import ImageInput, build_network, check_weights, load_weights, trainable_names
+from ireid.questioner.model import (
+    ImageInput,
+    build_network,
+    check_weights,
+    load_person_tower,
+    load_weights,
+    trainable_names,
+)
 from ireid.questioner.prompt import InstructionChooser
 from ireid.questioner.tokenizer import TOKENIZER_KEY, source_tokenizer, tokenizer_files, write_tokenizer_files
 from ireid.selector.gumbel import TemperatureSchedule
@@ -53,6 +61,10 @@ class QuestionerModule(L.LightningModule):
         selector: the `Selector` constructor arguments (filled in from `selector_checkpoint`).
         num_images: c, the candidate images shown per prompt.
         pool: average-pooling window over the projected patch grid.
+        vision_checkpoint: a vision tower file (`ireid.core.person_vision`, e.g. a trained retriever's image
+            encoder): the frozen vision tower of a tiny model; `person_vision` then records its architecture.
+        person_vision: the person tower's architecture (filled in from `vision_checkpoint`, or else from
+            `init_checkpoint`).
         system_prompt: start the chat with the system message (`prompts/system.txt`).
         instruction: the Table 9 variant of training prompts; None draws one per example (seeded).
         eval_instruction: the variant of validation and generation prompts.
@@ -78,6 +90,8 @@ class QuestionerModule(L.LightningModule):
         selector: dict[str, Any] | None = None,
         num_images: int = 4,
         pool: int = 2,
+        vision_checkpoint: str | None = None,
+        person_vision: dict[str, Any] | None = None,
         system_prompt: bool = True,
         instruction: int | None = None,
         eval_instruction: int = 0,
@@ -105,6 +119,13 @@ class QuestionerModule(L.LightningModule):
         warm_selector = None
         if stage == "joint":
             selector, warm_selector = self._selector_settings(selector_checkpoint, selector)
+        tower = None
+        if vision_checkpoint is not None:
+            tower = VisionTowerFile.load(vision_checkpoint)
+            person_vision = self.hparams["person_vision"] = tower.architecture()
+        elif init_checkpoint is not None and person_vision is None:  # the warm-up's tower comes with its weights
+            stored = read_questioner_checkpoint(init_checkpoint).get("hyper_parameters") or {}
+            person_vision = self.hparams["person_vision"] = stored.get("person_vision")
         network = build_network(
             base_tokenizer,
             source,
@@ -115,8 +136,11 @@ class QuestionerModule(L.LightningModule):
             gradient_checkpointing,
             pool,
             system_prompt,
+            person_vision,
             selector=selector if stage == "joint" else None,
         )
+        if tower is not None:
+            load_person_tower(network.questioner.hf, tower, vision_checkpoint)
         # the networks are this module's own children, so checkpoints name them `questioner.*` and `selector.*`
         self.questioner = network.questioner
         self.selector: Selector | None = network.selector
@@ -174,7 +198,7 @@ class QuestionerModule(L.LightningModule):
         checkpoint = read_questioner_checkpoint(path)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
         settings = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in accepted}
-        settings.update(init_checkpoint=None, selector_checkpoint=None, **changes)
+        settings.update(init_checkpoint=None, selector_checkpoint=None, vision_checkpoint=None, **changes)
         if settings.get("stage") == "joint" and settings.get("selector") is None:
             raise ValueError(f"{path}: a joint checkpoint without field 'hyper_parameters.selector'")
         with tempfile.TemporaryDirectory(prefix="ireid-questioner-") as tmp:

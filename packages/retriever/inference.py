@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 from ireid.core.loader import SkipCounter
+from ireid.core.person_vision import VisionTowerFile, vision_transformer
 from ireid.retriever.gallery_folder import iter_image_folder
 from ireid.retriever.model import RetrieverEncoding, RetrieverNet, RetrieverSettings, build_retriever_net
-from ireid.retriever.transforms import ImageTransform
+from ireid.retriever.transforms import CLIP_MEAN, CLIP_STD, ImageTransform
 
 __all__ = [
     "ModuleRetriever",
@@ -30,6 +31,7 @@ __all__ = [
     "embed_image_folder",
     "encode_images",
     "encode_text",
+    "export_vision_tower",
     "image_embedder",
     "load_checkpoint",
     "load_retriever",
@@ -147,3 +149,17 @@ class ModuleRetriever:
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def export_vision_tower(ckpt: Path | str, out: Path | str) -> Path:
+    """The checkpoint's image encoder as a vision tower file (`ireid.core.person_vision`): a VLM can then see
+    gallery images through the trained retriever's eyes (its CLIP vision model, the crop size, the normalisation)."""
+    net = load_retriever(ckpt)
+    vision = vision_transformer(net.features.clip)
+    return VisionTowerFile(
+        config=net.features.clip.config.vision_config.to_dict(),
+        image_hw=tuple(net.image_size),
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        state={name: tensor.detach().clone() for name, tensor in vision.state_dict().items()},
+    ).save(out)

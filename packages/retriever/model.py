@@ -24,6 +24,7 @@ from transformers import CLIPModel, PreTrainedTokenizerBase
 
 from ireid.core.factory import build_model
 from ireid.core.loader import load_records
+from ireid.core.person_vision import resize_vision_positions
 from ireid.core.tokenizer import dataset_tokenizer
 from ireid.retriever.attributes_head import AttributeHeads, attribute_vocabulary
 from ireid.retriever.losses import make_id_classifier
@@ -43,47 +44,6 @@ def resize_text_positions(model: CLIPModel, length: int) -> None:
     embeddings.position_embedding.weight.data.copy_(new)
     embeddings.register_buffer("position_ids", torch.arange(length, device=old.device)[None], persistent=False)
     model.config.text_config.max_position_embeddings = length
-
-
-class PersonVisionEmbeddings(nn.Module):
-    """CLIP's patch + class embeddings with a position grid of the person crop's shape (H/p × W/p)."""
-
-    def __init__(self, original: nn.Module, size_hw: tuple[int, int]):
-        super().__init__()
-        self.patch_embedding = original.patch_embedding
-        self.class_embedding = original.class_embedding
-        self.patch_size = original.patch_size
-        self.size_hw = tuple(size_hw)
-        height, width = self.size_hw
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {self.patch_size}")
-        grid_hw = (height // self.patch_size, width // self.patch_size)
-        old = original.position_embedding.weight.data  # [1 + g*g, D]
-        side = round((old.shape[0] - 1) ** 0.5)
-        if side * side != old.shape[0] - 1:
-            raise ValueError(f"expected a square position grid, got {old.shape[0] - 1} positions")
-        grid = old[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        if (side, side) != grid_hw:
-            grid = F.interpolate(grid.float(), size=grid_hw, mode="bilinear", align_corners=False).to(old.dtype)
-        table = torch.cat([old[:1], grid.permute(0, 2, 3, 1).reshape(grid_hw[0] * grid_hw[1], -1)])
-        self.position_embedding = nn.Embedding(table.shape[0], table.shape[1]).to(old.device, old.dtype)
-        self.position_embedding.weight.data.copy_(table)
-        self.register_buffer("position_ids", torch.arange(table.shape[0], device=old.device)[None], persistent=False)
-
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
-        if tuple(pixel_values.shape[-2:]) != self.size_hw:
-            raise ValueError(f"expected images of {self.size_hw}, got {tuple(pixel_values.shape[-2:])}")
-        patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
-        patches = patches.flatten(2).transpose(1, 2)
-        cls = self.class_embedding.expand(patches.shape[0], 1, -1)
-        return torch.cat([cls, patches], dim=1) + self.position_embedding(self.position_ids)
-
-
-def resize_vision_positions(model: CLIPModel, size_hw: tuple[int, int]) -> None:
-    """Give the vision tower a person-shaped position grid; inputs must then be exactly `size_hw`."""
-    vision = model.vision_model
-    if not isinstance(vision.embeddings, PersonVisionEmbeddings) or vision.embeddings.size_hw != tuple(size_hw):
-        vision.embeddings = PersonVisionEmbeddings(vision.embeddings, size_hw)
 
 
 class ClipFeatures(nn.Module):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from ireid.core.protocols import Dialogue
 from ireid.questioner.encoding import IGNORE
-from ireid.questioner.model import QuestionerModel
+from ireid.questioner.model import QuestionerModel, is_new
 
 
 def people(n: int) -> list[Image.Image]:
@@ -86,3 +86,24 @@ def test_beams_return_the_best_question_not_yet_asked(tiny_questioner: Questione
     asked.ask(f"  {beams[0].upper()} ", "I don't know.")  # compared without case and spacing
     expected = next((b for b in beams if b.lower() != beams[0].lower()), beams[0])
     assert q.generate([asked], images, max_new_tokens=6, candidates=3) == [expected]
+
+
+def test_a_question_is_new_unless_asked_or_about_what_the_dialogue_says() -> None:
+    dialogue = Dialogue("I saw a woman in a red top.")
+    dialogue.ask("Was she wearing a hat?", "No, she wore no hat.")
+    assert not is_new(" was she WEARING a hat? ", dialogue), "asked before, up to case and spacing"
+    assert not is_new("What kind of hat did she have on?", dialogue), "the hat was asked about"
+    assert not is_new("What colour was her top?", dialogue), "the initial description states it"
+    assert is_new("What colour were her shoes?", dialogue)
+    assert is_new("Anything else you remember?", dialogue), "a question outside the vocabulary is never refused"
+
+
+def test_beams_skip_questions_about_covered_attributes(tiny_questioner: QuestionerModel, monkeypatch) -> None:
+    beams = ["What colour was her top?", "Was she wearing a hat?", "What colour were her shoes?"]
+    monkeypatch.setattr(tiny_questioner, "generate_ids", lambda *args: [[i] for i in range(len(beams))])
+    monkeypatch.setattr(tiny_questioner, "_decode", lambda row: beams[row[0]])
+    dialogue = Dialogue("I saw a woman in a red top.")
+    dialogue.ask("Did she have a hat?", "No.")
+    assert tiny_questioner.generate([dialogue], [people(1)], candidates=3) == [beams[2]]
+    dialogue.ask("What about her shoes?", "Brown sneakers.")
+    assert tiny_questioner.generate([dialogue], [people(1)], candidates=3) == [beams[0]], "none new: the best"

@@ -21,24 +21,26 @@ from tests.questioner.conftest import TINY
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "questioner"
 
 
-def fit(config: str, out: Path, tiny_world: Path, lookforward: Path, *extra: str) -> Path:
+def fit(config: str, out: Path, tiny_world: Path, lookforward: Path, tower: Path, *extra: str) -> Path:
     questioner_main([
         "fit", "--config", str(CONFIGS / config), "--trainer.logger.init_args.save_dir", str(out),
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
         "--data.lookforward", str(lookforward), "--data.data", str(tiny_world), "--data.batch_size", "4",
         "--model.tokenizer", str(tiny_world), "--model.tokenizer_vocab", "600", "--model.overrides", json.dumps(TINY),
-        *extra,
+        "--model.vision_checkpoint", str(tower), *extra,
     ])  # fmt: skip
     return next(out.rglob("checkpoints"))
 
 
 @pytest.fixture(scope="module")
-def stages(tiny_world: Path, lookforward: Path, selector_checkpoint: Path, tmp_path_factory) -> tuple[Path, Path]:
+def stages(
+    tiny_world: Path, lookforward: Path, selector_checkpoint: Path, tower_file: Path, tmp_path_factory
+) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("questioner_runs")
-    warm = fit("warmup-synthetic.yaml", out / "warm", tiny_world, lookforward)
+    warm = fit("warmup-synthetic.yaml", out / "warm", tiny_world, lookforward, tower_file)
     joint = fit(
-        "joint-synthetic.yaml", out / "joint", tiny_world, lookforward,
+        "joint-synthetic.yaml", out / "joint", tiny_world, lookforward, tower_file,
         "--model.init_checkpoint", str(warm / "best.ckpt"), "--model.selector_checkpoint", str(selector_checkpoint),
     )  # fmt: skip
     return warm, joint
@@ -126,10 +128,10 @@ def unigram_cross_entropy(train: list[list[int]], held_out: list[list[int]]) -> 
 
 @pytest.mark.slow
 def test_warmup_learns_held_out_questions_below_the_unigram_baseline(
-    tiny_world: Path, lookforward: Path, tokenizer, tmp_path: Path
+    tiny_world: Path, lookforward: Path, tokenizer, tower_file: Path, tmp_path: Path
 ) -> None:
     """A short warm-up must model unseen rounds' target questions better than their token frequencies do."""
-    ckpts = fit("warmup-synthetic.yaml", tmp_path, tiny_world, lookforward, "--trainer.max_steps", "120",
+    ckpts = fit("warmup-synthetic.yaml", tmp_path, tiny_world, lookforward, tower_file, "--trainer.max_steps", "120",
                 "--trainer.val_check_interval", "120", "--model.lr", "3e-3")  # fmt: skip
     checkpoint = torch.load(ckpts / "best.ckpt", map_location="cpu", weights_only=True)
     held_out = float(next(s["best_model_score"] for k, s in checkpoint["callbacks"].items() if "ModelCheckpoint" in k))

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from ireid.core.factory import build_model
+from ireid.core.person_vision import resize_vision_positions
 from ireid.core.tokenizer import train_bpe_tokenizer
-from ireid.retriever.model import ClipFeatures, resize_text_positions, resize_vision_positions
+from ireid.retriever.model import ClipFeatures, resize_text_positions
 
 
 @pytest.fixture(scope="module")

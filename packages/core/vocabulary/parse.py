@@ -16,6 +16,7 @@ phrased questions are recognised too, not only the world's templates.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, bare
@@ -366,3 +367,8 @@ def parse_question(question: str) -> ParsedQuestion | None:
         return None
     assumed = {f.value for f in stated if f.attribute == attribute}
     return ParsedQuestion(attribute, assumed=assumed.pop() if len(assumed) == 1 else None)
+
+
+def covered_attributes(text: str, asked: Iterable[str] = ()) -> set[str]:
+    """Attributes a dialogue's `text` states or its `asked` questions already asked about: not worth asking again."""
+    return mentioned_attributes(text) | {parsed.attribute for q in asked if (parsed := parse_question(q)) is not None}

@@ -17,7 +17,7 @@ from collections import Counter
 from ireid.core.protocols import Dialogue
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
-from ireid.core.vocabulary.parse import mentioned_attributes, parse_description, parse_question
+from ireid.core.vocabulary.parse import covered_attributes, mentioned_attributes, parse_description
 from ireid.core.vocabulary.templates import descriptive_question
 from ireid.interactive.candidates import CandidateMethod, select_candidates
 
@@ -29,12 +29,6 @@ OBJECTS: tuple[tuple[str, ...], ...] = (
     ("hair_colour", "hair_length"),
     ("shoes_type", "shoes_colour"),
 )
-
-
-def covered(dialogue: Dialogue, text: str) -> set[str]:
-    """Attributes the dialogue's text states or its questions already asked about."""
-    asked = {parsed.attribute for q in dialogue.asked if (parsed := parse_question(q)) is not None}
-    return mentioned_attributes(text) | asked
 
 
 def gender_of(dialogue: Dialogue) -> str | None:
@@ -55,7 +49,7 @@ class SimIRV:
     def ask(self, ctx: RoundContext) -> list[str | None]:
         questions: list[str | None] = []
         for dialogue in ctx.dialogues:
-            done = covered(dialogue, ctx.text_of(dialogue))
+            done = covered_attributes(ctx.text_of(dialogue), dialogue.asked)
             todo = [a for a in self.order(dialogue.initial) if a not in done]
             questions.append(descriptive_question(todo[0], gender_of(dialogue)) if todo else None)
         return questions
@@ -84,7 +78,7 @@ class PlugIR:
     def ask(self, ctx: RoundContext) -> list[str | None]:
         questions: list[str | None] = []
         for i, dialogue in enumerate(ctx.dialogues):
-            todo = [a for a in ASKABLE if a not in covered(dialogue, ctx.text_of(dialogue))]
+            todo = [a for a in ASKABLE if a not in covered_attributes(ctx.text_of(dialogue), dialogue.asked)]
             if not todo:
                 questions.append(None)
                 continue

@@ -1,0 +1,115 @@
+"""A CLIP vision tower on person crops, shared by the retriever that trains it and the VLMs that reuse it.
+
+CLIP's position table is a square grid; person crops are tall. `PersonVisionEmbeddings` replaces the grid once,
+bilinearly, with one of the crop's shape (IRRA's 14×14 → 24×8 for 384×128 at patch 16), after which the table
+is an ordinary parameter.
+
+A trained retriever's image encoder can serve as the frozen vision tower of a LLaVA-style model (LLaVA uses CLIP
+the same way). A *vision tower file* carries what that needs, without the retriever's code: the CLIP vision
+config, the person-crop size, the pixel normalisation and the vision model's weights.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ireid.core.shards import atomic_write_bytes
+
+VISION_TOWER_FORMAT = "ireid.person-vision-tower/1"
+
+
+class PersonVisionEmbeddings(nn.Module):
+    """CLIP's patch + class embeddings with a position grid of the person crop's shape (H/p × W/p)."""
+
+    def __init__(self, original: nn.Module, size_hw: tuple[int, int]):
+        super().__init__()
+        self.patch_embedding = original.patch_embedding
+        self.class_embedding = original.class_embedding
+        self.patch_size = original.patch_size
+        self.size_hw = tuple(size_hw)
+        height, width = self.size_hw
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {self.patch_size}")
+        grid_hw = (height // self.patch_size, width // self.patch_size)
+        old = original.position_embedding.weight.data  # [1 + g*g, D]
+        side = round((old.shape[0] - 1) ** 0.5)
+        if side * side != old.shape[0] - 1:
+            raise ValueError(f"expected a square position grid, got {old.shape[0] - 1} positions")
+        grid = old[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+        if (side, side) != grid_hw:
+            grid = F.interpolate(grid.float(), size=grid_hw, mode="bilinear", align_corners=False).to(old.dtype)
+        table = torch.cat([old[:1], grid.permute(0, 2, 3, 1).reshape(grid_hw[0] * grid_hw[1], -1)])
+        self.position_embedding = nn.Embedding(table.shape[0], table.shape[1]).to(old.device, old.dtype)
+        self.position_embedding.weight.data.copy_(table)
+        self.register_buffer("position_ids", torch.arange(table.shape[0], device=old.device)[None], persistent=False)
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        return self.size_hw[0] // self.patch_size, self.size_hw[1] // self.patch_size
+
+    def forward(self, pixel_values: Tensor, interpolate_pos_encoding: bool = False) -> Tensor:
+        if tuple(pixel_values.shape[-2:]) != self.size_hw:
+            raise ValueError(f"expected images of {self.size_hw}, got {tuple(pixel_values.shape[-2:])}")
+        patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
+        patches = patches.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.expand(patches.shape[0], 1, -1)
+        return torch.cat([cls, patches], dim=1) + self.position_embedding(self.position_ids)
+
+
+def vision_transformer(model: nn.Module) -> nn.Module:
+    """The module holding CLIP's vision `embeddings`: a CLIPModel's `vision_model`, or a CLIPVisionModel itself."""
+    return getattr(model, "vision_model", model)
+
+
+def resize_vision_positions(model: nn.Module, size_hw: tuple[int, int]) -> None:
+    """Give a CLIPModel's or a CLIPVisionModel's vision tower a person-shaped position grid; inputs must then be
+    exactly `size_hw`."""
+    vision = vision_transformer(model)
+    if not isinstance(vision.embeddings, PersonVisionEmbeddings) or vision.embeddings.size_hw != tuple(size_hw):
+        vision.embeddings = PersonVisionEmbeddings(vision.embeddings, size_hw)
+
+
+@dataclass
+class VisionTowerFile:
+    """A trained person vision tower: `config` (a CLIPVisionConfig dict), `image_hw`, pixel `mean`/`std`, and
+    `state`, the weights of the vision transformer (`vision_transformer`) with person-shaped positions."""
+
+    config: dict[str, Any]
+    image_hw: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    state: dict[str, Tensor]
+
+    def architecture(self) -> dict[str, Any]:
+        """What rebuilding the tower needs, weights aside (plain types: it goes into hyper-parameters)."""
+        return {"config": self.config, "image_hw": list(self.image_hw), "mean": list(self.mean), "std": list(self.std)}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        buffer = io.BytesIO()
+        torch.save({"format": VISION_TOWER_FORMAT, **self.architecture(), "state": self.state}, buffer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> VisionTowerFile:
+        """Read with `weights_only=True`; errors name the file and the field."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: vision tower file not found")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict) or data.get("format") != VISION_TOWER_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path}: field 'format' must be {VISION_TOWER_FORMAT!r}, got {found!r}")
+        for key in ("config", "image_hw", "mean", "std", "state"):
+            if key not in data:
+                raise ValueError(f"{path}: missing field {key!r}")
+        return cls(data["config"], tuple(data["image_hw"]), tuple(data["mean"]), tuple(data["std"]), data["state"])
