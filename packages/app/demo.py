@@ -28,25 +28,23 @@ from ireid.retriever.module import RetrieverModule
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
 DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "llava-reid")
-# The dialogue queries the retriever (initial description + answers so far): half its training texts look like that.
-DEMO_RETRIEVER_OVERRIDES = ("--data.partial_text_prob", "0.5")
-DEMO_RETRIEVER_STEPS = 500  # 4 epochs of the default world (validated after 2 and 4), unless the time cap comes first
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--retriever-config", type=Path, default=REPO_CONFIGS / "retriever" / "synthetic.yaml", help="LightningCLI YAML"
+        "--retriever-config",
+        type=Path,
+        default=REPO_CONFIGS / "retriever" / "demo.yaml",
+        help="LightningCLI YAML (its step and time budget)",
     )
     parser.add_argument(
         "--eval-config", type=Path, default=REPO_CONFIGS / "interactive" / "synthetic.yaml", help="evaluation YAML"
     )
     parser.add_argument("--data", type=Path, help="use this shard folder instead of building the default world")
-    parser.add_argument("--train-minutes", type=float, default=4.5, help="retriever training budget")
-    parser.add_argument(
-        "--train-steps", type=int, default=DEMO_RETRIEVER_STEPS, help="retriever step budget (0: the config's)"
-    )
+    parser.add_argument("--train-minutes", type=float, help="retriever time budget (default: the config's)")
+    parser.add_argument("--train-steps", type=int, help="retriever step budget (default: the config's)")
     defaults = LlavaReIDBudget()
     parser.add_argument(
         "--llava-reid-records",
@@ -78,7 +76,7 @@ def build_world(args: argparse.Namespace, data_dir: Path) -> int:
 
 def train_retriever(args: argparse.Namespace, data_dir: Path) -> Path:
     """Train (or resume, or reuse) the demo's retriever; returns its best checkpoint by validation fine R@1."""
-    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed), *DEMO_RETRIEVER_OVERRIDES]
+    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed)]
     if args.train_steps:
         overrides += ["--trainer.max_steps", str(args.train_steps)]
     return fit_step(
