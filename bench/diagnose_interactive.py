@@ -28,11 +28,11 @@ from torch import Tensor
 
 from ireid.core.gallery import encode_split
 from ireid.core.loader import iter_samples, load_records
-from ireid.core.metrics import target_ranks_from_scores
-from ireid.core.protocols import Dialogue
-from ireid.core.records import Record, evenly_spaced
+from ireid.core.records import evenly_spaced
+from ireid.core.rounds import retrieval_text_reader
 from ireid.core.shards import atomic_write_json
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
+from ireid.interactive.reference import retriever_reference
 from ireid.retriever.inference import ModuleRetriever
 
 QUERIES = 200  # the demo's evaluation: 200 test queries spread over the split
@@ -40,27 +40,10 @@ PROBE_TRAIN = 3000
 STRATEGY_ROWS = ("oracle-lookforward", "llava-reid", "expected-gain", "plugir", "random", "simirv")
 
 
-def r_at_1(retriever: ModuleRetriever, texts: list[str], pids: Tensor, gallery: Any) -> float:
-    ranks = target_ranks_from_scores(gallery.scores(retriever.encode_text(texts)), pids, gallery.pids)
-    return 100.0 * float((ranks == 1).float().mean())
-
-
-def full_dialogue(record: Record) -> str:
-    dialogue = Dialogue(record.initial_description)
-    for qa in record.qas:
-        dialogue.ask(qa.question, qa.answer)
-    return dialogue.retrieval_text()
-
-
 def ceiling(retriever: ModuleRetriever, data: Path) -> dict[str, float]:
     gallery = encode_split(retriever, data, "test")
     queries = evenly_spaced(load_records(data, "test"), QUERIES)
-    pids = torch.tensor([r.pid for r in queries])
-    return {
-        "initial": r_at_1(retriever, [r.initial_description for r in queries], pids, gallery),
-        "all answers": r_at_1(retriever, [full_dialogue(r) for r in queries], pids, gallery),
-        "fine": r_at_1(retriever, [r.fine_description for r in queries], pids, gallery),
-    }
+    return retriever_reference(retriever, gallery, queries, retrieval_text_reader())
 
 
 def probe_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, classes: int) -> float:

@@ -19,6 +19,7 @@ from ireid.core.rounds import retrieval_text_reader
 from ireid.core.shards import atomic_write_json
 from ireid.interactive.config import EvalConfig, RerankConfig, load_config
 from ireid.interactive.harness import StrategyResult, evaluate_strategy
+from ireid.interactive.reference import retriever_reference
 from ireid.interactive.report import markdown_report, write_report
 from ireid.interactive.session import Reranker
 from ireid.retriever.inference import ModuleRetriever
@@ -106,9 +107,11 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
                 reranker_for=reranker_for,
             )
         )
+    reference = retriever_reference(retriever, gallery, queries, text_of)
     context = {
         "data": f"{config.data_dir} ({config.split}: {len(queries)} queries, gallery {len(gallery)} images)",
         "retriever": config.retriever_ckpt,
+        "retriever alone, R@1 on these queries": ", ".join(f"{k} {v:.1f}" for k, v in reference.items()),
         "witness": config.witness,
         "retriever reads": config.text,
         "rounds": config.rounds,

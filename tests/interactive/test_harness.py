@@ -17,6 +17,7 @@ from ireid.core.protocols import Dialogue
 from ireid.core.records import QA, Record
 from ireid.core.rounds import RoundContext, retrieval_text_reader
 from ireid.interactive.harness import evaluate_strategy
+from ireid.interactive.reference import REFERENCE_TEXTS, every_answer, retriever_reference
 from ireid.interactive.report import markdown_report, table_rounds, write_report
 from ireid.interactive.session import Reranker
 from ireid.interactive.strategies.annotated import RandomQuestions
@@ -180,3 +181,16 @@ def test_report_files_and_table_shape(world, tmp_path: Path) -> None:
     assert [s["name"] for s in saved["strategies"]] == ["initial", "oracle-lookforward"]
     assert table_rounds(5) == [3, 5] and table_rounds(2) == [2]
     assert markdown_report(results, {}).count("\n| ") >= 4
+
+
+def test_retriever_reference_ranks_each_text_by_hand(world) -> None:
+    people, gallery = world
+    # Initial "I saw a person." ties everywhere: gallery order puts red first, so only the red query is a hit.
+    # Every answer and the fine description name the colour: each query's own image is first.
+    reference = retriever_reference(KeywordRetriever(), gallery, people, retrieval_text_reader())
+    assert reference == pytest.approx(
+        {REFERENCE_TEXTS[0]: 100 / 3, REFERENCE_TEXTS[1]: 100.0, REFERENCE_TEXTS[2]: 100.0}
+    )
+    assert every_answer(people[1], retrieval_text_reader()) == "I saw a person. The person wore blue."
+    blank = [make_record(9, pid=1, key="p/none", initial_description="I saw a person.", fine_description="")]
+    assert retriever_reference(KeywordRetriever(), gallery, blank, retrieval_text_reader())[REFERENCE_TEXTS[2]] == 0.0
