@@ -276,17 +276,16 @@ class QuestionerModel(nn.Module):
     ) -> list[str]:
         """Next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens.
 
-        `candidates=1` decodes greedily. With n > 1 a beam search keeps the n best questions and the best one
-        that is new (`is_new`) is returned, so the questioner neither asks the same thing twice nor asks what
-        the dialogue already says; if none of the n is new, the best is returned.
+        `candidates=1` decodes greedily. With n > 1 a beam search keeps the n best questions and
+        `choose_question` picks one, so the questioner neither asks the same thing twice nor asks what the
+        dialogue already says.
         """
         rows = self.generate_ids(dialogues, images, variant, max_new_tokens, candidates)
         texts = [self._decode(row) for row in rows]
-        chosen = []
-        for i, dialogue in enumerate(dialogues):
-            options = texts[i * candidates : (i + 1) * candidates]
-            chosen.append(next((q for q in options if is_new(q, dialogue)), options[0]))
-        return chosen
+        return [
+            choose_question(texts[i * candidates : (i + 1) * candidates], dialogue)
+            for i, dialogue in enumerate(dialogues)
+        ]
 
     @torch.no_grad()
     def generate_ids(
@@ -326,6 +325,14 @@ class QuestionerModel(nn.Module):
 
 def _normalised(question: str) -> str:
     return " ".join(question.lower().split())
+
+
+def choose_question(options: Sequence[str], dialogue: Dialogue) -> str:
+    """The best of `options` (best first) that is new (`is_new`), preferring one that reads as an attribute of
+    the pedestrian vocabulary over one that reads as none (a question a small model garbled, which a witness
+    cannot answer); with no new option, the best."""
+    new = [q for q in options if is_new(q, dialogue)]
+    return next((q for q in new if parse_question(q) is not None), new[0] if new else options[0])
 
 
 def is_new(question: str, dialogue: Dialogue) -> bool:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from ireid.core.protocols import Dialogue
 from ireid.questioner.encoding import IGNORE
-from ireid.questioner.model import QuestionerModel, is_new
+from ireid.questioner.model import QuestionerModel, choose_question, is_new
 
 
 def people(n: int) -> list[Image.Image]:
@@ -107,3 +107,11 @@ def test_beams_skip_questions_about_covered_attributes(tiny_questioner: Question
     assert tiny_questioner.generate([dialogue], [people(1)], candidates=3) == [beams[2]]
     dialogue.ask("What about her shoes?", "Brown sneakers.")
     assert tiny_questioner.generate([dialogue], [people(1)], candidates=3) == [beams[0]], "none new: the best"
+
+
+def test_a_beam_that_reads_as_a_new_attribute_beats_a_garbled_one() -> None:
+    dialogue = Dialogue("I saw a woman in a red top.")
+    garbled, shoes, top = "Can you tell me what she wearing?", "What colour were her shoes?", "What colour was her top?"
+    assert choose_question([top, garbled, shoes], dialogue) == shoes
+    assert choose_question([top, garbled], dialogue) == garbled, "new beats covered even when it reads as nothing"
+    assert choose_question([top], dialogue) == top
