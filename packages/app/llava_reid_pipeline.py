@@ -37,9 +37,9 @@ class LlavaReIDBudget:
     train_records: int | None = 1200  # training records given look-forward targets (None: all)
     val_records: int = 100
     max_rounds: int = 5
-    selector_steps: int = 150
+    selector_steps: int = 100
     warmup_steps: int = 400
-    joint_steps: int = 150
+    joint_steps: int = 100
     targets: str = "lookforward"  # or "random": Table 3's question row
     warmup_minutes: float | None = None
     joint_minutes: float | None = None
