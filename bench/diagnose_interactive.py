@@ -3,8 +3,8 @@
 For each demo folder (one world seed each), with its trained retriever and its interactive results:
 1. The retriever's ceiling on the test queries: R@1 with the initial description, with the dialogue text holding
    every annotated answer (what a perfect questioner's witness would have said), and with the fine description.
-2. R@1 after each round for the oracle, the learned questioner and the non-learned strategies (from the demo's
-   `eval/results.json`).
+2. R@1 after each round for the oracle, the learned questioner and the non-learned strategies, and R@1/5/10,
+   mAP after the last round and BRI (from the demo's `eval/results.json`).
 3. How much attribute information the images carry: a linear probe per attribute, trained on the training split
    and scored on the test split, on (a) the 32×32 pixels the tiny questioner's vision tower sees and (b) the
    retriever's image embedding, against the majority class.
@@ -101,9 +101,22 @@ def image_information(retriever: ModuleRetriever, data: Path) -> dict[str, float
     return {k: statistics.mean(v) for k, v in rows.items()}
 
 
+FINAL_METRICS = ("R1", "R5", "R10", "mAP", "bri")
+
+
 def per_round(results: Path) -> dict[str, list[float]]:
     strategies = json.loads(results.read_text())["strategies"]
     return {s["name"]: [r["R1"] for r in s["rounds"]] for s in strategies if s["name"] in STRATEGY_ROWS}
+
+
+def final_round(results: Path) -> dict[str, dict[str, float]]:
+    """R@1, R@5, R@10 and mAP after the last round, and BRI, per strategy."""
+    strategies = json.loads(results.read_text())["strategies"]
+    return {
+        s["name"]: {**{k: s["rounds"][-1][k] for k in FINAL_METRICS if k != "bri"}, "bri": s["bri"]}
+        for s in strategies
+        if s["name"] in STRATEGY_ROWS
+    }
 
 
 def diagnose(demo: Path) -> dict[str, Any]:
@@ -116,13 +129,14 @@ def diagnose(demo: Path) -> dict[str, Any]:
         "demo": str(demo),
         "ceiling": ceiling(retriever, data),
         "rounds": per_round(demo / "eval" / "results.json"),
+        "final": final_round(demo / "eval" / "results.json"),
         "image_information": image_information(retriever, data),
     }
 
 
-def mean_sd(values: Sequence[float]) -> str:
+def mean_sd(values: Sequence[float], digits: int = 1) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -135,6 +149,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for name in STRATEGY_ROWS:
         if all(name in r["rounds"] for r in rows):
             cells = [mean_sd([r["rounds"][name][t] for r in rows]) for t in range(rounds)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| after the last round | " + " | ".join(FINAL_METRICS) + " |"]
+    lines += ["|---|" + "---:|" * len(FINAL_METRICS)]
+    for name in STRATEGY_ROWS:
+        if all(name in r["final"] for r in rows):
+            cells = [mean_sd([r["final"][name][k] for r in rows], 2 if k == "bri" else 1) for k in FINAL_METRICS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "| attribute probe (mean over attributes, test accuracy %) | |", "|---|---:|"]
     lines += [f"| {k} | {mean_sd([r['image_information'][k] for r in rows])} |" for k in rows[0]["image_information"]]
