@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from ireid.app import chatreid_cli, data_cli, demo, eval_cli, lookforward_cli, selection_cli
+from ireid.core.user_errors import one_line_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return args.run(args)

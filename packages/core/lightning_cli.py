@@ -26,6 +26,8 @@ import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from ireid.core.user_errors import one_line_errors
+
 DEFAULTS_KEY = "defaults"
 
 
@@ -128,6 +130,7 @@ class IreidCLI(LightningCLI):
             parser.link_arguments(source, target)
 
 
+@one_line_errors
 def run_cli(
     cli_class: type[IreidCLI],
     model_class: type[LightningModule],
@@ -135,6 +138,7 @@ def run_cli(
     args: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> int:
-    """A package's `main`: run its CLI; exit status 0 once LightningCLI returns (it exits itself on errors)."""
+    """A package's `main`: run its CLI; exit status 0 once LightningCLI returns (it exits itself on argument
+    errors; a user's mistake found later ends in one line, status 2)."""
     cli_class(model_class, datamodule_class, args=args, **kwargs)
     return 0

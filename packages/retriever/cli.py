@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ireid.core.lightning_cli import IreidCLI, run_cli
+from ireid.core.user_errors import one_line_errors
 from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
 
@@ -22,6 +23,7 @@ class RetrieverCLI(IreidCLI):
     )
 
 
+@one_line_errors
 def main(args: list[str] | None = None) -> int:
     argv = sys.argv[1:] if args is None else args
     if argv and argv[0] in INDEX_COMMANDS:

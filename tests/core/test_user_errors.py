@@ -1,0 +1,32 @@
+"""A user's mistake ends a command in one line on stderr, status 2; IREID_TRACEBACK=1 keeps the traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from ireid.app.cli import main as ireid_main
+from ireid.core.user_errors import one_line_errors
+
+
+def test_a_missing_file_is_one_line_and_status_2(tmp_path, capsys) -> None:
+    code = ireid_main(["lookforward", "--retriever-ckpt", str(tmp_path / "none.ckpt"), "--data", str(tmp_path),
+                       "--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "none.ckpt: checkpoint not found" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_traceback_on_request_and_programming_errors_pass_through(monkeypatch) -> None:
+    @one_line_errors
+    def bad_field() -> int:
+        raise ValueError("x.yaml: field 'lr' must be positive")
+
+    @one_line_errors
+    def bug() -> int:
+        raise KeyError("internal")
+
+    with pytest.raises(KeyError):
+        bug()
+    monkeypatch.setenv("IREID_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="field 'lr'"):
+        bad_field()
