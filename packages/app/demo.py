@@ -1,7 +1,7 @@
 """`ireid demo`: the main job end to end on the embedded defaults, resumable step by step.
 
 1. build the default synthetic world (skipped when complete);
-2. train the tiny retriever from scratch with `configs/retriever/synthetic.yaml` under a time budget
+2. train the tiny retriever from scratch with `configs/retriever/demo.yaml` under its time budget
    (skipped when a finished run is recorded; an interrupted run resumes from its last checkpoint);
 3. train LLaVA-ReID on it (look-forward targets for a share of the training records, selector warm-up,
    questioner warm-up, joint training: `llava_reid_pipeline.py`), when `llava-reid` is among the strategies;
