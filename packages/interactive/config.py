@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ireid.core.settings import load_settings
 
 TEXT_MODES = ("answers", "questions+answers")
 
@@ -85,45 +85,6 @@ class EvalConfig:
         return asdict(self)
 
 
-_NESTED = {
-    "plugir": PlugIRConfig,
-    "expected_gain": ExpectedGainConfig,
-    "chatir": ChatIRConfig,
-    "llava_reid": LlavaReIDConfig,
-    "rerank": RerankConfig,
-}
-
-
-def _section(name: str, value: Any, where: str) -> Any:
-    cls = _NESTED[name]
-    if value is None and name == "rerank":
-        return None
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: field {name!r}: expected a mapping, got {type(value).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"{where}: field {name!r}: unknown keys {unknown}; known: {sorted(known)}")
-    return cls(**value)
-
-
-def config_from_dict(data: dict[str, Any], where: str = "config") -> EvalConfig:
-    known = {f.name for f in fields(EvalConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-    values = {k: (_section(k, v, where) if k in _NESTED else v) for k, v in data.items()}
-    return EvalConfig(**values)
-
-
 def load_config(path: Path | str | None) -> EvalConfig:
     """Defaults, updated by the YAML file at `path` (when given)."""
-    if path is None:
-        return EvalConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings at the top level")
-    return config_from_dict(data, where=str(path))
+    return load_settings(EvalConfig, path)
