@@ -52,6 +52,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=defaults.train_records,
         help="training records given look-forward targets",
     )
+    parser.add_argument(
+        "--explore",
+        type=float,
+        default=defaults.explore,
+        help="share of look-forward rounds continued with a random pair instead of the target",
+    )
     parser.add_argument("--selector-steps", type=int, default=defaults.selector_steps, help="selector warm-up steps")
     parser.add_argument("--questioner-steps", type=int, default=defaults.warmup_steps, help="questioner warm-up steps")
     parser.add_argument("--joint-steps", type=int, default=defaults.joint_steps, help="joint training steps")
@@ -102,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if "llava-reid" in args.strategies:
         budget = LlavaReIDBudget(
             train_records=args.llava_reid_records,
+            explore=args.explore,
             selector_steps=args.selector_steps,
             warmup_steps=args.questioner_steps,
             joint_steps=args.joint_steps,

@@ -41,6 +41,7 @@ class LlavaReIDBudget:
     warmup_steps: int = 400
     joint_steps: int = 100
     targets: str = "lookforward"  # or "random": Table 3's question row
+    explore: float = 0.0  # share of look-forward rounds continued with a random pair (states off the oracle's path)
     warmup_minutes: float | None = None
     joint_minutes: float | None = None
 
@@ -56,7 +57,14 @@ def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: 
         gallery = encode_split(retriever, data_dir, split)
         records = evenly_spaced(load_records(data_dir, split), count)
         summary = build_targets(
-            retriever, gallery, records, out, split, max_rounds=budget.max_rounds, targets=budget.targets
+            retriever,
+            gallery,
+            records,
+            out,
+            split,
+            max_rounds=budget.max_rounds,
+            targets=budget.targets,
+            explore=budget.explore,
         )
         last = summary["rounds"][str(max(int(t) for t in summary["rounds"]))]
         rank = last["mean_rank_after"]

@@ -25,7 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--targets", choices=TARGETS, default="lookforward", help="best pair per round, or a random one (Table 3)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="for --targets random")
+    parser.add_argument(
+        "--explore",
+        type=float,
+        default=0.0,
+        help="share of rounds whose dialogue goes on with a random tried pair instead of the target",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="for --targets random and --explore")
     parser.add_argument("--selector-file", type=Path, help="also write the selector's warm-up data file (.pt) here")
     parser.add_argument(
         "--vision-tower", type=Path, help="also write the retriever's image encoder here, as the questioner's tower"
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         args.budget,
         targets=args.targets,
         seed=args.seed,
+        explore=args.explore,
     )
     print("round  dialogues  mean target rank before -> after")
     for t, row in summary["rounds"].items():

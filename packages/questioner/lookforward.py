@@ -7,7 +7,10 @@ one is the round's target. `build_targets` (the `ireid lookforward` command) wri
 The training gallery is encoded once. For each training dialogue, round after round, every unused annotated
 answer is appended in turn and the target's best rank is taken; the question whose answer ranks the target
 best is that round's target, its answer is appended, and the next round starts. A dialogue stops when fewer
-than two unused pairs remain (as the reference does) or after `max_rounds`.
+than two unused pairs remain (as the reference does) or after `max_rounds`. With `explore` > 0, that share of
+rounds continues the dialogue with another tried pair, drawn at random, instead of the target's: the round's target
+is still the best pair, but later rounds start from dialogues a questioner that does not know the person reaches
+(the oracle's own trajectory is one no deployed questioner follows).
 
 One shard sample per record: `json` (per round: the dialogue so far, the target Q&A, the target's rank before
 and after, the candidate keys), `dialogue.npy` ([T, D] fp16 dialogue embeddings before each round's question)
@@ -125,14 +128,18 @@ def look_forward_batch(
     budget: int = 200,
     targets: str = "lookforward",
     seed: int = 0,
+    explore: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Targets for a batch of records: per record its rounds and the arrays to store with them.
 
     `targets="random"` takes a random pair among those looking-forward tries instead of the best one: the
-    "random" question-target row of LLaVA-ReID Table 3.
+    "random" question-target row of LLaVA-ReID Table 3. `explore` is the share of rounds whose dialogue goes on
+    with a random tried pair rather than the target (module docstring).
     """
     if targets not in TARGETS:
         raise ValueError(f"unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
+    if not 0.0 <= explore <= 1.0:
+        raise ValueError(f"explore must be within [0, 1], got {explore}")
     text_of = retrieval_text_reader()
     records = list(records)
     dialogues = [Dialogue(r.initial_description) for r in records]
@@ -155,7 +162,8 @@ def look_forward_batch(
         for row, (i, ranks) in enumerate(zip(active, look_forward_ranks(ctx), strict=True)):
             if not ranks:
                 continue
-            choice = _choose(ranks, targets, random.Random(f"{seed}:{records[i].key}:{t}"))
+            rng = random.Random(f"{seed}:{records[i].key}:{t}")
+            choice = _choose(ranks, targets, rng)
             qa = records[i].qas[choice.qa_index]
             rounds[i].append(
                 {
@@ -170,7 +178,10 @@ def look_forward_batch(
             )
             arrays[i][f"r{t}.npy"] = gallery.embeddings[top[row]].numpy().astype(np.float16)
             embeddings[i].append(embedded[row].numpy().astype(np.float16))
-            dialogues[i].ask(qa.question, qa.answer)
+            asked = qa
+            if explore and rng.random() < explore:
+                asked = records[i].qas[rng.choice(list(ranks))]
+            dialogues[i].ask(asked.question, asked.answer)
             if len(records[i].qas) - len(dialogues[i].turns) >= MIN_UNUSED:
                 still.append(i)
         active = still
@@ -271,15 +282,18 @@ def build_targets(
     shard_size: int = 1000,
     targets: str = "lookforward",
     seed: int = 0,
+    explore: float = 0.0,
 ) -> dict[str, Any]:
     """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary."""
-    settings = {"targets": targets, "seed": seed, "budget": budget, "max_rounds": max_rounds}
+    settings: dict[str, Any] = {"targets": targets, "seed": seed, "budget": budget, "max_rounds": max_rounds}
+    if explore:
+        settings["explore"] = explore  # absent when 0, so folders written before the option still resume
     _check_settings(Path(out), split, settings)
     with ShardWriter(out, split, max_samples=shard_size, resume=True) as writer:
         todo = [r for r in records if r.key not in writer.written_keys]
         for start in tqdm(range(0, len(todo), batch_size), desc="look forward", unit="batch"):
             batch = todo[start : start + batch_size]
-            chosen = look_forward_batch(batch, gallery, retriever, max_rounds, budget, targets, seed)
+            chosen = look_forward_batch(batch, gallery, retriever, max_rounds, budget, targets, seed, explore)
             for record, target in zip(batch, chosen, strict=True):
                 writer.write_sample(record.key, _members(target, record))
     summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}

@@ -15,6 +15,8 @@ import torch
 from ireid.core.answers import clean_answer
 from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
+from ireid.core.protocols import Dialogue, Turn
+from ireid.core.rounds import retrieval_text_reader
 from ireid.core.synthetic.world import plan_identities, world_records
 from ireid.questioner.lookforward import build_targets, look_forward_batch, selector_tensors
 from ireid.selector.data import check_selector_tensors
@@ -115,6 +117,35 @@ def test_random_targets_take_a_tried_pair_with_its_true_rank(world) -> None:
         )
         assert chosen["rank_after"] == int(rank[0]) >= b["rounds"][0]["rank_after"]
     assert any(d["rounds"][0]["question"] != b["rounds"][0]["question"] for b, d in zip(best, drawn, strict=True))
+
+
+def best_rank_by_brute_force(record, turns: list[dict[str, str]], gallery, retriever) -> int:
+    """The target's best rank over every pair the dialogue has not used, each appended in turn."""
+    text_of = retrieval_text_reader()
+    dialogue = Dialogue(record.initial_description, [Turn(t["question"], t["answer"]) for t in turns])
+    asked = {turn.question for turn in dialogue.turns}
+    texts = [
+        text_of(Dialogue(dialogue.initial, [*dialogue.turns, Turn(qa.question, qa.answer)]))
+        for qa in record.qas
+        if qa.question not in asked and clean_answer(qa.answer) and clean_answer(qa.answer) not in text_of(dialogue)
+    ]
+    scores = gallery.scores(retriever.encode_text(texts))
+    return int(target_ranks_from_scores(scores, torch.full((len(texts),), record.pid), gallery.pids).min())
+
+
+def test_explored_dialogues_leave_the_target_path_and_keep_best_targets(world) -> None:
+    """With explore = 1 the dialogue goes on with another pair, and each round's target is still the best one for
+    the dialogue it starts from."""
+    records, retriever, gallery = world
+    explored = look_forward_batch(records[:6], gallery, retriever, max_rounds=3, explore=1.0, seed=1)
+    left = 0
+    for record, target in zip(records[:6], explored, strict=True):
+        for previous, current in zip(target["rounds"], target["rounds"][1:], strict=False):
+            left += current["dialogue"][-1]["question"] != previous["question"]
+            assert current["rank_after"] == best_rank_by_brute_force(record, current["dialogue"], gallery, retriever)
+    assert left > 0
+    with pytest.raises(ValueError, match="explore"):
+        look_forward_batch(records[:1], gallery, retriever, max_rounds=1, explore=1.5)
 
 
 def test_a_folder_resumes_only_with_its_own_settings(world, tmp_path: Path) -> None:
