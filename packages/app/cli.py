@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ireid.app import chatreid_cli, data_cli, demo, eval_cli, lookforward_cli, selection_cli
+from ireid.app import chatreid_cli, data_cli, demo, eval_cli, learning_cli, lookforward_cli, selection_cli
 from ireid.core.user_errors import one_line_errors
 
 
@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     selection_cli.configure(selection)
     selection.set_defaults(run=selection_cli.run)
+    learning = eval_commands.add_parser(
+        "learning", help="each learned part against its non-learned twins, mean ± sd over world seeds"
+    )
+    learning_cli.configure(learning)
+    learning.set_defaults(run=learning_cli.run)
     targets = commands.add_parser(
         "lookforward", help="build the questioner's training targets by one-step looking-forward (LLaVA-ReID Eq. 9)"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from ireid.app.eval_cli import evaluate
@@ -70,40 +71,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_world(args: argparse.Namespace, data_dir: Path) -> int:
+def build_world(data_dir: Path, seed: int, contact_sheet: Path, options: Sequence[str] = ()) -> int:
+    """The synthetic world of `seed` (resumed or skipped when complete), with its contact sheet; `options` are
+    `ireid data synth` flags (default: the default world)."""
     synth_parser = argparse.ArgumentParser()
     synth_cli.configure(synth_parser)
-    sheet = args.out / "contact_sheet.png"
     synth_args = synth_parser.parse_args(
-        ["--out", str(data_dir), "--seed", str(args.seed), "--contact-sheet", str(sheet), "--resume"]
+        ["--out", str(data_dir), "--seed", str(seed), "--contact-sheet", str(contact_sheet), "--resume", *options]
     )
     return synth_cli.run(synth_args)
 
 
-def train_retriever(args: argparse.Namespace, data_dir: Path) -> Path:
+def train_retriever(
+    out: Path, data_dir: Path, seed: int, config: Path, steps: int | None = None, minutes: float | None = None
+) -> Path:
     """Train (or resume, or reuse) the demo's retriever; returns its best checkpoint by validation fine R@1."""
-    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(args.seed)]
-    if args.train_steps:
-        overrides += ["--trainer.max_steps", str(args.train_steps)]
+    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(seed)]
+    if steps:
+        overrides += ["--trainer.max_steps", str(steps)]
     return fit_step(
-        "retriever",
-        args.out / "retriever",
-        RetrieverCLI,
-        RetrieverModule,
-        RetrievalDataModule,
-        args.retriever_config,
-        overrides,
-        minutes=args.train_minutes,
+        "retriever", out, RetrieverCLI, RetrieverModule, RetrievalDataModule, config, overrides, minutes=minutes
     )
 
 
 def run(args: argparse.Namespace) -> int:
     data_dir = args.data or args.out / "data"
     if args.data is None:
-        code = build_world(args, data_dir)
+        code = build_world(data_dir, args.seed, args.out / "contact_sheet.png")
         if code != 0:
             return code
-    ckpt = train_retriever(args, data_dir)
+    ckpt = train_retriever(
+        args.out / "retriever", data_dir, args.seed, args.retriever_config, args.train_steps, args.train_minutes
+    )
     config = load_config(args.eval_config)
     if "llava-reid" in args.strategies:
         budget = LlavaReIDBudget(

@@ -58,5 +58,5 @@ def test_bad_files_name_the_file_and_field(tmp_path: Path, text: str | bytes, me
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.yaml: config file not found"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.yaml: config file not found"):
         load_settings(Outer, tmp_path / "nothing.yaml")

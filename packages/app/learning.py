@@ -1,0 +1,240 @@
+"""Does learning show? Each learned part against its non-learned twin, trained and tested on several world seeds.
+
+For every seed a fresh synthetic world is built, and each part named in `parts` is trained on it and compared
+with its twins on that world's unseen test identities:
+
+| part | learned | twins | metric |
+|---|---|---|---|
+| `retriever` | IRRA's sdm+id+mlm; sdm+id with RDA | sdm alone; sdm+id without RDA | test fine R@1, mAP |
+| `questioner` | llava-reid | expected-gain, plugir (uses ground truth), random | R@1 after the last round, BRI |
+| `selection` (Table 3) | the selector; look-forward targets | top-k, k-means, uniform; random targets | same |
+
+Every step resumes: a seed's folder follows the demo's layout (`data/`, `retriever/`, `llava-reid/`, `eval/`),
+finished training steps are reused and finished strategies are read back. The result is one JSON with every
+number per seed and a Markdown table of mean ± sd over the seeds, with each learned part's margin over its best
+twin (its mean ± sd over the seeds, the per-seed difference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ireid.app import demo
+from ireid.app.eval_cli import evaluate
+from ireid.app.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
+from ireid.core.shards import atomic_write_bytes, atomic_write_json
+from ireid.interactive.config import load_config
+from ireid.retriever.ablation_cli import VARIANTS, run_variant
+
+PARTS = ("retriever", "questioner", "selection")
+REPO_CONFIGS = demo.REPO_CONFIGS
+
+
+@dataclass
+class RetrieverRows:
+    """The retriever's rows: loss and RDA variants, each trained with `config` (+ `overrides`) on every seed."""
+
+    config: str = str(REPO_CONFIGS / "retriever" / "demo.yaml")
+    overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for every variant
+
+
+@dataclass
+class LearningConfig:
+    """`ireid eval learning`'s settings (configs/learning/*.yaml)."""
+
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    out: str = "runs/learning"
+    parts: list[str] = field(default_factory=lambda: list(PARTS))
+    world: list[str] = field(default_factory=list)  # `ireid data synth` flags (default: the default world)
+    retriever_config: str = str(REPO_CONFIGS / "retriever" / "demo.yaml")  # the retriever the dialogue parts use
+    retriever_minutes: float | None = None  # its time cap (default: the config's)
+    eval_config: str = str(REPO_CONFIGS / "interactive" / "synthetic.yaml")
+    max_queries: int = 200  # test queries of the dialogue parts, spread over the split
+    retriever: RetrieverRows = field(default_factory=RetrieverRows)
+    llava_reid: LlavaReIDBudget = field(default_factory=LlavaReIDBudget)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("config field 'seeds': name at least one world seed")
+        unknown = sorted(set(self.parts) - set(PARTS))
+        if unknown:
+            raise ValueError(f"config field 'parts': unknown {unknown}; known: {list(PARTS)}")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One learned part against its twins: where its numbers sit in a seed's results, and which is better."""
+
+    title: str
+    part: str
+    learned: str
+    twins: tuple[str, ...]
+    metrics: tuple[str, ...]  # the first decides the margin
+    references: tuple[str, ...] = ()  # shown, not compared (the oracle: it reads the target)
+    lower_is_better: tuple[str, ...] = ("BRI",)
+
+
+RETRIEVER_LOSSES = Comparison("Retriever losses (IRRA)", "retriever", "sdm+id+mlm", ("sdm",), ("fine R@1", "fine mAP"))
+RETRIEVER_RDA = Comparison("RDA (ICL)", "retriever", "sdm+id, RDA", ("sdm+id",), ("fine R@1", "fine mAP"))
+QUESTIONER = Comparison(
+    "Questioner (LLaVA-ReID)",
+    "questioner",
+    "llava-reid",
+    ("expected-gain", "plugir", "random"),
+    ("R@1", "BRI"),
+    references=("oracle-lookforward",),
+)
+CANDIDATES = Comparison(
+    "Candidates (LLaVA-ReID Table 3)",
+    "selection",
+    "llava-reid",
+    ("llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform"),
+    ("R@1", "BRI"),
+)
+TARGETS = Comparison(
+    "Question targets (LLaVA-ReID Table 3)", "selection", "llava-reid", ("llava-reid:random-targets",), ("R@1", "BRI")
+)
+COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS)
+GROUND_TRUTH = {"plugir", "oracle-lookforward"}  # strategies that read gallery annotations or the target
+
+SeedResults = dict[str, dict[str, float]]  # row name -> metric -> value
+
+
+def _retriever_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path) -> SeedResults:
+    """The loss and RDA variants, each trained once per seed (a finished variant's numbers are read back)."""
+    names = dict.fromkeys(n for c in (RETRIEVER_LOSSES, RETRIEVER_RDA) for n in (c.learned, *c.twins))
+    rows: SeedResults = {}
+    for name in names:
+        slug = name.replace("+", "_").replace(", ", "-")
+        done = seed_dir / "retriever-rows" / f"{slug}.json"
+        if not done.is_file():
+            overrides = [*VARIANTS[name], "--data.data_dir", str(data_dir), "--seed_everything", str(seed)]
+            overrides += config.retriever.overrides
+            metrics = run_variant(Path(config.retriever.config), overrides, done.parent / slug)
+            atomic_write_json(done, metrics)
+        metrics = json.loads(done.read_text())
+        rows[name] = {"fine R@1": metrics["fine/R1"], "fine mAP": metrics["fine/mAP"]}
+    return rows
+
+
+def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
+    """The questioner and Table 3 rows: LLaVA-ReID trained (and, for Table 3, on random targets), then every
+    strategy the comparisons name, through the interactive harness."""
+    eval_config = load_config(config.eval_config)
+    joint = train_llava_reid(seed_dir / "llava-reid", data_dir, retriever, config.llava_reid, seed=seed)
+    llava = dataclasses.replace(eval_config.llava_reid, questioner_ckpt=str(joint))
+    names: list[str] = []
+    if "questioner" in config.parts:
+        names += [QUESTIONER.learned, *QUESTIONER.twins, *QUESTIONER.references]
+    if "selection" in config.parts:
+        budget = dataclasses.replace(config.llava_reid, targets="random")
+        random_joint = train_llava_reid(seed_dir / "llava-reid-random-targets", data_dir, retriever, budget, seed=seed)
+        llava = dataclasses.replace(llava, random_targets_ckpt=str(random_joint))
+        names += [CANDIDATES.learned, *CANDIDATES.twins, *TARGETS.twins]
+    eval_config = dataclasses.replace(
+        eval_config,
+        data_dir=str(data_dir),
+        retriever_ckpt=str(retriever),
+        out=str(seed_dir / "eval"),
+        max_queries=config.max_queries,
+        seed=seed,
+        strategies=list(dict.fromkeys(names)),
+        llava_reid=llava,
+    )
+    outcome = evaluate(eval_config, seed_dir / "eval" / "learning")
+    return {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}
+
+
+def run_seed(config: LearningConfig, seed: int) -> SeedResults:
+    """Every configured part on the world of `seed` (built, trained and evaluated under `out/seed-<seed>`)."""
+    seed_dir = Path(config.out) / f"seed-{seed}"
+    data_dir = seed_dir / "data"
+    code = demo.build_world(data_dir, seed, seed_dir / "contact_sheet.png", config.world)
+    if code != 0:
+        raise RuntimeError(f"{data_dir}: building the world of seed {seed} failed")
+    rows: SeedResults = {}
+    if "retriever" in config.parts:
+        rows.update(_retriever_rows(config, seed, seed_dir, data_dir))
+    if {"questioner", "selection"} & set(config.parts):
+        retriever = demo.train_retriever(
+            seed_dir / "retriever", data_dir, seed, Path(config.retriever_config), minutes=config.retriever_minutes
+        )
+        rows.update(_dialogue_rows(config, seed, seed_dir, data_dir, retriever))
+    return rows
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def margins(comparison: Comparison, per_seed: dict[int, SeedResults]) -> list[float]:
+    """Per seed: the learned row's first metric minus the best twin's (positive: the learned part is better)."""
+    metric = comparison.metrics[0]
+    sign = -1.0 if metric in comparison.lower_is_better else 1.0
+    out = []
+    for rows in per_seed.values():
+        if comparison.learned not in rows or not any(t in rows for t in comparison.twins):
+            continue
+        best = max(sign * rows[t][metric] for t in comparison.twins if t in rows)
+        out.append(sign * rows[comparison.learned][metric] - best)
+    return out
+
+
+def _label(name: str) -> str:
+    return f"{name} (uses ground truth)" if name in GROUND_TRUTH else name
+
+
+def markdown_table(per_seed: dict[int, SeedResults]) -> str:
+    """One table per comparison with rows present in the results: mean ± sd over the seeds, then the margin."""
+    seeds = sorted(per_seed)
+    lines = [f"Mean ± sd over world seeds {', '.join(map(str, seeds))}.", ""]
+    for comparison in COMPARISONS:
+        names = [comparison.learned, *comparison.twins, *comparison.references]
+        present = [n for n in names if any(n in per_seed[s] for s in seeds)]
+        if comparison.learned not in present or not set(comparison.twins) & set(present):
+            continue
+        arrows = [f"{m} ↓" if m in comparison.lower_is_better else m for m in comparison.metrics]
+        header = ["| | " + " | ".join(arrows) + " |", "|---" + "|---:" * len(arrows) + "|"]
+        lines += [f"### {comparison.title}", "", *header]
+        for name in present:
+            cells = []
+            for metric in comparison.metrics:
+                values = [per_seed[s][name][metric] for s in seeds if name in per_seed[s]]
+                mean, sd = mean_sd(values)
+                digits = 2 if metric in comparison.lower_is_better else 1  # BRI is a rank ratio, the rest percent
+                cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
+            label = f"**{_label(name)}** (learned)" if name == comparison.learned else _label(name)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        diffs = margins(comparison, per_seed)
+        if diffs:
+            mean, sd = mean_sd(diffs)
+            lines.append(f"\nLearned minus best twin, {comparison.metrics[0]}: {mean:+.1f} ± {sd:.1f} (per seed: "
+                         + ", ".join(f"{d:+.1f}" for d in diffs) + ")")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_learning(config: LearningConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every seed in turn (each resumable), then `learning.json` and `learning.md` under `out`."""
+    per_seed: dict[int, SeedResults] = {}
+    for seed in config.seeds:
+        progress(f"world seed {seed}: {', '.join(config.parts)}")
+        per_seed[seed] = run_seed(config, seed)
+    out = Path(config.out)
+    summary = {
+        "config": dataclasses.asdict(config),
+        "per_seed": {str(s): rows for s, rows in per_seed.items()},
+        "margins": {c.title: margins(c, per_seed) for c in COMPARISONS if margins(c, per_seed)},
+    }
+    atomic_write_json(out / "learning.json", summary)
+    table = markdown_table(per_seed)
+    atomic_write_bytes(out / "learning.md", ("# Learned parts against their twins\n\n" + table).encode())
+    summary["markdown"] = table
+    return summary

@@ -1,0 +1,82 @@
+"""`ireid eval learning`: every learned part and its twins on a tiny world, the table, and resumption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ireid.app import learning
+from ireid.app.cli import main
+from ireid.app.learning import CANDIDATES, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
+
+TINY_WORLD = ["--ids-train", "12", "--ids-val", "4", "--ids-test", "6", "--images-per-id", "2", "--quiet"]
+FAST_RETRIEVER = [
+    *("--data.num_workers", "0", "--data.batch_size", "8", "--trainer.max_steps", "3", "--trainer.max_time", "null"),
+    *("--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false", "--model.text_length", "96"),
+]
+
+
+@pytest.mark.slow
+def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, monkeypatch, capsys) -> None:
+    config = {
+        "seeds": [5],
+        "out": str(tmp_path / "learning"),
+        "world": TINY_WORLD,
+        "max_queries": 4,
+        "retriever_minutes": 1,
+        "retriever": {"overrides": FAST_RETRIEVER},
+        "llava_reid": {"train_records": 8, "val_records": 4, "selector_steps": 2, "warmup_steps": 3, "joint_steps": 2},
+    }
+    (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
+    args = ["eval", "learning", "--config", str(tmp_path / "learning.yaml")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "learning" / "learning.json").read_text())
+    rows = summary["per_seed"]["5"]
+    expected = {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA", "llava-reid", "expected-gain", "plugir", "random"}
+    expected |= {"oracle-lookforward", "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform"}
+    assert set(rows) == expected | {"llava-reid:random-targets"}
+    assert all(0 <= rows[name]["fine R@1"] <= 100 for name in ("sdm", "sdm+id, RDA"))
+    assert all(rows[name]["BRI"] > 0 for name in expected - {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA"})
+    for title in ("Retriever losses (IRRA)", "RDA (ICL)", "Questioner (LLaVA-ReID)", "Question targets"):
+        assert title in printed
+    assert "| plugir (uses ground truth) |" in printed and "**llava-reid** (learned)" in printed
+    assert (tmp_path / "learning" / "learning.md").read_text().startswith("# Learned parts against their twins")
+
+    # A second run trains nothing and evaluates nothing: every number is read back.
+    def never(*_args, **_kwargs):
+        raise AssertionError("a finished step ran again")
+
+    monkeypatch.setattr(learning, "run_variant", never)
+    monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
+    assert main(args) == 0
+    assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"] == summary["per_seed"]
+
+
+def test_the_table_gives_mean_sd_and_the_margin_over_the_best_twin() -> None:
+    per_seed = {
+        1: {"llava-reid": {"R@1": 30.0, "BRI": 2.0}, "expected-gain": {"R@1": 20.0, "BRI": 2.5},
+            "random": {"R@1": 25.0, "BRI": 3.0}, "plugir": {"R@1": 10.0, "BRI": 2.2}},
+        2: {"llava-reid": {"R@1": 40.0, "BRI": 1.0}, "expected-gain": {"R@1": 34.0, "BRI": 1.5},
+            "random": {"R@1": 10.0, "BRI": 3.0}, "plugir": {"R@1": 12.0, "BRI": 1.2}},
+    }  # fmt: skip
+    assert margins(QUESTIONER, per_seed) == [5.0, 6.0]  # against random on seed 1, expected-gain on seed 2
+    assert margins(CANDIDATES, per_seed) == [] and margins(RETRIEVER_LOSSES, per_seed) == []
+    table = markdown_table(per_seed)
+    assert "| **llava-reid** (learned) | 35.0 ± 7.1 | 1.50 ± 0.71 |" in table
+    assert "| plugir (uses ground truth) | 11.0 ± 1.4 | 1.70 ± 0.71 |" in table
+    assert "R@1: +5.5 ± 0.7 (per seed: +5.0, +6.0)" in table
+    assert "Candidates" not in table  # no row of it was run
+
+
+def test_unknown_parts_and_no_seeds_are_clear_errors(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("parts: [retriever, chat]\n")
+    assert main(["eval", "learning", "--config", str(path)]) == 2
+    assert "bad.yaml: config field 'parts': unknown ['chat']" in capsys.readouterr().err
+    path.write_text("seeds: []\n")
+    assert main(["eval", "learning", "--config", str(path)]) == 2
+    assert "config field 'seeds'" in capsys.readouterr().err
