@@ -23,7 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
     parser.add_argument(
-        "--targets", choices=TARGETS, default="lookforward", help="best pair per round, or a random one (Table 3)"
+        "--targets",
+        choices=TARGETS,
+        default="lookforward",
+        help="best pair per round, one drawn ∝ 1/rank (soft), or a random one (Table 3)",
     )
     parser.add_argument(
         "--explore",

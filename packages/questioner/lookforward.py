@@ -42,7 +42,7 @@ from ireid.core.rounds import RoundContext, pool_size, retrieval_text_reader, un
 from ireid.core.shards import ShardWriter, atomic_write_json, shard_paths
 
 MIN_UNUSED = 2
-TARGETS = ("lookforward", "random")
+TARGETS = ("lookforward", "soft", "random")
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,10 @@ def look_forward_batch(
     """Targets for a batch of records: per record its rounds and the arrays to store with them.
 
     `targets="random"` takes a random pair among those looking-forward tries instead of the best one: the
-    "random" question-target row of LLaVA-ReID Table 3. `explore` is the share of rounds whose dialogue goes on
-    with a random tried pair rather than the target (module docstring).
+    "random" question-target row of LLaVA-ReID Table 3. `targets="soft"` draws a tried pair with probability
+    proportional to 1 / the target's rank after its answer, so a questioner trained on many rounds learns how
+    useful each question is, rather than how often it is the single best. `explore` is the share of rounds whose
+    dialogue goes on with a random tried pair rather than the target (module docstring).
     """
     if targets not in TARGETS:
         raise ValueError(f"unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
@@ -194,6 +196,9 @@ def look_forward_batch(
 def _choose(ranks: dict[int, int], targets: str, rng: random.Random) -> LookAhead:
     if targets == "random":
         index = rng.choice(list(ranks))
+        return LookAhead(index, ranks[index])
+    if targets == "soft":  # drawn with probability ∝ 1 / rank: how useful a pair is, not only whether it is the best
+        (index,) = rng.choices(list(ranks), weights=[1.0 / rank for rank in ranks.values()])
         return LookAhead(index, ranks[index])
     return LookAhead(*min(ranks.items(), key=lambda item: item[1]))
 

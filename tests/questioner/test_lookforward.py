@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import tarfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, Turn
 from ireid.core.rounds import retrieval_text_reader
 from ireid.core.synthetic.world import plan_identities, world_records
-from ireid.questioner.lookforward import build_targets, look_forward_batch, selector_tensors
+from ireid.questioner.lookforward import _choose, build_targets, look_forward_batch, selector_tensors
 from ireid.selector.data import check_selector_tensors
 
 
@@ -117,6 +119,19 @@ def test_random_targets_take_a_tried_pair_with_its_true_rank(world) -> None:
         )
         assert chosen["rank_after"] == int(rank[0]) >= b["rounds"][0]["rank_after"]
     assert any(d["rounds"][0]["question"] != b["rounds"][0]["question"] for b, d in zip(best, drawn, strict=True))
+
+
+def test_soft_targets_are_drawn_in_proportion_to_the_reciprocal_rank(world) -> None:
+    ranks, rng = {7: 1, 3: 2, 5: 4}, random.Random(0)
+    draws = [_choose(ranks, "soft", rng) for _ in range(7000)]
+    assert all(draw.rank == ranks[draw.qa_index] for draw in draws)
+    shares = {k: v / len(draws) for k, v in Counter(draw.qa_index for draw in draws).items()}
+    assert shares == pytest.approx({7: 4 / 7, 3: 2 / 7, 5: 1 / 7}, abs=0.02)
+    records, retriever, gallery = world
+    best = look_forward_batch(records[:6], gallery, retriever, max_rounds=1)
+    soft = look_forward_batch(records[:6], gallery, retriever, max_rounds=1, targets="soft", seed=2)
+    for b, d in zip(best, soft, strict=True):
+        assert d["rounds"][0]["rank_after"] >= b["rounds"][0]["rank_after"]
 
 
 def best_rank_by_brute_force(record, turns: list[dict[str, str]], gallery, retriever) -> int:
