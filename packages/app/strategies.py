@@ -56,8 +56,10 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
 
 
 @cache
-def _questioner(ckpt: str, max_new_tokens: int, beams: int):
-    return LlavaReidQuestioner.from_checkpoint(ckpt, max_new_tokens=max_new_tokens, candidates=beams)
+def _questioner(ckpt: str, max_new_tokens: int, beams: int, retry_beams: int):
+    return LlavaReidQuestioner.from_checkpoint(
+        ckpt, max_new_tokens=max_new_tokens, candidates=beams, retry_candidates=retry_beams
+    )
 
 
 @cache
@@ -89,7 +91,7 @@ def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
         raise ValueError(f"strategy {name!r} needs config llava_reid.{field} (a trained questioner checkpoint)")
     selector = _selector(settings, ckpt) if candidates == SELECTOR else None
     return LlavaReID(
-        _questioner(ckpt, settings.max_new_tokens, settings.question_beams),
+        _questioner(ckpt, settings.max_new_tokens, settings.question_beams, settings.retry_beams),
         _gallery_images(config.data_dir, config.split),
         selector,
         candidates=candidates,

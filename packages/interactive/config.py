@@ -43,6 +43,7 @@ class LlavaReIDConfig:
     budget: int = 200  # the pool at round t: ceil(budget / t)
     max_new_tokens: int = 96
     question_beams: int = 8  # beams kept per question; the best new one is used (1: greedy)
+    retry_beams: int = 0  # a second, wider search where no beam is new (0: none)
 
 
 @dataclass

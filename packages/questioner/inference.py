@@ -87,7 +87,8 @@ def network_from_checkpoint(path: str | Path, **changes: Any) -> tuple[Questione
 
 class LlavaReidQuestioner:
     """Next questions of a trained questioner for batches of dialogues (the `Questioner` protocol): greedy, or with
-    `candidates` > 1 the best of that many beams not already asked in the dialogue.
+    `candidates` > 1 the best of that many beams not already asked in the dialogue (and, where none is new, of
+    `retry_candidates` beams of a wider search).
 
     Each dialogue comes with its candidate images: the first is the candidate person (the best match so far), the
     others the similar persons, in the order the prompt lists them. Prompts use the instruction variant the
@@ -102,6 +103,7 @@ class LlavaReidQuestioner:
         max_new_tokens: int = 96,
         batch_size: int = 16,
         candidates: int = 1,
+        retry_candidates: int = 0,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -111,6 +113,7 @@ class LlavaReidQuestioner:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.candidates = candidates
+        self.retry_candidates = retry_candidates
 
     @classmethod
     def from_checkpoint(
@@ -120,6 +123,7 @@ class LlavaReidQuestioner:
         batch_size: int = 16,
         max_new_tokens: int | None = None,
         candidates: int = 1,
+        retry_candidates: int = 0,
         **changes: Any,
     ) -> LlavaReidQuestioner:
         """Rebuild a `QuestionerModule` checkpoint (warm-up or joint); `changes` override stored settings
@@ -135,6 +139,7 @@ class LlavaReidQuestioner:
             max_new_tokens=max_new_tokens or settings["max_new_tokens"],
             batch_size=batch_size,
             candidates=candidates,
+            retry_candidates=retry_candidates,
         )
 
     @property
@@ -157,7 +162,12 @@ class LlavaReidQuestioner:
         for start in range(0, len(dialogues), self.batch_size):
             end = start + self.batch_size
             questions += self.network.questioner.generate(
-                dialogues[start:end], candidates[start:end], self.eval_instruction, self.max_new_tokens, self.candidates
+                dialogues[start:end],
+                candidates[start:end],
+                self.eval_instruction,
+                self.max_new_tokens,
+                self.candidates,
+                self.retry_candidates,
             )
         return questions
 

@@ -273,19 +273,28 @@ class QuestionerModel(nn.Module):
         variant: int = 0,
         max_new_tokens: int = 96,
         candidates: int = 1,
+        retry_candidates: int = 0,
     ) -> list[str]:
         """Next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens.
 
         `candidates=1` decodes greedily. With n > 1 a beam search keeps the n best questions and
         `choose_question` picks one, so the questioner neither asks the same thing twice nor asks what the
-        dialogue already says.
+        dialogue already says. A dialogue none of whose n questions is new is searched again with
+        `retry_candidates` beams when that is more than n: a small model's beams are often one question in
+        several phrasings, and a wider search reaches the next attribute instead of wasting the round.
         """
         rows = self.generate_ids(dialogues, images, variant, max_new_tokens, candidates)
         texts = [self._decode(row) for row in rows]
-        return [
-            choose_question(texts[i * candidates : (i + 1) * candidates], dialogue)
-            for i, dialogue in enumerate(dialogues)
-        ]
+        options = [texts[i * candidates : (i + 1) * candidates] for i in range(len(dialogues))]
+        questions = [choose_question(o, d) for o, d in zip(options, dialogues, strict=True)]
+        stuck = [i for i, (o, d) in enumerate(zip(options, dialogues, strict=True)) if not any(is_new(q, d) for q in o)]
+        if stuck and retry_candidates > candidates:
+            wider = self.generate(
+                [dialogues[i] for i in stuck], [images[i] for i in stuck], variant, max_new_tokens, retry_candidates
+            )
+            for i, question in zip(stuck, wider, strict=True):
+                questions[i] = question
+        return questions
 
     @torch.no_grad()
     def generate_ids(

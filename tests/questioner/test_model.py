@@ -109,6 +109,25 @@ def test_beams_skip_questions_about_covered_attributes(tiny_questioner: Question
     assert tiny_questioner.generate([dialogue], [people(1)], candidates=3) == [beams[0]], "none new: the best"
 
 
+def test_a_dialogue_with_no_new_beam_is_searched_again_wider(tiny_questioner: QuestionerModel, monkeypatch) -> None:
+    beams = ["What colour was her top?", "Was she wearing a hat?", "Which colour was her top?", "What about her bag?"]
+    widths: list[tuple[int, int]] = []
+
+    def search(dialogues, images, variant, max_new_tokens, candidates):
+        widths.append((len(dialogues), candidates))
+        return [[i] for _ in dialogues for i in range(candidates)]  # the first `candidates` beams, in order
+
+    monkeypatch.setattr(tiny_questioner, "generate_ids", search)
+    monkeypatch.setattr(tiny_questioner, "_decode", lambda row: beams[row[0]])
+    stuck = Dialogue("I saw a woman in a red top.")
+    stuck.ask("Did she have a hat?", "No.")
+    fine = Dialogue("I saw a woman.")
+    asked = tiny_questioner.generate([stuck, fine], [people(1), people(1)], candidates=3, retry_candidates=4)
+    assert asked == [beams[3], beams[0]] and widths == [(2, 3), (1, 4)], "only the stuck dialogue, 4 beams"
+    widths.clear()
+    assert tiny_questioner.generate([stuck], [people(1)], candidates=3) == [beams[0]] and widths == [(1, 3)]
+
+
 def test_a_beam_that_reads_as_a_new_attribute_beats_a_garbled_one() -> None:
     dialogue = Dialogue("I saw a woman in a red top.")
     garbled, shoes, top = "Can you tell me what she wearing?", "What colour were her shoes?", "What colour was her top?"
