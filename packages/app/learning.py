@@ -53,6 +53,7 @@ class LearningConfig:
     parts: list[str] = field(default_factory=lambda: list(PARTS))
     world: list[str] = field(default_factory=list)  # `ireid data synth` flags (default: the default world)
     retriever_config: str = str(REPO_CONFIGS / "retriever" / "demo.yaml")  # the retriever the dialogue parts use
+    retriever_steps: int | None = None  # its step budget (default: the config's)
     retriever_minutes: float | None = None  # its time cap (default: the config's)
     eval_config: str = str(REPO_CONFIGS / "interactive" / "synthetic.yaml")
     max_queries: int = 200  # test queries of the dialogue parts, spread over the split
@@ -163,7 +164,12 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
         rows.update(_retriever_rows(config, seed, seed_dir, data_dir))
     if {"questioner", "selection"} & set(config.parts):
         retriever = demo.train_retriever(
-            seed_dir / "retriever", data_dir, seed, Path(config.retriever_config), minutes=config.retriever_minutes
+            seed_dir / "retriever",
+            data_dir,
+            seed,
+            Path(config.retriever_config),
+            steps=config.retriever_steps,
+            minutes=config.retriever_minutes,
         )
         rows.update(_dialogue_rows(config, seed, seed_dir, data_dir, retriever))
     return rows
