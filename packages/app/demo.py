@@ -62,6 +62,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--selector-steps", type=int, default=defaults.selector_steps, help="selector warm-up steps")
     parser.add_argument("--questioner-steps", type=int, default=defaults.warmup_steps, help="questioner warm-up steps")
     parser.add_argument("--joint-steps", type=int, default=defaults.joint_steps, help="joint training steps")
+    parser.add_argument(
+        "--retry-beams",
+        type=int,
+        help="llava-reid: beams of a wider second search where none of the first is new (slower; default: none)",
+    )
     parser.add_argument("--max-queries", type=int, default=200, help="queries evaluated (spread over the test split)")
     parser.add_argument(
         "--strategies",
@@ -114,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         )
         joint = train_llava_reid(args.out / "llava-reid", data_dir, ckpt, budget, seed=args.seed)
         config.llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(joint))
+        if args.retry_beams is not None:
+            config.llava_reid = dataclasses.replace(config.llava_reid, retry_beams=args.retry_beams)
     config = dataclasses.replace(
         config,
         data_dir=str(data_dir),

@@ -57,6 +57,7 @@ class LearningConfig:
     retriever_minutes: float | None = None  # its time cap (default: the config's)
     eval_config: str = str(REPO_CONFIGS / "interactive" / "synthetic.yaml")
     max_queries: int = 200  # test queries of the dialogue parts, spread over the split
+    retry_beams: int | None = None  # the questioner's wider second search where no beam is new (default: eval config's)
     retriever: RetrieverRows = field(default_factory=RetrieverRows)
     llava_reid: LlavaReIDBudget = field(default_factory=LlavaReIDBudget)
 
@@ -130,6 +131,8 @@ def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: 
     eval_config = load_config(config.eval_config)
     joint = train_llava_reid(seed_dir / "llava-reid", data_dir, retriever, config.llava_reid, seed=seed)
     llava = dataclasses.replace(eval_config.llava_reid, questioner_ckpt=str(joint))
+    if config.retry_beams is not None:
+        llava = dataclasses.replace(llava, retry_beams=config.retry_beams)
     names: list[str] = []
     if "questioner" in config.parts:
         names += [QUESTIONER.learned, *QUESTIONER.twins, *QUESTIONER.references]

@@ -42,7 +42,7 @@ def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, cap
 def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Path, capsys) -> None:
     args = ["demo", "--out", str(tmp_path), "--data", str(tiny_world), "--train-steps", "2", "--max-queries", "4"]
     args += ["--strategies", "initial,llava-reid", "--llava-reid-records", "8"]
-    args += ["--selector-steps", "2", "--questioner-steps", "3", "--joint-steps", "2"]
+    args += ["--selector-steps", "2", "--questioner-steps", "3", "--joint-steps", "2", "--retry-beams", "4"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| llava-reid |" in printed
@@ -53,6 +53,7 @@ def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Pat
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     (llava,) = [s for s in results["strategies"] if s["name"] == "llava-reid"]
     assert len(llava["rounds"]) == 6
+    assert json.loads((tmp_path / "eval" / "config.json").read_text())["llava_reid"]["retry_beams"] == 4
     conversations = (tmp_path / "eval" / "strategies" / "llava-reid" / "conversations.jsonl").read_text()
     assert conversations.count("\n") == 4
 

@@ -26,6 +26,7 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
         "out": str(tmp_path / "learning"),
         "world": TINY_WORLD,
         "max_queries": 4,
+        "retry_beams": 4,
         "retriever_minutes": 1,
         "retriever": {"overrides": FAST_RETRIEVER},
         "llava_reid": {"train_records": 8, "val_records": 4, "selector_steps": 2, "warmup_steps": 3, "joint_steps": 2},
@@ -45,6 +46,8 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
         assert title in printed
     assert "| plugir (uses ground truth) |" in printed and "**llava-reid** (learned)" in printed
     assert (tmp_path / "learning" / "learning.md").read_text().startswith("# Learned parts against their twins")
+    evaluated = json.loads((tmp_path / "learning" / "seed-5" / "eval" / "learning" / "config.json").read_text())
+    assert evaluated["llava_reid"]["retry_beams"] == 4
 
     # A second run trains nothing and evaluates nothing: every number is read back.
     def never(*_args, **_kwargs):
