@@ -41,7 +41,7 @@ class LlavaReIDBudget:
     warmup_steps: int = 400
     joint_steps: int = 100
     targets: str = "lookforward"  # or "random": Table 3's question row
-    explore: float = 0.5  # share of look-forward rounds continued with a random pair (states off the oracle's path)
+    explore: float = 0.0  # share of look-forward rounds continued with a random pair (states off the oracle's path)
     warmup_minutes: float | None = None
     joint_minutes: float | None = None
 
