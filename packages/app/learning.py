@@ -18,7 +18,6 @@ twin (its mean ± sd over the seeds, the per-seed difference).
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
-from ireid.retriever.ablation_cli import VARIANTS, run_variant
+from ireid.retriever.ablation_cli import variant_result
 
 PARTS = ("retriever", "questioner", "selection")
 REPO_CONFIGS = demo.REPO_CONFIGS
@@ -74,7 +73,6 @@ class Comparison:
     """One learned part against its twins: where its numbers sit in a seed's results, and which is better."""
 
     title: str
-    part: str
     learned: str
     twins: tuple[str, ...]
     metrics: tuple[str, ...]  # the first decides the margin
@@ -82,11 +80,10 @@ class Comparison:
     lower_is_better: tuple[str, ...] = ("BRI",)
 
 
-RETRIEVER_LOSSES = Comparison("Retriever losses (IRRA)", "retriever", "sdm+id+mlm", ("sdm",), ("fine R@1", "fine mAP"))
-RETRIEVER_RDA = Comparison("RDA (ICL)", "retriever", "sdm+id, RDA", ("sdm+id",), ("fine R@1", "fine mAP"))
+RETRIEVER_LOSSES = Comparison("Retriever losses (IRRA)", "sdm+id+mlm", ("sdm",), ("fine R@1", "fine mAP"))
+RETRIEVER_RDA = Comparison("RDA (ICL)", "sdm+id, RDA", ("sdm+id",), ("fine R@1", "fine mAP"))
 QUESTIONER = Comparison(
     "Questioner (LLaVA-ReID)",
-    "questioner",
     "llava-reid",
     ("expected-gain", "plugir", "random"),
     ("R@1", "BRI"),
@@ -94,13 +91,12 @@ QUESTIONER = Comparison(
 )
 CANDIDATES = Comparison(
     "Candidates (LLaVA-ReID Table 3)",
-    "selection",
     "llava-reid",
     ("llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform"),
     ("R@1", "BRI"),
 )
 TARGETS = Comparison(
-    "Question targets (LLaVA-ReID Table 3)", "selection", "llava-reid", ("llava-reid:random-targets",), ("R@1", "BRI")
+    "Question targets (LLaVA-ReID Table 3)", "llava-reid", ("llava-reid:random-targets",), ("R@1", "BRI")
 )
 COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS)
 GROUND_TRUTH = {"plugir", "oracle-lookforward"}  # strategies that read gallery annotations or the target
@@ -111,16 +107,10 @@ SeedResults = dict[str, dict[str, float]]  # row name -> metric -> value
 def _retriever_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path) -> SeedResults:
     """The loss and RDA variants, each trained once per seed (a finished variant's numbers are read back)."""
     names = dict.fromkeys(n for c in (RETRIEVER_LOSSES, RETRIEVER_RDA) for n in (c.learned, *c.twins))
+    overrides = ["--data.data_dir", str(data_dir), "--seed_everything", str(seed), *config.retriever.overrides]
     rows: SeedResults = {}
     for name in names:
-        slug = name.replace("+", "_").replace(", ", "-")
-        done = seed_dir / "retriever-rows" / f"{slug}.json"
-        if not done.is_file():
-            overrides = [*VARIANTS[name], "--data.data_dir", str(data_dir), "--seed_everything", str(seed)]
-            overrides += config.retriever.overrides
-            metrics = run_variant(Path(config.retriever.config), overrides, done.parent / slug)
-            atomic_write_json(done, metrics)
-        metrics = json.loads(done.read_text())
+        metrics = variant_result(Path(config.retriever.config), name, overrides, seed_dir / "retriever-rows")
         rows[name] = {"fine R@1": metrics["fine/R1"], "fine mAP": metrics["fine/mAP"]}
     return rows
 
@@ -240,7 +230,7 @@ def run_learning(config: LearningConfig, progress: Callable[[str], None] = print
     summary = {
         "config": dataclasses.asdict(config),
         "per_seed": {str(s): rows for s, rows in per_seed.items()},
-        "margins": {c.title: margins(c, per_seed) for c in COMPARISONS if margins(c, per_seed)},
+        "margins": {title: diffs for title, diffs in ((c.title, margins(c, per_seed)) for c in COMPARISONS) if diffs},
     }
     atomic_write_json(out / "learning.json", summary)
     table = markdown_table(per_seed)

@@ -47,6 +47,18 @@ def run_variant(config: Path, overrides: list[str], out: Path) -> dict[str, floa
     return {**metrics, "train_seconds": train_s, "steps": cli.trainer.global_step}
 
 
+def variant_result(config: Path, name: str, overrides: list[str], out: Path) -> dict[str, float]:
+    """A variant's test numbers: read back from `out/<slug>.json` when it finished before, else trained (under
+    `out/<slug>`) and written there."""
+    slug = name.replace("+", "_").replace(", ", "-").replace(" ", "")
+    done = out / f"{slug}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    result = run_variant(config, [*VARIANTS[name], *overrides], out / slug)
+    atomic_write_json(done, result)
+    return result
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
     lines = [
         "| variant | " + " | ".join(COLUMNS) + " | steps | train min |",
@@ -65,15 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "config"], choices=list(VARIANTS))
     parser.add_argument("overrides", nargs="*", help="extra LightningCLI arguments for every variant")
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, float]] = {}
-    for name in args.variants:
-        slug = name.replace("+", "_").replace(", ", "-").replace(" ", "")
-        done = args.out / f"{slug}.json"
-        if done.exists():
-            results[name] = json.loads(done.read_text())
-            continue
-        results[name] = run_variant(args.config, [*VARIANTS[name], *args.overrides], args.out / slug)
-        atomic_write_json(done, results[name])
+    results = {name: variant_result(args.config, name, args.overrides, args.out) for name in args.variants}
     markdown = table(results)
     atomic_write_bytes(args.out / "ablation.md", markdown.encode())
     print(markdown)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ireid.app import learning
 from ireid.app.cli import main
 from ireid.app.learning import CANDIDATES, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
+from ireid.retriever import ablation_cli
 
 TINY_WORLD = ["--ids-train", "12", "--ids-val", "4", "--ids-test", "6", "--images-per-id", "2", "--quiet"]
 FAST_RETRIEVER = [
@@ -53,7 +53,7 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
     def never(*_args, **_kwargs):
         raise AssertionError("a finished step ran again")
 
-    monkeypatch.setattr(learning, "run_variant", never)
+    monkeypatch.setattr(ablation_cli, "run_variant", never)
     monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
     assert main(args) == 0
     assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"] == summary["per_seed"]
