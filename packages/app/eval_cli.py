@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ireid.answerer import build_witness
-from ireid.app.strategies import build_strategy
+from ireid.app.strategies import build_strategy, strategy_settings
 from ireid.core.gallery import Gallery, encode_split
 from ireid.core.loader import load_records
 from ireid.core.records import Record, evenly_spaced
@@ -105,6 +105,7 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
                 text_of=text_of,
                 seed=config.seed,
                 reranker_for=reranker_for,
+                settings=strategy_settings(name, config),
             )
         )
     reference = retriever_reference(retriever, gallery, queries, text_of)

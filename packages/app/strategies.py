@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from ireid.core.images import ImageStore
 from ireid.core.llm import load_chat_llm
@@ -28,6 +29,36 @@ STRATEGIES: tuple[str, ...] = (
 LLAVA_REID_VARIANTS: tuple[str, ...] = (
     "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform", "llava-reid:random-targets"
 )  # fmt: skip
+
+
+# Evaluation settings every strategy's results depend on; each strategy adds its own section (`strategy_settings`).
+COMMON_SETTINGS = (
+    "data_dir",
+    "split",
+    "retriever_ckpt",
+    "rounds",
+    "seed",
+    "witness",
+    "tokenizer_dir",
+    "text",
+    "rerank",
+)
+SECTIONS = {"plugir": "plugir", "expected-gain": "expected_gain", "chatir": "chatir", "llava-reid": "llava_reid"}
+
+
+def strategy_settings(name: str, config: EvalConfig) -> dict[str, Any]:
+    """What a strategy's finished results were computed with: the common settings and its own config section.
+
+    The harness keeps it beside each finished batch and redoes a batch computed with other settings, so a changed
+    checkpoint or option is never answered with old numbers, while a change to another strategy's section keeps
+    this one's results.
+    """
+    whole = config.to_dict()
+    settings = {key: whole[key] for key in COMMON_SETTINGS}
+    section = SECTIONS.get(name.split(":")[0])
+    if section is not None:
+        settings[section] = whole[section]
+    return settings
 
 
 def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:

@@ -1,14 +1,15 @@
 """Interactive evaluation of one strategy over many searches: batched, resumable, summarised per round.
 
-Each finished batch is written atomically to `<out>/batches/NNNNN.json` (its query keys, per-round stats
-and conversations); a rerun loads finished batches instead of redoing them, after checking they hold the
-same queries. When every batch is done, `metrics.json` and `conversations.jsonl` are written.
+Each finished batch is written atomically to `<out>/batches/NNNNN.json` (its query keys, the settings it was
+computed with, per-round stats and conversations); a rerun loads finished batches instead of redoing them, after
+checking they hold the same queries and settings. When every batch is done, `metrics.json` and
+`conversations.jsonl` are written.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,10 @@ def _stats_from_json(d: dict[str, list]) -> QueryStats:
     )
 
 
-def _save_batch(path: Path, result: BatchResult) -> None:
+def _save_batch(path: Path, result: BatchResult, settings: Mapping[str, Any]) -> None:
     payload = {
         "keys": result.keys,
+        "settings": settings,
         "rounds": [_stats_to_json(s) for s in result.rounds],
         "reranked": None if result.reranked is None else [_stats_to_json(s) for s in result.reranked],
         "conversations": result.conversations,
@@ -66,13 +68,14 @@ def _save_batch(path: Path, result: BatchResult) -> None:
     atomic_write_json(path, payload)
 
 
-def _load_batch(path: Path, keys: list[str]) -> BatchResult | None:
-    """A finished batch, or None when it was written for other queries (a changed config): then it is redone."""
+def _load_batch(path: Path, keys: list[str], settings: Mapping[str, Any]) -> BatchResult | None:
+    """A finished batch, or None when it was written for other queries or with other settings (a changed config,
+    a retrained checkpoint path): then it is redone."""
     try:
         payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if payload.get("keys") != keys:
+    if payload.get("keys") != keys or payload.get("settings") != json.loads(json.dumps(settings)):
         return None
     reranked = payload.get("reranked")
     return BatchResult(
@@ -102,8 +105,14 @@ def evaluate_strategy(
     text_of: Callable[[Dialogue], str],
     seed: int = 0,
     reranker_for: Callable[[Sequence[Record]], Reranker] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> StrategyResult:
-    """Run `strategy` over every query in batches, resuming from `out_dir`, and summarise."""
+    """Run `strategy` over every query in batches, resuming from `out_dir`, and summarise.
+
+    `settings` (JSON-able) name what the results depend on beyond the queries; finished batches computed with
+    other settings are redone.
+    """
+    settings = dict(settings or {})
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     queries = list(queries)
@@ -112,11 +121,11 @@ def evaluate_strategy(
     for index, batch in enumerate(tqdm(batches, desc=strategy.name, unit="batch", leave=False)):
         path = out_dir / "batches" / f"{index:05d}.json"
         keys = [q.key for q in batch]
-        result = _load_batch(path, keys) if path.exists() else None
+        result = _load_batch(path, keys, settings) if path.exists() else None
         if result is None:
             reranker = reranker_for(batch) if reranker_for else None
             result = run_batch(strategy, batch, gallery, retriever, witness, rounds, text_of, seed, reranker)
-            _save_batch(path, result)
+            _save_batch(path, result, settings)
         results.append(result)
     summary, bri = _summarise([r.rounds for r in results])
     outcome = StrategyResult(strategy.name, strategy.uses_ground_truth, summary, bri)

@@ -137,6 +137,14 @@ def test_resume_reuses_finished_batches_and_redoes_changed_ones(world, tmp_path:
         OracleLookForward(), [*people[:2], people[0]], gallery, KeywordRetriever(), witness, tmp_path, **args
     )
     assert [m for _, m in witness.calls] == ["The person wore red."]
+    # Other settings (another checkpoint, say): every batch is redone, then reused under the new settings.
+    witness = MemoryWitness()
+    changed = {**args, "settings": {"questioner_ckpt": "retrained.ckpt"}}
+    evaluate_strategy(OracleLookForward(), people, gallery, KeywordRetriever(), witness, tmp_path, **changed)
+    assert len(witness.calls) == len(people)
+    witness = MemoryWitness()
+    evaluate_strategy(OracleLookForward(), people, gallery, KeywordRetriever(), witness, tmp_path, **changed)
+    assert witness.calls == []
 
 
 def test_random_asks_only_unused_questions_and_is_reproducible(world) -> None:

@@ -114,6 +114,26 @@ def test_llava_reid_strategies_need_their_checkpoints() -> None:
         build_strategy("llava-reid:best", EvalConfig())
 
 
+def test_a_strategy_results_depend_on_its_own_section_and_the_common_settings() -> None:
+    import dataclasses
+
+    from ireid.app.strategies import strategy_settings
+    from ireid.interactive.config import EvalConfig
+
+    config = EvalConfig()
+    retrained = dataclasses.replace(
+        config, llava_reid=dataclasses.replace(config.llava_reid, questioner_ckpt="retrained.ckpt")
+    )
+    for name in ("llava-reid", "llava-reid:top-k", "llava-reid:random-targets"):
+        assert strategy_settings(name, retrained) != strategy_settings(name, config)
+        assert strategy_settings(name, retrained)["llava_reid"]["questioner_ckpt"] == "retrained.ckpt"
+    for name in ("expected-gain", "plugir", "oracle-lookforward", "random"):
+        assert strategy_settings(name, retrained) == strategy_settings(name, config)
+    other_retriever = dataclasses.replace(config, retriever_ckpt="other.ckpt")
+    assert strategy_settings("random", other_retriever) != strategy_settings("random", config)
+    assert strategy_settings("expected-gain", config)["expected_gain"] == dataclasses.asdict(config.expected_gain)
+
+
 def test_selection_table_has_table_3_rows_in_the_paper_order() -> None:
     from ireid.interactive.harness import StrategyResult
     from ireid.interactive.report import selection_table
