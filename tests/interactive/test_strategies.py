@@ -13,12 +13,13 @@ from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
 from ireid.core.rounds import RoundContext, pool_size, retrieval_text_reader
 from ireid.core.synthetic.world import Identity, make_record
+from ireid.core.vocabulary.asking import ASKABLE
 from ireid.core.vocabulary.attributes import ATTRIBUTES
 from ireid.core.vocabulary.parse import parse_description, parse_question
 from ireid.interactive.candidates import select_candidates, spherical_kmeans
 from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
 from ireid.interactive.strategies.expected_gain import ExpectedGain, expected_log_rank_gain, mid_ranks
-from ireid.interactive.strategies.heuristic import ASKABLE, PlugIR, SimIRV, value_entropy
+from ireid.interactive.strategies.heuristic import PlugIR, SimIRV, value_entropy
 
 BASE = {
     "gender": "man", "age": "young", "hair_colour": "black", "hair_length": "short", "upper_type": "jacket",

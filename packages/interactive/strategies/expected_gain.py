@@ -17,10 +17,9 @@ import torch
 from torch import Tensor
 
 from ireid.core.rounds import RoundContext
+from ireid.core.vocabulary.asking import gender_of, uncovered_attributes
 from ireid.core.vocabulary.attributes import ATTRIBUTES
-from ireid.core.vocabulary.parse import covered_attributes
 from ireid.core.vocabulary.templates import TEMPLATES, descriptive_question, fields
-from ireid.interactive.strategies.heuristic import ASKABLE, gender_of
 
 
 def value_statements(attribute: str, gender: str | None) -> list[str]:
@@ -68,7 +67,7 @@ class ExpectedGain:
         texts: list[str] = []
         for i, dialogue in enumerate(ctx.dialogues):
             current = ctx.text_of(dialogue)
-            todo = [a for a in ASKABLE if a not in covered_attributes(current, dialogue.asked)]
+            todo = uncovered_attributes(dialogue, current)
             gender = gender_of(dialogue)
             counts = []
             for attribute in todo:

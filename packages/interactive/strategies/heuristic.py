@@ -14,14 +14,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from ireid.core.protocols import Dialogue
 from ireid.core.rounds import RoundContext
-from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
+from ireid.core.vocabulary.asking import ASKABLE, gender_of, uncovered_attributes
 from ireid.core.vocabulary.parse import covered_attributes, mentioned_attributes, parse_description
 from ireid.core.vocabulary.templates import descriptive_question
 from ireid.interactive.candidates import CandidateMethod, select_candidates
 
-ASKABLE: tuple[str, ...] = tuple(name for name in ATTRIBUTE_NAMES if name != "gender")
 # Attributes that describe the same object, asked together once the initial description names one of them.
 OBJECTS: tuple[tuple[str, ...], ...] = (
     ("upper_type", "upper_colour", "upper_pattern", "upper_logo"),
@@ -29,10 +27,6 @@ OBJECTS: tuple[tuple[str, ...], ...] = (
     ("hair_colour", "hair_length"),
     ("shoes_type", "shoes_colour"),
 )
-
-
-def gender_of(dialogue: Dialogue) -> str | None:
-    return parse_description(dialogue.initial).get("gender")
 
 
 class SimIRV:
@@ -78,7 +72,7 @@ class PlugIR:
     def ask(self, ctx: RoundContext) -> list[str | None]:
         questions: list[str | None] = []
         for i, dialogue in enumerate(ctx.dialogues):
-            todo = [a for a in ASKABLE if a not in covered_attributes(ctx.text_of(dialogue), dialogue.asked)]
+            todo = uncovered_attributes(dialogue, ctx.text_of(dialogue))
             if not todo:
                 questions.append(None)
                 continue
