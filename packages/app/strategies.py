@@ -87,9 +87,9 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
 
 
 @cache
-def _questioner(ckpt: str, max_new_tokens: int, beams: int, retry_beams: int):
+def _questioner(ckpt: str, max_new_tokens: int, beams: int, retry_beams: int, open_fallback: bool):
     return LlavaReidQuestioner.from_checkpoint(
-        ckpt, max_new_tokens=max_new_tokens, candidates=beams, retry_candidates=retry_beams
+        ckpt, max_new_tokens=max_new_tokens, candidates=beams, retry_candidates=retry_beams, open_fallback=open_fallback
     )
 
 
@@ -122,7 +122,9 @@ def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
         raise ValueError(f"strategy {name!r} needs config llava_reid.{field} (a trained questioner checkpoint)")
     selector = _selector(settings, ckpt) if candidates == SELECTOR else None
     return LlavaReID(
-        _questioner(ckpt, settings.max_new_tokens, settings.question_beams, settings.retry_beams),
+        _questioner(
+            ckpt, settings.max_new_tokens, settings.question_beams, settings.retry_beams, settings.open_fallback
+        ),
         _gallery_images(config.data_dir, config.split),
         selector,
         candidates=candidates,

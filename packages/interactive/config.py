@@ -44,6 +44,7 @@ class LlavaReIDConfig:
     max_new_tokens: int = 96
     question_beams: int = 8  # beams kept per question; the best new one is used (1: greedy)
     retry_beams: int = 0  # a second, wider search where no beam is new (0: none)
+    open_fallback: bool = False  # still no new question: the open question the questioner finds likeliest
 
 
 @dataclass

@@ -88,7 +88,7 @@ def network_from_checkpoint(path: str | Path, **changes: Any) -> tuple[Questione
 class LlavaReidQuestioner:
     """Next questions of a trained questioner for batches of dialogues (the `Questioner` protocol): greedy, or with
     `candidates` > 1 the best of that many beams not already asked in the dialogue (and, where none is new, of
-    `retry_candidates` beams of a wider search).
+    `retry_candidates` beams of a wider search, then with `open_fallback` the likeliest open question).
 
     Each dialogue comes with its candidate images: the first is the candidate person (the best match so far), the
     others the similar persons, in the order the prompt lists them. Prompts use the instruction variant the
@@ -104,6 +104,7 @@ class LlavaReidQuestioner:
         batch_size: int = 16,
         candidates: int = 1,
         retry_candidates: int = 0,
+        open_fallback: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -114,6 +115,7 @@ class LlavaReidQuestioner:
         self.batch_size = batch_size
         self.candidates = candidates
         self.retry_candidates = retry_candidates
+        self.open_fallback = open_fallback
 
     @classmethod
     def from_checkpoint(
@@ -124,6 +126,7 @@ class LlavaReidQuestioner:
         max_new_tokens: int | None = None,
         candidates: int = 1,
         retry_candidates: int = 0,
+        open_fallback: bool = False,
         **changes: Any,
     ) -> LlavaReidQuestioner:
         """Rebuild a `QuestionerModule` checkpoint (warm-up or joint); `changes` override stored settings
@@ -140,6 +143,7 @@ class LlavaReidQuestioner:
             batch_size=batch_size,
             candidates=candidates,
             retry_candidates=retry_candidates,
+            open_fallback=open_fallback,
         )
 
     @property
@@ -168,6 +172,7 @@ class LlavaReidQuestioner:
                 self.max_new_tokens,
                 self.candidates,
                 self.retry_candidates,
+                self.open_fallback,
             )
         return questions
 

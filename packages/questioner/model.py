@@ -26,6 +26,7 @@ from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedToken
 from ireid.core.factory import Built, build_model
 from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
 from ireid.core.protocols import Dialogue
+from ireid.core.vocabulary.asking import open_questions
 from ireid.core.vocabulary.parse import covered_attributes, parse_question
 from ireid.questioner.encoding import IGNORE, Encoded, PromptEncoder, pad_batch
 from ireid.questioner.prompt import build_prompt, system_message
@@ -48,6 +49,7 @@ NETWORK_SETTINGS = (
     "pool",
     "system_prompt",
     "person_vision",
+    "class_token",
 )
 SELECTOR_PREFIX = "selector."  # the joint selector's weights in a questioner state dict
 
@@ -150,7 +152,12 @@ class QuestionerModel(nn.Module):
     """
 
     def __init__(
-        self, built: Built, pool: int = 2, system: str | None = None, person_vision: dict[str, Any] | None = None
+        self,
+        built: Built,
+        pool: int = 2,
+        system: str | None = None,
+        person_vision: dict[str, Any] | None = None,
+        class_token: bool = False,
     ):
         super().__init__()
         if built.processor is None:
@@ -174,7 +181,10 @@ class QuestionerModel(nn.Module):
             side = vision.image_size // vision.patch_size
             self.grid_hw = (side, side)
             self.pixel_spec = PixelSpec.from_processor(built.processor.image_processor, vision.image_size)
-        self.tokens_per_image = pooled_tokens(self.grid_hw, pool)
+        if class_token and config.vision_feature_select_strategy != "default":
+            raise ValueError("class_token needs vision_feature_select_strategy 'default' (the class token apart)")
+        self.class_token = class_token
+        self.tokens_per_image = pooled_tokens(self.grid_hw, pool) + int(class_token)
         self.encoder = PromptEncoder(self.tokenizer, config.image_token_id, self.tokens_per_image)
 
     @property
@@ -193,16 +203,29 @@ class QuestionerModel(nn.Module):
     # ------------------------------------------------------------------------------------------------- images
 
     def image_features(self, pixels: Tensor) -> Tensor:
-        """[N, 3, S, S] pixels -> [N, tokens_per_image, hidden]: vision tower layer, projector, average pooling."""
+        """[N, 3, S, S] pixels -> [N, tokens_per_image, hidden]: vision tower layer, projector, average pooling.
+
+        With `class_token` the tower's class token, projected, comes first: for a retriever's tower it is the one
+        state its losses trained (the image embedding is read from it, after the tower's final norm, which it gets
+        here too when the last layer is read), while its last patch states never met a loss.
+        """
         config, inner = self.hf.config, self.hf.model
         tower = inner.vision_tower
         pixels = pixels.to(self.device, next(tower.parameters()).dtype if pixels.is_floating_point() else None)
         states = tower(pixels, output_hidden_states=True).hidden_states
         layer = config.vision_feature_layer
         hidden = states[layer] if isinstance(layer, int) else torch.cat([states[i] for i in layer], dim=-1)
-        if config.vision_feature_select_strategy == "default":
-            hidden = hidden[:, 1:]  # drop the class token
-        return pool_patches(inner.multi_modal_projector(hidden), self.pool, self.grid_hw)
+        projector = inner.multi_modal_projector
+        if config.vision_feature_select_strategy != "default":
+            return pool_patches(projector(hidden), self.pool, self.grid_hw)
+        patches = pool_patches(projector(hidden[:, 1:]), self.pool, self.grid_hw)  # the class token dropped
+        if not self.class_token:
+            return patches
+        cls = hidden[:, :1]
+        norm = getattr(vision_transformer(tower), "post_layernorm", None)
+        if layer == -1 and norm is not None:
+            cls = norm(cls)
+        return torch.cat([projector(cls), patches], dim=1)
 
     def encode_images(self, images: Sequence[Sequence[ImageInput]], weights: Sequence[Tensor] | None = None) -> Tensor:
         """Tokens of every image of every example, in order, [sum n_i, tokens_per_image, hidden], each × its weight."""
@@ -255,13 +278,40 @@ class QuestionerModel(nn.Module):
         weights: Sequence[Tensor] | None = None,
     ) -> tuple[Tensor, int]:
         """Mean NLL over the target tokens of the batch, and how many target tokens there were."""
+        losses, scored = self._target_losses(dialogues, images, targets, variants, weights)
+        return losses.sum() / scored.sum(), int(scored.sum())
+
+    def _target_losses(
+        self,
+        dialogues: Sequence[Dialogue],
+        images: Sequence[Sequence[ImageInput]],
+        targets: Sequence[str],
+        variants: Sequence[int],
+        weights: Sequence[Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Per-token NLL [B, L - 1] (0 off the targets) and the mask of target tokens [B, L - 1]."""
         encoded = self.encode(dialogues, [len(row) for row in images], variants, targets)
         embeds, mask, labels = self.embed(encoded, self.encode_images(images, weights))
         hidden = self.hf.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         targets_next = labels[:, 1:]
         scored = targets_next != IGNORE
-        logits = self.hf.lm_head(hidden[:, :-1][scored])
-        return F.cross_entropy(logits.float(), targets_next[scored]), int(scored.sum())
+        losses = torch.zeros(scored.shape, device=hidden.device)
+        losses[scored] = F.cross_entropy(
+            self.hf.lm_head(hidden[:, :-1][scored]).float(), targets_next[scored], reduction="none"
+        )
+        return losses, scored
+
+    @torch.no_grad()
+    def question_nll(
+        self,
+        dialogues: Sequence[Dialogue],
+        images: Sequence[Sequence[ImageInput]],
+        questions: Sequence[str],
+        variant: int = 0,
+    ) -> Tensor:
+        """[B] mean NLL per token of `questions[i]` as dialogue i's next question: how likely the model finds it."""
+        losses, scored = self._target_losses(dialogues, images, questions, [variant] * len(dialogues))
+        return losses.sum(1) / scored.sum(1)
 
     # ---------------------------------------------------------------------------------------------- generation
 
@@ -274,6 +324,7 @@ class QuestionerModel(nn.Module):
         max_new_tokens: int = 96,
         candidates: int = 1,
         retry_candidates: int = 0,
+        open_fallback: bool = False,
     ) -> list[str]:
         """Next question of every dialogue, the batch left-padded; stops at end-of-turn or max_new_tokens.
 
@@ -281,7 +332,10 @@ class QuestionerModel(nn.Module):
         `choose_question` picks one, so the questioner neither asks the same thing twice nor asks what the
         dialogue already says. A dialogue none of whose n questions is new is searched again with
         `retry_candidates` beams when that is more than n: a small model's beams are often one question in
-        several phrasings, and a wider search reaches the next attribute instead of wasting the round.
+        several phrasings, and a wider search reaches the next attribute instead of wasting the round. With
+        `open_fallback`, a dialogue still without a new question asks the open question (one per attribute the
+        dialogue has not covered, `ireid.core.vocabulary.asking.open_questions`) the model itself finds most
+        likely (`question_nll`): the round goes to the questioner's best guess among what is left to ask.
         """
         rows = self.generate_ids(dialogues, images, variant, max_new_tokens, candidates)
         texts = [self._decode(row) for row in rows]
@@ -294,7 +348,21 @@ class QuestionerModel(nn.Module):
             )
             for i, question in zip(stuck, wider, strict=True):
                 questions[i] = question
+        if open_fallback:
+            for i in [i for i in stuck if not is_new(questions[i], dialogues[i])]:
+                questions[i] = (
+                    self.likeliest(dialogues[i], images[i], open_questions(dialogues[i]), variant) or questions[i]
+                )
         return questions
+
+    def likeliest(
+        self, dialogue: Dialogue, images: Sequence[ImageInput], questions: Sequence[str], variant: int = 0
+    ) -> str | None:
+        """The one of `questions` the model finds most likely as the dialogue's next question (None if none)."""
+        if not questions:
+            return None
+        nll = self.question_nll([dialogue] * len(questions), [images] * len(questions), questions, variant)
+        return questions[int(nll.argmin())]
 
     @torch.no_grad()
     def generate_ids(
@@ -374,6 +442,7 @@ def build_network(
     pool: int = 2,
     system_prompt: bool = True,
     person_vision: dict[str, Any] | None = None,
+    class_token: bool = False,
     selector: dict[str, Any] | None = None,
 ) -> QuestionerNetwork:
     """The questioner (and, given its `Selector` arguments, an untrained selector) from the settings a checkpoint
@@ -391,7 +460,7 @@ def build_network(
         gradient_checkpointing,
         person_vision,
     )
-    questioner = QuestionerModel(built, pool, system_message() if system_prompt else None, person_vision)
+    questioner = QuestionerModel(built, pool, system_message() if system_prompt else None, person_vision, class_token)
     return QuestionerNetwork(questioner, Selector(**selector) if selector is not None else None)
 
 

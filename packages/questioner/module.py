@@ -65,6 +65,7 @@ class QuestionerModule(L.LightningModule):
             encoder): the frozen vision tower of a tiny model; `person_vision` then records its architecture.
         person_vision: the person tower's architecture (filled in from `vision_checkpoint`, or else from
             `init_checkpoint`).
+        class_token: each image also gives the tower's class token, projected, as its first token.
         system_prompt: start the chat with the system message (`prompts/system.txt`).
         instruction: the Table 9 variant of training prompts; None draws one per example (seeded).
         eval_instruction: the variant of validation and generation prompts.
@@ -92,6 +93,7 @@ class QuestionerModule(L.LightningModule):
         pool: int = 2,
         vision_checkpoint: str | None = None,
         person_vision: dict[str, Any] | None = None,
+        class_token: bool = False,
         system_prompt: bool = True,
         instruction: int | None = None,
         eval_instruction: int = 0,
@@ -137,6 +139,7 @@ class QuestionerModule(L.LightningModule):
             pool,
             system_prompt,
             person_vision,
+            class_token,
             selector=selector if stage == "joint" else None,
         )
         if tower is not None:

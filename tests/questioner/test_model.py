@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ireid.core.protocols import Dialogue
+from ireid.core.vocabulary.asking import open_questions
 from ireid.questioner.encoding import IGNORE
 from ireid.questioner.model import QuestionerModel, choose_question, is_new
 
@@ -134,3 +135,35 @@ def test_a_beam_that_reads_as_a_new_attribute_beats_a_garbled_one() -> None:
     assert choose_question([top, garbled, shoes], dialogue) == shoes
     assert choose_question([top, garbled], dialogue) == garbled, "new beats covered even when it reads as nothing"
     assert choose_question([top], dialogue) == top
+
+
+def test_question_nll_is_each_rows_mean_token_loss(tiny_questioner: QuestionerModel) -> None:
+    """`question_nll` scores each question alone, as `nll` does a batch of one (a mean over its target tokens)."""
+    dialogues = [Dialogue("I saw a woman."), Dialogue("I saw a man in a red top.")]
+    images = [people(2), people(1)]
+    questions = ["What colour were her shoes?", "Did he carry a bag?"]
+    per_row = tiny_questioner.question_nll(dialogues, images, questions)
+    with torch.no_grad():
+        alone = [
+            tiny_questioner.nll([d], [i], [q], [0])[0] for d, i, q in zip(dialogues, images, questions, strict=True)
+        ]
+    assert torch.allclose(per_row, torch.stack(alone), atol=1e-5)
+
+
+def test_a_dialogue_with_no_new_beam_asks_the_likeliest_open_question(
+    tiny_questioner: QuestionerModel, monkeypatch
+) -> None:
+    """With `open_fallback`, a stuck dialogue asks the open question of lowest NLL; others keep their beam."""
+    beams = ["What colour was her top?", "Was she wearing a hat?", "What colour were her shoes?"]
+    monkeypatch.setattr(tiny_questioner, "generate_ids", lambda d, i, v, m, c: [[k] for _ in d for k in range(2)])
+    monkeypatch.setattr(tiny_questioner, "_decode", lambda row: beams[row[0]])
+    stuck = Dialogue("I saw a woman in a red top.")
+    stuck.ask("Did she have a hat?", "No.")
+    fine = Dialogue("I saw a woman.")
+    open_ones = open_questions(stuck)
+    assert open_ones and not any(q in beams[:2] for q in open_ones)
+    nll = tiny_questioner.question_nll([stuck] * len(open_ones), [people(1)] * len(open_ones), open_ones)
+    asked = tiny_questioner.generate([stuck, fine], [people(1), people(1)], candidates=2, open_fallback=True)
+    assert asked == [open_ones[int(nll.argmin())], beams[0]]
+    assert is_new(asked[0], stuck)
+    assert tiny_questioner.generate([stuck], [people(1)], candidates=2) == [beams[0]], "off: the best beam"

@@ -75,3 +75,32 @@ def test_a_tower_file_is_checked_when_read(tower_file, tmp_path) -> None:
         VisionTowerFile.load(tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError, match="vision tower file not found"):
         VisionTowerFile.load(tmp_path / "missing.pt")
+
+
+def test_the_class_token_is_the_state_the_retriever_embeds(questioner, tiny_world, tower_file, tmp_path) -> None:
+    """With `class_token` each image's first token is the projected class token after the tower's final norm,
+    the state the retriever's image embedding is read from; the pooled patches follow, and a checkpoint keeps it."""
+    module = QuestionerModule(
+        tokenizer=str(tiny_world),
+        tokenizer_vocab=600,
+        overrides=TINY,
+        vision_checkpoint=str(tower_file),
+        pool=4,
+        class_token=True,
+    ).eval()
+    model = module.questioner
+    retriever = load_retriever(tower_file.parent / "retriever.ckpt")
+    pixels = to_pixels(people(2), model.pixel_spec)
+    with torch.no_grad():
+        pooled = retriever.features.clip.vision_model(pixel_values=pixels).pooler_output  # final norm of the class
+        features = model.image_features(pixels)
+        projector = model.hf.model.multi_modal_projector
+        expected = projector(pooled[:, None])
+    patches = questioner.questioner.tokens_per_image
+    assert model.tokens_per_image == 1 + patches and features.shape[1] == model.tokens_per_image
+    assert torch.allclose(features[:, :1], expected, atol=1e-5)
+    network, settings = network_from_checkpoint(save(module, tmp_path / "cls.ckpt"))
+    assert settings["class_token"] is True and network.questioner.tokens_per_image == 1 + patches
+    images = [people(4), people(2), people(1)]
+    expected_questions = model.generate(dialogues(), images, max_new_tokens=6)
+    assert network.questioner.generate(dialogues(), images, max_new_tokens=6) == expected_questions
