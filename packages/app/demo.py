@@ -59,9 +59,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=defaults.explore,
         help="share of look-forward rounds continued with a random pair instead of the target",
     )
+    parser.add_argument(
+        "--on-policy-records",
+        type=int,
+        default=defaults.on_policy_records,
+        help="then rebuild targets along the trained questioner's own dialogues on this many records, and train on",
+    )
     parser.add_argument("--selector-steps", type=int, default=defaults.selector_steps, help="selector warm-up steps")
     parser.add_argument("--questioner-steps", type=int, default=defaults.warmup_steps, help="questioner warm-up steps")
     parser.add_argument("--joint-steps", type=int, default=defaults.joint_steps, help="joint training steps")
+    parser.add_argument(
+        "--on-policy-steps", type=int, default=defaults.on_policy_steps, help="joint steps on the on-policy targets"
+    )
     parser.add_argument(
         "--retry-beams",
         type=int,
@@ -113,9 +122,11 @@ def run(args: argparse.Namespace) -> int:
         budget = LlavaReIDBudget(
             train_records=args.llava_reid_records,
             explore=args.explore,
+            on_policy_records=args.on_policy_records,
             selector_steps=args.selector_steps,
             warmup_steps=args.questioner_steps,
             joint_steps=args.joint_steps,
+            on_policy_steps=args.on_policy_steps,
         )
         joint = train_llava_reid(args.out / "llava-reid", data_dir, ckpt, budget, seed=args.seed)
         config.llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(joint))

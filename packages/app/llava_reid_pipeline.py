@@ -5,19 +5,25 @@
 2. the selector's BCE warm-up towards the retriever's top-c;
 3. the questioner's warm-up on the top-4 candidates of each round, seen through the retriever's image encoder (a
    frozen vision tower, as LLaVA reuses CLIP's);
-4. joint training: the selector's straight-through choice weights the questioner's image tokens.
-Returns the joint checkpoint, which carries the selector, for the `llava-reid` strategy.
+4. joint training: the selector's straight-through choice weights the questioner's image tokens;
+5. optionally (`on_policy_records`), targets rebuilt along the dialogues the joint questioner itself leads
+   (`build_targets(policy=...)`), and more joint training on them (DAgger's on-policy states; not in the paper).
+Returns the last checkpoint, which carries the selector, for the `llava-reid` strategy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ireid.app.stages import fit_step
+from ireid.app.strategies import build_strategy
 from ireid.core.gallery import encode_split
 from ireid.core.loader import load_records
 from ireid.core.records import evenly_spaced
+from ireid.core.shards import atomic_write_json
+from ireid.interactive.config import EvalConfig
 from ireid.questioner.cli import QuestionerCLI
 from ireid.questioner.data import QuestionerData
 from ireid.questioner.lookforward import build_targets, selector_tensors
@@ -42,6 +48,8 @@ class LlavaReIDBudget:
     joint_steps: int = 100
     targets: str = "lookforward"  # or "random": Table 3's question row
     explore: float = 0.0  # share of look-forward rounds continued with a random pair (states off the oracle's path)
+    on_policy_records: int = 0  # > 0: targets rebuilt along the joint questioner's own dialogues, then trained on
+    on_policy_steps: int = 100
     warmup_minutes: float | None = None
     joint_minutes: float | None = None
 
@@ -112,7 +120,7 @@ def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: Ll
         [*data_args, "--trainer.max_steps", str(budget.warmup_steps)],
         minutes=budget.warmup_minutes,
     )
-    return fit_step(
+    joint = fit_step(
         "joint training",
         out / "joint",
         QuestionerCLI,
@@ -127,3 +135,43 @@ def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: Ll
         ],
         minutes=budget.joint_minutes,
     )  # fmt: skip
+    if not budget.on_policy_records:
+        return joint
+    on_policy = build_on_policy_targets(joint, retriever_ckpt, data_dir, out / "targets-on-policy", budget)
+    data_args[data_args.index("--data.lookforward") + 1] = str(on_policy)
+    return fit_step(
+        "on-policy training",
+        out / "on-policy",
+        QuestionerCLI,
+        QuestionerModule,
+        QuestionerData,
+        CONFIGS / "questioner" / "joint-synthetic.yaml",
+        [
+            *data_args,
+            "--model.init_checkpoint", str(joint),
+            "--model.selector_checkpoint", str(selector),
+            "--trainer.max_steps", str(budget.on_policy_steps),
+        ],
+        minutes=budget.joint_minutes,
+    )  # fmt: skip
+
+
+def build_on_policy_targets(
+    questioner_ckpt: Path, retriever_ckpt: Path, data_dir: Path, out: Path, budget: LlavaReIDBudget
+) -> Path:
+    """Look-forward targets along the dialogues `questioner_ckpt` leads as the `llava-reid` strategy (its selector,
+    beams and new-question rule), on `on_policy_records` training records and the validation records."""
+    done = out / "done.json"
+    if done.is_file():
+        print(f"on-policy targets: reusing {out}")
+        return out
+    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
+    for split, count in (("train", budget.on_policy_records), ("val", budget.val_records)):
+        config = EvalConfig(data_dir=str(data_dir), split=split)
+        config.llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(questioner_ckpt))
+        policy = build_strategy("llava-reid", config)
+        gallery = encode_split(retriever, data_dir, split)
+        records = evenly_spaced(load_records(data_dir, split), count)
+        build_targets(retriever, gallery, records, out, split, max_rounds=budget.max_rounds, policy=policy)
+    atomic_write_json(done, {"questioner": str(questioner_ckpt)})
+    return out

@@ -10,7 +10,10 @@ best is that round's target, its answer is appended, and the next round starts. 
 than two unused pairs remain (as the reference does) or after `max_rounds`. With `explore` > 0, that share of
 rounds continues the dialogue with another tried pair, drawn at random, instead of the target's: the round's target
 is still the best pair, but later rounds start from dialogues a questioner that does not know the person reaches
-(the oracle's own trajectory is one no deployed questioner follows).
+(the oracle's own trajectory is one no deployed questioner follows). With a `policy` (a trained questioner, as a
+question strategy) every dialogue goes on with the pair the witness would answer to the policy's own question, so
+the targets are the best questions from the dialogues that questioner reaches (DAgger's on-policy states, Ross et
+al. 2011; LLaVA-ReID trains on the oracle's path only).
 
 One shard sample per record: `json` (per round: the dialogue so far, the target Q&A, the target's rank before
 and after, the candidate keys), `dialogue.npy` ([T, D] fp16 dialogue embeddings before each round's question)
@@ -38,8 +41,9 @@ from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, TextImageRetriever, Turn
 from ireid.core.records import Record
-from ireid.core.rounds import RoundContext, pool_size, retrieval_text_reader, unused_questions
+from ireid.core.rounds import QuestionStrategy, RoundContext, pool_size, retrieval_text_reader, unused_questions
 from ireid.core.shards import ShardWriter, atomic_write_json, shard_paths
+from ireid.core.vocabulary.parse import parse_question
 
 MIN_UNUSED = 2
 TARGETS = ("lookforward", "soft", "random")
@@ -129,6 +133,7 @@ def look_forward_batch(
     targets: str = "lookforward",
     seed: int = 0,
     explore: float = 0.0,
+    policy: QuestionStrategy | None = None,
 ) -> list[dict[str, Any]]:
     """Targets for a batch of records: per record its rounds and the arrays to store with them.
 
@@ -136,12 +141,15 @@ def look_forward_batch(
     "random" question-target row of LLaVA-ReID Table 3. `targets="soft"` draws a tried pair with probability
     proportional to 1 / the target's rank after its answer, so a questioner trained on many rounds learns how
     useful each question is, rather than how often it is the single best. `explore` is the share of rounds whose
-    dialogue goes on with a random tried pair rather than the target (module docstring).
+    dialogue goes on with a random tried pair rather than the target (module docstring). With `policy` each dialogue
+    goes on with the tried pair about the attribute of the policy's question (`answered_pair`).
     """
     if targets not in TARGETS:
         raise ValueError(f"unknown targets {targets!r}; expected one of {', '.join(TARGETS)}")
     if not 0.0 <= explore <= 1.0:
         raise ValueError(f"explore must be within [0, 1], got {explore}")
+    if explore and policy is not None:
+        raise ValueError("explore and policy both choose how dialogues go on: give one")
     text_of = retrieval_text_reader()
     records = list(records)
     dialogues = [Dialogue(r.initial_description) for r in records]
@@ -160,6 +168,7 @@ def look_forward_batch(
             t, [records[i] for i in active], [dialogues[i] for i in active], scores, gallery, retriever, text_of
         )
         top = torch.topk(scores, min(pool_size(t, budget), len(gallery)), dim=1).indices
+        asked_by_policy = policy.ask(ctx) if policy is not None else None
         still = []
         for row, (i, ranks) in enumerate(zip(active, look_forward_ranks(ctx), strict=True)):
             if not ranks:
@@ -181,7 +190,9 @@ def look_forward_batch(
             arrays[i][f"r{t}.npy"] = gallery.embeddings[top[row]].numpy().astype(np.float16)
             embeddings[i].append(embedded[row].numpy().astype(np.float16))
             asked = qa
-            if explore and rng.random() < explore:
+            if asked_by_policy is not None:
+                asked = records[i].qas[answered_pair(records[i], asked_by_policy[row], ranks, rng)]
+            elif explore and rng.random() < explore:
                 asked = records[i].qas[rng.choice(list(ranks))]
             dialogues[i].ask(asked.question, asked.answer)
             if len(records[i].qas) - len(dialogues[i].turns) >= MIN_UNUSED:
@@ -191,6 +202,19 @@ def look_forward_batch(
         {"key": r.key, "rounds": rounds[i], "dialogue": np.stack(embeddings[i]) if embeddings[i] else None, **arrays[i]}
         for i, r in enumerate(records)
     ]
+
+
+def answered_pair(record: Record, question: str | None, tried: dict[int, int], rng: random.Random) -> int:
+    """The tried pair of `record` a witness's answer to `question` amounts to: the bank pair about the attribute the
+    question asks (`parse_question`); a random tried pair when no tried pair asks about it (a question the bank
+    cannot answer, one about a covered attribute, or none)."""
+    parsed = parse_question(question) if question else None
+    if parsed is not None:
+        for index in tried:
+            bank = parse_question(record.qas[index].question)
+            if bank is not None and bank.attribute == parsed.attribute:
+                return index
+    return rng.choice(list(tried))
 
 
 def _choose(ranks: dict[int, int], targets: str, rng: random.Random) -> LookAhead:
@@ -288,17 +312,20 @@ def build_targets(
     targets: str = "lookforward",
     seed: int = 0,
     explore: float = 0.0,
+    policy: QuestionStrategy | None = None,
 ) -> dict[str, Any]:
     """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary."""
     settings: dict[str, Any] = {"targets": targets, "seed": seed, "budget": budget, "max_rounds": max_rounds}
     if explore:
         settings["explore"] = explore  # absent when 0, so folders written before the option still resume
+    if policy is not None:
+        settings["policy"] = policy.name
     _check_settings(Path(out), split, settings)
     with ShardWriter(out, split, max_samples=shard_size, resume=True) as writer:
         todo = [r for r in records if r.key not in writer.written_keys]
         for start in tqdm(range(0, len(todo), batch_size), desc="look forward", unit="batch"):
             batch = todo[start : start + batch_size]
-            chosen = look_forward_batch(batch, gallery, retriever, max_rounds, budget, targets, seed, explore)
+            chosen = look_forward_batch(batch, gallery, retriever, max_rounds, budget, targets, seed, explore, policy)
             for record, target in zip(batch, chosen, strict=True):
                 writer.write_sample(record.key, _members(target, record))
     summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}

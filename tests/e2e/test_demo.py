@@ -43,13 +43,18 @@ def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Pat
     args = ["demo", "--out", str(tmp_path), "--data", str(tiny_world), "--train-steps", "2", "--max-queries", "4"]
     args += ["--strategies", "initial,llava-reid", "--llava-reid-records", "8"]
     args += ["--selector-steps", "2", "--questioner-steps", "3", "--joint-steps", "2", "--retry-beams", "4"]
+    args += ["--on-policy-records", "4", "--on-policy-steps", "2"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| llava-reid |" in printed
-    for step in ("selector", "warmup", "joint"):
+    for step in ("selector", "warmup", "joint", "on-policy"):
         assert json.loads((tmp_path / "llava-reid" / step / "done.json").read_text())["steps"] >= 2
     targets = json.loads((tmp_path / "llava-reid" / "targets" / "train.lookforward.json").read_text())
     assert targets["records"] == 8
+    on_policy = json.loads((tmp_path / "llava-reid" / "targets-on-policy" / "train.lookforward.json").read_text())
+    assert on_policy["records"] == 4 and on_policy["policy"] == "llava-reid"
+    last = json.loads((tmp_path / "llava-reid" / "on-policy" / "done.json").read_text())["ckpt"]
+    assert json.loads((tmp_path / "eval" / "config.json").read_text())["llava_reid"]["questioner_ckpt"] == last
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     (llava,) = [s for s in results["strategies"] if s["name"] == "llava-reid"]
     assert len(llava["rounds"]) == 6
@@ -64,9 +69,7 @@ def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Pat
         "retriever_ckpt": json.loads((tmp_path / "retriever" / "done.json").read_text())["ckpt"],
         "out": str(tmp_path / "eval"),
         "max_queries": 4,
-        "llava_reid": {
-            "questioner_ckpt": json.loads((tmp_path / "llava-reid" / "joint" / "done.json").read_text())["ckpt"]
-        },
+        "llava_reid": {"questioner_ckpt": last},
     }
     (tmp_path / "selection.yaml").write_text(json.dumps(config))
     assert main(["eval", "selection", "--config", str(tmp_path / "selection.yaml")]) == 0

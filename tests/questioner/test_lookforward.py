@@ -20,7 +20,8 @@ from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, Turn
 from ireid.core.rounds import retrieval_text_reader
 from ireid.core.synthetic.world import plan_identities, world_records
-from ireid.questioner.lookforward import _choose, build_targets, look_forward_batch, selector_tensors
+from ireid.core.vocabulary.parse import parse_question
+from ireid.questioner.lookforward import _choose, answered_pair, build_targets, look_forward_batch, selector_tensors
 from ireid.selector.data import check_selector_tensors
 
 
@@ -168,3 +169,42 @@ def test_a_folder_resumes_only_with_its_own_settings(world, tmp_path: Path) -> N
     build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=2, budget=12)
     with pytest.raises(ValueError, match=r"settings\.json: targets were built with"):
         build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=2, budget=12, targets="random")
+
+
+class LastUnusedQuestion:
+    """A stand-in questioner: asks the last bank question of each dialogue's record not yet asked, reworded."""
+
+    name = "last-unused"
+    uses_ground_truth = False
+
+    def ask(self, ctx) -> list[str | None]:
+        asked = []
+        for record, dialogue in zip(ctx.queries, ctx.dialogues, strict=True):
+            left = [qa.question for qa in record.qas if qa.question not in dialogue.asked]
+            asked.append("  " + left[-1].upper() if left else None)
+        return asked
+
+
+def test_a_policy_leads_the_dialogues_and_each_target_is_best_for_its_state(world) -> None:
+    """On-policy targets: the dialogue goes on with the pair the policy's question asks about (matched by
+    attribute, whatever the wording), and each round's target is still the best pair from that state."""
+    records, retriever, gallery = world
+    led = look_forward_batch(records[:6], gallery, retriever, max_rounds=3, policy=LastUnusedQuestion())
+    for record, target in zip(records[:6], led, strict=True):
+        for previous, current in zip(target["rounds"], target["rounds"][1:], strict=False):
+            asked = {t["question"] for t in previous["dialogue"]}
+            expected = [qa.question for qa in record.qas if qa.question not in asked][-1]
+            assert current["dialogue"][-1]["question"] == expected
+            assert current["rank_after"] == best_rank_by_brute_force(record, current["dialogue"], gallery, retriever)
+    with pytest.raises(ValueError, match="explore and policy"):
+        look_forward_batch(records[:1], gallery, retriever, max_rounds=1, explore=0.5, policy=LastUnusedQuestion())
+
+
+def test_a_question_the_bank_cannot_answer_goes_on_with_a_random_tried_pair(world) -> None:
+    records, _, _ = world
+    record = records[0]
+    tried = {0: 5, 3: 2, 4: 9}
+    hat = next(i for i, qa in enumerate(record.qas) if parse_question(qa.question).attribute == "hat")
+    assert answered_pair(record, "What did the person have on the head?", {**tried, hat: 1}, random.Random(0)) == hat
+    draws = {answered_pair(record, question, tried, random.Random(s)) for s in range(40) for question in ("blah", None)}
+    assert draws == set(tried)
