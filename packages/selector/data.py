@@ -7,18 +7,22 @@ A data file is a `torch.save`d dict of three tensors (read back with `weights_on
 - `mask` [N, K] bool: True for a real candidate; padding (shorter lists) comes after the real ones.
 
 Rank order carries the warm-up targets: the first c real candidates are the retriever's own top c.
+
+Lists of a look-forward file shrink round by round (ceil(200 / t) candidates), so batches are drawn from rows of
+one length (`SameLengthBatches`) and cut to their longest list (`trim_padding`): a batch of round-5 rows then
+attends over 40 candidates, not 200. Padding is masked anyway, so what is learned does not change.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ireid.core.shards import atomic_write_bytes
 
@@ -105,6 +109,52 @@ class SelectorDataset(Dataset):
         return {name: value[index] for name, value in self.tensors.items()}
 
 
+class SameLengthBatches(Sampler[list[int]]):
+    """Batches of row indices whose lists have the same number of real candidates.
+
+    With `shuffle`, each epoch shuffles the rows within each length and the order of the batches (drawn from the
+    global torch generator, as `RandomSampler` is, so `seed_everything` repeats it); `drop_last` drops each
+    length's last short batch unless that would drop every batch of a length.
+    """
+
+    def __init__(self, mask: Tensor, batch_size: int, shuffle: bool, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        lengths = mask.sum(dim=1)
+        self.groups = [torch.nonzero(lengths == n).flatten() for n in torch.unique(lengths).tolist()]
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+
+    def _batches(self, generator: torch.Generator | None) -> list[list[int]]:
+        batches = []
+        for rows in self.groups:
+            if self.shuffle:
+                rows = rows[torch.randperm(len(rows), generator=generator)]
+            chunks = [rows[i : i + self.batch_size].tolist() for i in range(0, len(rows), self.batch_size)]
+            if self.drop_last and len(chunks) > 1 and len(chunks[-1]) < self.batch_size:
+                chunks.pop()
+            batches += chunks
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        return iter(self._batches(generator))
+
+    def __len__(self) -> int:
+        return len(self._batches(torch.Generator().manual_seed(0)))
+
+
+def trim_padding(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Collate rows, then cut the candidate lists to the batch's longest (padding comes after the real ones)."""
+    batch = default_collate(rows)
+    width = int(batch["mask"].sum(dim=1).max())
+    batch["candidates"], batch["mask"] = batch["candidates"][:, :width], batch["mask"][:, :width]
+    return batch
+
+
 class SelectorData(L.LightningDataModule):
     """Train and validation rows held as tensors; subclasses say where they come from.
 
@@ -124,15 +174,15 @@ class SelectorData(L.LightningDataModule):
     def feature_dim(self) -> int:
         return int(self.train_set.tensors["dialogue"].shape[1])
 
+    def _loader(self, rows: SelectorDataset, shuffle: bool) -> DataLoader:
+        sampler = SameLengthBatches(rows.tensors["mask"], self.batch_size, shuffle, drop_last=shuffle)
+        return DataLoader(rows, batch_sampler=sampler, collate_fn=trim_padding, num_workers=self.num_workers)
+
     def train_dataloader(self) -> DataLoader:
-        # a set smaller than one batch still trains, on one short batch
-        drop_last = len(self.train_set) > self.batch_size
-        return DataLoader(
-            self.train_set, self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=drop_last
-        )
+        return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, self.batch_size, num_workers=self.num_workers)
+        return self._loader(self.val_set, shuffle=False)
 
 
 class SelectorTensorData(SelectorData):

@@ -9,7 +9,9 @@ from ireid.selector.data import (
     load_selector_tensors,
     save_selector_tensors,
     synthetic_batch,
+    trim_padding,
 )
+from ireid.selector.model import Selector
 
 
 def test_synthetic_lists_are_in_retriever_rank_order_with_padding_last():
@@ -52,13 +54,35 @@ def test_tensor_file_errors_name_file_and_field(tmp_path):
         load_selector_tensors(tmp_path / "nope.pt")
 
 
-def test_data_modules_batch_the_rows(tmp_path):
+def test_data_modules_batch_rows_of_one_length_cut_to_it(tmp_path):
+    """Each batch holds lists of one length, cut to it; validation sees every row once, training shuffles."""
     generator = torch.Generator().manual_seed(2)
-    save_selector_tensors(tmp_path / "train.pt", synthetic_batch(10, 6, 8, 4, generator))
-    save_selector_tensors(tmp_path / "val.pt", synthetic_batch(3, 6, 8, 4, generator))
+    train, val = synthetic_batch(40, 6, 8, 2, generator), synthetic_batch(9, 6, 8, 2, generator)
+    save_selector_tensors(tmp_path / "train.pt", train)
+    save_selector_tensors(tmp_path / "val.pt", val)
     files = SelectorTensorData(str(tmp_path / "train.pt"), str(tmp_path / "val.pt"), batch_size=4)
-    batch = next(iter(files.train_dataloader()))
-    assert files.feature_dim == 8 and batch["candidates"].shape == (4, 6, 8) and batch["mask"].dtype == torch.bool
-    assert len(files.train_dataloader()) == 2 and len(files.val_dataloader()) == 1
+    assert files.feature_dim == 8
+    seen = []
+    for batch in files.val_dataloader():
+        width = batch["candidates"].shape[1]
+        assert batch["mask"].all() and batch["mask"].shape[1] == width and batch["mask"].dtype == torch.bool
+        seen += [row for row in range(9) if any(torch.equal(val["dialogue"][row], d) for d in batch["dialogue"])]
+        assert all(int(val["mask"][row].sum()) == width for row in seen[-len(batch["dialogue"]) :])
+    assert sorted(seen) == list(range(9))
+    torch.manual_seed(0)
+    epochs = [[b["dialogue"][0].tolist() for b in files.train_dataloader()] for _ in range(2)]
+    assert epochs[0] != epochs[1] and len(epochs[0]) == len(files.train_dataloader())
+    assert all(b["mask"].all() and len(b["dialogue"]) <= 4 for b in files.train_dataloader())
+    selector = Selector(dim=8, layers=1, heads=2).eval()
+    padded = {k: v[:3] for k, v in train.items()}
+    lengths = padded["mask"].sum(dim=1)
+    row = int(torch.nonzero(lengths == lengths.min())[0])
+    cut = trim_padding([{k: v[row] for k, v in padded.items()}])
+    with torch.no_grad():
+        full = selector(
+            padded["dialogue"][row : row + 1], padded["candidates"][row : row + 1], padded["mask"][row : row + 1]
+        )
+        short = selector(cut["dialogue"], cut["candidates"], cut["mask"])
+    assert torch.allclose(full[:, : short.shape[1]], short, atol=1e-5), "padding never changes the scores"
     synthetic = SyntheticSelectorData(num_train=8, num_val=4, num_candidates=5, dim=6, batch_size=4)
     assert synthetic.feature_dim == 6 and next(iter(synthetic.val_dataloader()))["dialogue"].shape == (4, 6)
