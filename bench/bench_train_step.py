@@ -1,4 +1,4 @@
-"""Retriever training steps per second, this tree against a reference commit, in one run.
+"""Retriever and selector training steps per second, this tree against a reference commit, in one run.
 
 The retriever is the longest training loop of `make demo` (about half its time). For each retriever config
 (`synthetic.yaml`: fine texts; `demo.yaml`: the demo's, with paired partial texts) a child process builds
@@ -7,7 +7,8 @@ composes it, pulls a fixed set of batches from a small synthetic world (data loa
 forward + backward + Adam steps over them, the best of three passes. The reference commit is checked out with
 `git worktree` into a temporary folder and measured by the same child code against its own packages (a folder of
 `ireid.<package>` symlinks first on PYTHONPATH), so both figures come from one machine minutes apart. A config
-the reference tree lacks is reported as missing there.
+the reference tree lacks is reported as missing there. The selector's warm-up config is timed the same way on
+generated lists shaped like the demo's look-forward rounds (ceil(200 / t) candidates at round t = 1..5).
 
     python bench/bench_train_step.py --ref HEAD~4          # writes results/train_step_cpu.json
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("retriever/synthetic.yaml", "retriever/demo.yaml")
+CONFIGS = ("retriever/synthetic.yaml", "retriever/demo.yaml", "selector/lookforward-synthetic.yaml")
 
 
 def measure(tree: Path, world: Path, config: str, steps: int) -> dict[str, Any] | None:
@@ -41,6 +42,8 @@ def measure(tree: Path, world: Path, config: str, steps: int) -> dict[str, Any] 
         return None
     composed = compose_config(path)
     torch.manual_seed(0)
+    if config.startswith("selector/"):
+        return measure_selector(composed, world, steps)
     data = RetrievalDataModule(**{**composed["data"], "data_dir": str(world), "num_workers": 0})
     module = RetrieverModule(str(world), **{k: v for k, v in composed["model"].items() if k != "data_dir"})
     module.log = lambda *args, **kwargs: None  # no trainer: logging is not what is timed
@@ -61,6 +64,62 @@ def measure(tree: Path, world: Path, config: str, steps: int) -> dict[str, Any] 
         return time.perf_counter() - begin
 
     one_pass()  # warm-up: first-call allocations and kernel choices
+    seconds = min(one_pass() for _ in range(3)) / steps
+    return {"steps_per_s": 1.0 / seconds, "step_s": seconds, "data_s_per_batch_uncached": data_seconds}
+
+
+def lookforward_lists(world: Path, rows_per_round: int = 240, dim: int = 64) -> tuple[Path, Path]:
+    """Selector data files shaped like the demo's look-forward rounds: ceil(200 / t) candidates at round t = 1..5."""
+    import torch
+
+    from ireid.selector.data import save_selector_tensors, synthetic_batch
+
+    files = world / "selector-train.pt", world / "selector-val.pt"
+    if all(f.is_file() for f in files):
+        return files
+    generator = torch.Generator().manual_seed(0)
+    for path, rows in zip(files, (rows_per_round, rows_per_round // 4), strict=True):
+        parts = []
+        for t in range(1, 6):
+            part = synthetic_batch(rows, 200, dim, generator=generator)
+            keep = -(-200 // t)
+            part["mask"][:, keep:] = False
+            part["candidates"][:, keep:] = 0.0
+            parts.append(part)
+        save_selector_tensors(path, {k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+    return files
+
+
+def measure_selector(composed: dict[str, Any], world: Path, steps: int) -> dict[str, Any]:
+    """Child side: warm-up steps/s of the selector config on look-forward-shaped lists (data loading timed apart)."""
+    import torch
+
+    from ireid.selector.data import SelectorTensorData
+    from ireid.selector.model import Selector
+    from ireid.selector.module import SelectorWarmup
+
+    train, val = lookforward_lists(world)
+    data = SelectorTensorData(str(train), str(val), batch_size=composed["data"]["init_args"]["batch_size"])
+    model = composed["model"]
+    module = SelectorWarmup(Selector(**model["net"]["init_args"]), num_select=model["num_select"], lr=model["lr"])
+    module.log = lambda *args, **kwargs: None
+    start = time.perf_counter()
+    loader = iter(data.train_dataloader())
+    batches = [next(loader) for _ in range(steps)]
+    data_seconds = (time.perf_counter() - start) / steps
+    optimiser = torch.optim.AdamW(module.parameters(), lr=model["lr"])
+    module.train()
+
+    def one_pass() -> float:
+        begin = time.perf_counter()
+        for i, batch in enumerate(batches):
+            loss = module.training_step(batch, i)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        return time.perf_counter() - begin
+
+    one_pass()
     seconds = min(one_pass() for _ in range(3)) / steps
     return {"steps_per_s": 1.0 / seconds, "step_s": seconds, "data_s_per_batch_uncached": data_seconds}
 
