@@ -7,7 +7,9 @@ questions are read back with the vocabulary's parser (`ireid.core.vocabulary.par
 - `parsed_share`: questions that ask about an identifiable attribute;
 - `repeat_share`: questions about an attribute the dialogue already asked about;
 - `stated_share`: questions about an attribute the initial description already states;
-- `target_attribute_share` / `exact_share`: the look-forward target's attribute / the target question itself.
+- `target_attribute_share` / `exact_share`: the look-forward target's attribute / the target question itself;
+- `image_reliance`: questions whose attribute changes when each example is shown the next example's candidates
+  instead of its own (its dialogue unchanged): 0 means the questioner does not read its images at all.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def evaluate(
     dataset = QuestionerDataset(
         examples, ImageStore.from_shards(data, split), "joint" if selector else "warmup", questioner.num_images
     )
-    dialogues, generated, targets = [], [], []
+    dialogues, generated, targets, swapped = [], [], [], []
     loaded = time.perf_counter()
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
@@ -83,6 +85,7 @@ def evaluate(
             images = batch["images"]
         pil = [[decode_image(im) for im in row] for row in images]
         generated += questioner.ask(batch["dialogues"], pil)
+        swapped += questioner.ask(batch["dialogues"], pil[1:] + pil[:1]) if len(pil) > 1 else generated[-1:]
         dialogues += batch["dialogues"]
         targets += batch["questions"]
     seconds = time.perf_counter() - loaded
@@ -92,6 +95,8 @@ def evaluate(
         "examples": len(generated),
         "selector": selector is not None,
         **question_scores(dialogues, generated, targets),
+        "image_reliance": sum(attribute(a) != attribute(b) for a, b in zip(generated, swapped, strict=True))
+        / len(generated),
         "load_seconds": loaded - started,
         "generate_seconds": seconds,
         "samples": [
@@ -116,7 +121,8 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the scores and sample questions here (JSON)")
     parsed = parser.parse_args(args)
     result = evaluate(parsed.ckpt, parsed.lookforward, parsed.data, parsed.split, parsed.max_records, parsed.batch_size)
-    for name in ("examples", "parsed_share", "repeat_share", "stated_share", "target_attribute_share", "exact_share"):
+    names = ("examples", "parsed_share", "repeat_share", "stated_share", "target_attribute_share", "exact_share")
+    for name in (*names, "image_reliance"):
         print(f"{name:>24}: {result[name]:.3f}" if isinstance(result[name], float) else f"{name:>24}: {result[name]}")
     print(f"{'generate_seconds':>24}: {result['generate_seconds']:.1f}")
     if parsed.out:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ireid.app.cli import main
+from ireid.questioner.evaluate import main as evaluate_questions
 
 
 @pytest.mark.slow
@@ -61,6 +62,14 @@ def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Pat
     assert json.loads((tmp_path / "eval" / "config.json").read_text())["llava_reid"]["retry_beams"] == 4
     conversations = (tmp_path / "eval" / "strategies" / "llava-reid" / "conversations.jsonl").read_text()
     assert conversations.count("\n") == 4
+
+    # What the trained questioner asks on the held-out look-forward rounds, and whether its images matter.
+    scores = tmp_path / "asks.json"
+    ask_args = ["--ckpt", last, "--lookforward", str(tmp_path / "llava-reid" / "targets"), "--data", str(tiny_world)]
+    assert evaluate_questions([*ask_args, "--max-records", "3", "--out", str(scores)]) == 0
+    asked = json.loads(scores.read_text())
+    assert asked["examples"] > 0 and asked["selector"] is True
+    assert all(0.0 <= asked[k] <= 1.0 for k in ("parsed_share", "repeat_share", "image_reliance"))
 
     # Table 3 from the same folder: the llava-reid row is reused, the demo's report is left as it was.
     report = (tmp_path / "eval" / "report.md").read_text()
