@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.eval_tasks import TASKS, TaskDataError, build_task
-from ireid.chatreid.evaluation import evaluate_task, format_table
+from ireid.chatreid.evaluation import TaskResult, evaluate_task, format_table
 from ireid.chatreid.inference import ChatReID
 from ireid.core.images import ImageStore
 from ireid.core.loader import iter_samples
@@ -80,27 +80,23 @@ def run_eval(args: argparse.Namespace) -> int:
             return _fail(f"{name} {path}: no such file")
     if not args.data.is_dir():
         return _fail(f"--data {args.data}: no such folder")
-    records, encoded = [], {}
-    for sample in iter_samples(args.data, args.split, decode_images=False):
-        records.append(sample.record)
-        encoded[sample.key] = sample.image
-    where = f"{args.data} ({args.split} split)"
     try:
-        tasks = [
-            build_task(task, records, direction=args.direction, max_queries=args.max_queries, where=where)
-            for task in args.task
-        ]
+        results = evaluate_checkpoint(
+            args.model_ckpt,
+            args.retriever_ckpt,
+            args.data,
+            args.task,
+            split=args.split,
+            direction=args.direction,
+            max_queries=args.max_queries,
+            tau=args.tau,
+            max_candidates=args.max_candidates,
+            batch_size=args.batch_size,
+            device=args.device or _default_device(),
+            report=lambda result: print(format_table(result) + f"\n({result.wall_s:.1f} s)\n", flush=True),
+        )
     except TaskDataError as error:
         return _fail(str(error))
-    images = ImageStore(encoded, where=where)
-    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
-    device = args.device or _default_device()
-    model = ChatReID.from_checkpoint(args.model_ckpt, device=device, batch_size=args.batch_size)
-    results = {}
-    for data in tasks:
-        result = evaluate_task(data, images, retriever, model, tau=args.tau, max_candidates=args.max_candidates)
-        results[data.task] = result.to_dict()
-        print(format_table(result) + f"\n({result.wall_s:.1f} s)\n", flush=True)
     atomic_write_json(
         args.out,
         {
@@ -109,11 +105,49 @@ def run_eval(args: argparse.Namespace) -> int:
             "data": str(args.data),
             "split": args.split,
             "direction": args.direction,
-            "tasks": results,
+            "tasks": {task: result.to_dict() for task, result in results.items()},
         },
     )
     print(f"wrote {args.out}")
     return 0
+
+
+def evaluate_checkpoint(
+    model_ckpt: Path,
+    retriever_ckpt: Path,
+    data: Path,
+    tasks: Sequence[str],
+    *,
+    split: str = "test",
+    direction: str = "visible-to-infrared",
+    max_queries: int | None = None,
+    tau: float = 0.0,
+    max_candidates: int = 20,
+    batch_size: int = 8,
+    device: str = "cpu",
+    report: Callable[[TaskResult], None] | None = None,
+) -> dict[str, TaskResult]:
+    """§4.1 for each task on `data`'s `split`: the retriever filters, the ChatReID checkpoint ranks the kept images.
+
+    Raises `TaskDataError` (naming the data set) when a task's queries or gallery cannot be built from it.
+    """
+    records, encoded = [], {}
+    for sample in iter_samples(data, split, decode_images=False):
+        records.append(sample.record)
+        encoded[sample.key] = sample.image
+    where = f"{data} ({split} split)"
+    built = [build_task(t, records, direction=direction, max_queries=max_queries, where=where) for t in tasks]  # type: ignore[arg-type]
+    images = ImageStore(encoded, where=where)
+    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
+    model = ChatReID.from_checkpoint(model_ckpt, device=device, batch_size=batch_size)
+    results = {}
+    for task_data in built:
+        results[task_data.task] = evaluate_task(
+            task_data, images, retriever, model, tau=tau, max_candidates=max_candidates
+        )
+        if report is not None:
+            report(results[task_data.task])
+    return results
 
 
 # ----------------------------------------------------------------------------------------------------------- ask

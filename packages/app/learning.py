@@ -8,7 +8,9 @@ with its twins on that world's unseen test identities:
 | `retriever` | IRRA's sdm+id+mlm; sdm+id with RDA | sdm alone; sdm+id without RDA | test fine R@1, mAP |
 | `questioner` | llava-reid | expected-gain, plugir (uses ground truth), random | R@1 after the last round, BRI |
 | `selection` (Table 3) | the selector; look-forward targets | top-k, k-means, uniform; random targets | same |
+| `chatreid` (Table 4) | stages 1+2+3 (2+3, 3 alone shown) | the retriever alone | standard, text-to-image mAP, R@1 |
 
+ChatReID has its own world (second outfits, infrared cameras) and retriever under `chatreid/` of the seed's folder.
 Every step resumes: a seed's folder follows the demo's layout (`data/`, `retriever/`, `llava-reid/`, `eval/`),
 finished training steps are reused and finished strategies are read back. The result is one JSON with every
 number per seed and a Markdown table of mean ± sd over the seeds, with each learned part's margin over its best
@@ -25,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import demo
+from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
 
-PARTS = ("retriever", "questioner", "selection")
+PARTS = ("retriever", "questioner", "selection", "chatreid")
 REPO_CONFIGS = demo.REPO_CONFIGS
 
 
@@ -59,6 +62,7 @@ class LearningConfig:
     retry_beams: int | None = None  # the questioner's wider second search where no beam is new (default: eval config's)
     retriever: RetrieverRows = field(default_factory=RetrieverRows)
     llava_reid: LlavaReIDBudget = field(default_factory=LlavaReIDBudget)
+    chatreid: ChatReIDBudget = field(default_factory=ChatReIDBudget)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -98,7 +102,14 @@ CANDIDATES = Comparison(
 TARGETS = Comparison(
     "Question targets (LLaVA-ReID Table 3)", "llava-reid", ("llava-reid:random-targets",), ("R@1", "BRI")
 )
-COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS)
+CHATREID = Comparison(
+    "ChatReID re-ranking (Table 4)",
+    "chatreid:1+2+3",
+    ("retriever alone",),
+    ("standard mAP", "text-to-image mAP", "standard R@1", "text-to-image R@1"),
+    references=("chatreid:2+3", "chatreid:3"),
+)
+COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, CHATREID)
 GROUND_TRUTH = {"plugir", "oracle-lookforward"}  # strategies that read gallery annotations or the target
 
 SeedResults = dict[str, dict[str, float]]  # row name -> metric -> value
@@ -165,7 +176,25 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
             minutes=config.retriever_minutes,
         )
         rows.update(_dialogue_rows(config, seed, seed_dir, data_dir, retriever))
+    if "chatreid" in config.parts:
+        rows.update(_chatreid_rows(config, seed, seed_dir / "chatreid"))
     return rows
+
+
+def _chatreid_rows(config: LearningConfig, seed: int, out: Path) -> SeedResults:
+    """ChatReID's chains and the retriever alone on ChatReID's world of `seed`, with a retriever trained there."""
+    data_dir = out / "data"
+    if demo.build_world(data_dir, seed, out / "contact_sheet.png", config.chatreid.world) != 0:
+        raise RuntimeError(f"{data_dir}: building ChatReID's world of seed {seed} failed")
+    retriever = demo.train_retriever(
+        out / "retriever",
+        data_dir,
+        seed,
+        Path(config.retriever_config),
+        steps=config.retriever_steps,
+        minutes=config.retriever_minutes,
+    )
+    return chatreid_rows(out, data_dir, retriever, config.chatreid, seed)
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -199,13 +228,14 @@ def markdown_table(per_seed: dict[int, SeedResults]) -> str:
         present = [n for n in names if any(n in per_seed[s] for s in seeds)]
         if comparison.learned not in present or not set(comparison.twins) & set(present):
             continue
-        arrows = [f"{m} ↓" if m in comparison.lower_is_better else m for m in comparison.metrics]
+        metrics = [m for m in comparison.metrics if any(m in per_seed[s].get(n, {}) for s in seeds for n in present)]
+        arrows = [f"{m} ↓" if m in comparison.lower_is_better else m for m in metrics]
         header = ["| | " + " | ".join(arrows) + " |", "|---" + "|---:" * len(arrows) + "|"]
         lines += [f"### {comparison.title}", "", *header]
         for name in present:
             cells = []
-            for metric in comparison.metrics:
-                values = [per_seed[s][name][metric] for s in seeds if name in per_seed[s]]
+            for metric in metrics:
+                values = [per_seed[s][name][metric] for s in seeds if metric in per_seed[s].get(name, {})]
                 mean, sd = mean_sd(values)
                 digits = 2 if metric in comparison.lower_is_better else 1  # BRI is a rank ratio, the rest percent
                 cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")

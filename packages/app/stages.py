@@ -7,6 +7,7 @@ from the newest `last.ckpt` under `<out>`. Used by the demo for the retriever, t
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,11 +41,14 @@ def fit_step(
     config: Path,
     overrides: Sequence[str] = (),
     minutes: float | None = None,
+    checkpoints: Path | None = None,
     **cli_kwargs: Any,
 ) -> Path:
     """Train with `config` (+ `--key value` overrides) under `out`, or reuse a finished run; returns the best ckpt.
 
     `minutes` caps the wall time (Lightning's `max_time`); TensorBoard logs and checkpoints go under `out`.
+    `checkpoints` redirects a `ModelCheckpoint` whose config fixes its folder (a list item a command-line
+    override cannot reach), so runs of one config in several places keep their own checkpoints.
     """
     done = finished_checkpoint(out)
     if done is not None:
@@ -63,6 +67,8 @@ def fit_step(
         run=False,
         **cli_kwargs,
     )
+    if checkpoints is not None and cli.trainer.checkpoint_callback is not None:
+        cli.trainer.checkpoint_callback.dirpath = os.path.realpath(checkpoints)
     start = time.perf_counter()
     print(f"{name}: training under {out}")
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(resume[-1]) if resume else None)

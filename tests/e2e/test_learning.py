@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ireid.app.cli import main
@@ -83,3 +84,72 @@ def test_unknown_parts_and_no_seeds_are_clear_errors(tmp_path: Path, capsys) -> 
     path.write_text("seeds: []\n")
     assert main(["eval", "learning", "--config", str(path)]) == 2
     assert "config field 'seeds'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Every Table 4 chain trains in its own folders (the stage configs fix one), starts where the chain says, is
+    scored beside the retriever alone, and a rerun reads every number back."""
+    chatreid_world = ["--ids-train", "8", "--ids-val", "2", "--ids-test", "4", "--outfits-per-id", "2"]
+    short = ["--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--data.val_fraction", "0.25"]
+    short += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    config = {
+        "seeds": [3],
+        "out": str(tmp_path / "learning"),
+        "parts": ["chatreid"],
+        "retriever_config": str(Path(__file__).resolve().parents[2] / "configs" / "retriever" / "demo.yaml"),
+        "retriever_steps": 3,
+        "chatreid": {
+            "world": [*chatreid_world, "--infrared-cameras", "1", "--quiet"],
+            "steps": [2, 2, 2],
+            "overrides": short,
+            "max_queries": 3,
+        },
+    }
+    (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
+    args = ["eval", "learning", "--config", str(tmp_path / "learning.yaml")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"]["3"]
+    assert set(rows) == {"chatreid:1+2+3", "chatreid:2+3", "chatreid:3", "retriever alone"}
+    assert all(0 <= rows[r][m] <= 100 for r in rows for m in ("standard mAP", "text-to-image R@1"))
+    assert "### ChatReID re-ranking (Table 4)" in printed and "**chatreid:1+2+3** (learned)" in printed
+    seed_dir = tmp_path / "learning" / "seed-3" / "chatreid"
+    for chain, stages in (("1+2+3", (1, 2, 3)), ("2+3", (2, 3)), ("3", (3,))):
+        for stage in stages:
+            done = json.loads((seed_dir / chain / f"stage{stage}" / "done.json").read_text())
+            assert Path(done["ckpt"]).parent == (seed_dir / chain / f"stage{stage}" / "checkpoints").resolve()
+
+    def started_from(chain: str) -> str | None:
+        ckpt = json.loads((seed_dir / chain / "stage2" / "done.json").read_text())["ckpt"]
+        return torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["init_from"]
+
+    stage1 = json.loads((seed_dir / "1+2+3" / "stage1" / "done.json").read_text())["ckpt"]
+    assert started_from("2+3") is None and started_from("1+2+3") == stage1
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("a finished step ran again")
+
+    monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
+    monkeypatch.setattr("ireid.app.chatreid_cli.evaluate_checkpoint", never)
+    assert main(args) == 0
+    assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"]["3"] == rows
+
+
+def test_the_shipped_learning_configs_load() -> None:
+    from ireid.app.learning import LearningConfig
+    from ireid.core.settings import load_settings
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "learning").glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"demo", "full-cpu", "chatreid"}
+    for path in configs:
+        config = load_settings(LearningConfig, path)
+        assert config.seeds and config.parts
+    assert load_settings(LearningConfig, configs[0].parent / "chatreid.yaml").chatreid.chains == ["1+2+3", "2+3", "3"]
+
+
+def test_a_comparison_shows_only_the_metrics_that_were_measured() -> None:
+    rows = {"chatreid:1+2+3": {"standard mAP": 20.0}, "retriever alone": {"standard mAP": 30.0}}
+    table = markdown_table({1: rows})
+    assert "| | standard mAP |" in table and "text-to-image" not in table
+    assert "| **chatreid:1+2+3** (learned) | 20.0 ± 0.0 |" in table and "standard mAP: -10.0" in table

@@ -1,0 +1,145 @@
+"""ChatReID on a synthetic world, each step resumable: the instruction data of the three stages, the stages trained
+in sequence (and the shorter chains of the paper's Table 4), then §4.1's re-ranking beside the retriever alone.
+
+Every chain trains its own stages under `<out>/<chain>/stage<N>` (the stage configs fix a checkpoint folder, which
+`fit_step` redirects there), each later stage starting from the previous stage's best checkpoint; the first stage
+of a shorter chain starts from the source model, as the paper's "Stage 2 + Stage 3" and "Stage 3" rows do.
+Finished evaluations are kept in `<out>/<chain>/eval.json` and read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ireid.app import chatreid_cli
+from ireid.app.stages import fit_step
+from ireid.chatreid import instructions_cli
+from ireid.chatreid.data import ConversationData
+from ireid.chatreid.module import ChatReIDModule
+from ireid.chatreid.train_cli import ChatReIDCLI
+from ireid.core.shards import atomic_write_json
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "chatreid"
+CHAINS = {"1+2+3": (1, 2, 3), "2+3": (2, 3), "3": (3,)}
+METRICS = (("mAP", "mAP"), ("R@1", "R1"))  # row metric name, key in a task's summary
+# ChatReID's world: second outfits (cloth-changing) and infrared cameras beside the default generator.
+WORLD = [
+    "--ids-train",
+    "300",
+    "--ids-val",
+    "20",
+    "--ids-test",
+    "50",
+    "--outfits-per-id",
+    "2",
+    "--infrared-cameras",
+    "2",
+]
+
+
+@dataclass
+class ChatReIDBudget:
+    """What `ireid eval learning` runs of ChatReID (the defaults are the synthetic configs' own)."""
+
+    world: list[str] = field(default_factory=lambda: list(WORLD))  # `ireid data synth` flags
+    chains: list[str] = field(default_factory=lambda: list(CHAINS))  # "1+2+3" and Table 4's "2+3", "3"
+    steps: list[int] = field(default_factory=lambda: [1000, 2000, 1500])  # stage 1, 2, 3
+    overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for every stage
+    tasks: list[str] = field(default_factory=lambda: ["standard", "text-to-image"])
+    max_queries: int | None = None
+    tau: float = 0.0
+    max_candidates: int = 20
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.chains) - set(CHAINS))
+        if unknown:
+            raise ValueError(f"config field 'chatreid.chains': unknown {unknown}; known: {list(CHAINS)}")
+        if len(self.steps) != 3:
+            raise ValueError(f"config field 'chatreid.steps': one step count per stage (3), got {self.steps}")
+
+
+def build_instructions_once(data_dir: Path, out: Path, seed: int) -> Path:
+    """The three stages' conversations (`ireid chatreid build-instructions`), resumed; a stage whose counts file
+    exists is finished."""
+    for stage in (1, 2, 3):
+        if (out / f"stage{stage}.counts.json").is_file():
+            continue
+        parser = argparse.ArgumentParser()
+        instructions_cli.configure(parser)
+        args = ["--stage", str(stage), "--data", str(data_dir), "--out", str(out), "--seed", str(seed), "--resume"]
+        if instructions_cli.run(parser.parse_args([*args, "--quiet"])) != 0:
+            raise RuntimeError(f"{out}: building the stage-{stage} instructions failed")
+    return out
+
+
+def train_chain(chain: str, out: Path, data_dir: Path, instructions: Path, budget: ChatReIDBudget, seed: int) -> Path:
+    """The chain's stages in order under `out`; returns the last stage's best checkpoint."""
+    previous: Path | None = None
+    for stage in CHAINS[chain]:
+        folder = out / f"stage{stage}"
+        overrides = [
+            "--data.conversations_dir", str(instructions),
+            "--data.data_dir", str(data_dir),
+            "--seed_everything", str(seed),
+            "--trainer.max_steps", str(budget.steps[stage - 1]),
+            "--model.init_from", str(previous) if previous is not None else "null",
+            *budget.overrides,
+        ]  # fmt: skip
+        previous = fit_step(
+            f"chatreid {chain} stage {stage}",
+            folder,
+            ChatReIDCLI,
+            ChatReIDModule,
+            ConversationData,
+            CONFIGS / f"stage{stage}-synthetic.yaml",
+            overrides,
+            checkpoints=folder / "checkpoints",
+        )
+    assert previous is not None
+    return previous
+
+
+def evaluate_chain(
+    model_ckpt: Path, retriever_ckpt: Path, data_dir: Path, out: Path, budget: ChatReIDBudget
+) -> dict[str, Any]:
+    """§4.1 of `model_ckpt` on the test split (read back from `out` when it was done with the same settings)."""
+    settings = {
+        "model_ckpt": str(model_ckpt),
+        "retriever_ckpt": str(retriever_ckpt),
+        "data": str(data_dir),
+        **{k: v for k, v in asdict(budget).items() if k in ("tasks", "max_queries", "tau", "max_candidates")},
+    }
+    if out.is_file():
+        done = json.loads(out.read_text())
+        if done.get("settings") == settings:
+            return done["tasks"]
+    results = chatreid_cli.evaluate_checkpoint(
+        model_ckpt,
+        retriever_ckpt,
+        data_dir,
+        budget.tasks,
+        max_queries=budget.max_queries,
+        tau=budget.tau,
+        max_candidates=budget.max_candidates,
+    )
+    tasks = {task: result.to_dict() for task, result in results.items()}
+    atomic_write_json(out, {"settings": settings, "tasks": tasks})
+    return tasks
+
+
+def chatreid_rows(
+    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ChatReIDBudget, seed: int
+) -> dict[str, dict[str, float]]:
+    """Per chain `chatreid:<chain>` and the retriever alone: mAP and Rank-1 of each task (percent)."""
+    instructions = build_instructions_once(data_dir, out / "instructions", seed)
+    rows: dict[str, dict[str, float]] = {}
+    for chain in budget.chains:
+        ckpt = train_chain(chain, out / chain, data_dir, instructions, budget, seed)
+        tasks = evaluate_chain(ckpt, retriever_ckpt, data_dir, out / chain / "eval.json", budget)
+        rows[f"chatreid:{chain}"] = {f"{t} {m}": r["model"][k] for t, r in tasks.items() for m, k in METRICS}
+        rows["retriever alone"] = {f"{t} {m}": r["baseline"][k] for t, r in tasks.items() for m, k in METRICS}
+    return rows
