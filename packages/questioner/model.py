@@ -333,9 +333,10 @@ class QuestionerModel(nn.Module):
         dialogue already says. A dialogue none of whose n questions is new is searched again with
         `retry_candidates` beams when that is more than n: a small model's beams are often one question in
         several phrasings, and a wider search reaches the next attribute instead of wasting the round. With
-        `open_fallback`, a dialogue still without a new question asks the open question (one per attribute the
-        dialogue has not covered, `ireid.core.vocabulary.asking.open_questions`) the model itself finds most
-        likely (`question_nll`): the round goes to the questioner's best guess among what is left to ask.
+        `open_fallback`, a dialogue still without a new question that reads as an attribute of the vocabulary
+        (`answerable`) asks the open question (one per attribute the dialogue has not covered,
+        `ireid.core.vocabulary.asking.open_questions`) the model itself finds most likely (`question_nll`): the
+        round goes to the questioner's best guess among what is left to ask, not to a repeat or a garbled question.
         """
         rows = self.generate_ids(dialogues, images, variant, max_new_tokens, candidates)
         texts = [self._decode(row) for row in rows]
@@ -349,7 +350,7 @@ class QuestionerModel(nn.Module):
             for i, question in zip(stuck, wider, strict=True):
                 questions[i] = question
         if open_fallback:
-            for i in [i for i in stuck if not is_new(questions[i], dialogues[i])]:
+            for i in [i for i, (q, d) in enumerate(zip(questions, dialogues, strict=True)) if not answerable(q, d)]:
                 questions[i] = (
                     self.likeliest(dialogues[i], images[i], open_questions(dialogues[i]), variant) or questions[i]
                 )
@@ -410,6 +411,12 @@ def choose_question(options: Sequence[str], dialogue: Dialogue) -> str:
     cannot answer); with no new option, the best."""
     new = [q for q in options if is_new(q, dialogue)]
     return next((q for q in new if parse_question(q) is not None), new[0] if new else options[0])
+
+
+def answerable(question: str, dialogue: Dialogue) -> bool:
+    """New to the dialogue (`is_new`) and about an attribute of the pedestrian vocabulary: a question whose answer
+    can add something."""
+    return is_new(question, dialogue) and parse_question(question) is not None
 
 
 def is_new(question: str, dialogue: Dialogue) -> bool:

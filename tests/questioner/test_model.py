@@ -153,7 +153,8 @@ def test_question_nll_is_each_rows_mean_token_loss(tiny_questioner: QuestionerMo
 def test_a_dialogue_with_no_new_beam_asks_the_likeliest_open_question(
     tiny_questioner: QuestionerModel, monkeypatch
 ) -> None:
-    """With `open_fallback`, a stuck dialogue asks the open question of lowest NLL; others keep their beam."""
+    """With `open_fallback`, a dialogue with no new readable beam asks the open question of lowest NLL; others keep
+    their beam."""
     beams = ["What colour was her top?", "Was she wearing a hat?", "What colour were her shoes?"]
     monkeypatch.setattr(tiny_questioner, "generate_ids", lambda d, i, v, m, c: [[k] for _ in d for k in range(2)])
     monkeypatch.setattr(tiny_questioner, "_decode", lambda row: beams[row[0]])
@@ -167,3 +168,6 @@ def test_a_dialogue_with_no_new_beam_asks_the_likeliest_open_question(
     assert asked == [open_ones[int(nll.argmin())], beams[0]]
     assert is_new(asked[0], stuck)
     assert tiny_questioner.generate([stuck], [people(1)], candidates=2) == [beams[0]], "off: the best beam"
+    beams[:2] = ["Can you tell me what she wearing?", "Tell me?"]  # new, but garbled: no witness can answer them
+    garbled = tiny_questioner.generate([fine], [people(1)], candidates=2, open_fallback=True)
+    assert garbled[0] in open_questions(fine) and garbled[0] not in beams
