@@ -35,6 +35,7 @@ from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
 
 PARTS = ("retriever", "questioner", "selection", "chatreid")
+DEFAULT_PARTS = ("retriever", "questioner", "selection")
 REPO_CONFIGS = demo.REPO_CONFIGS
 
 
@@ -52,7 +53,7 @@ class LearningConfig:
 
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     out: str = "runs/learning"
-    parts: list[str] = field(default_factory=lambda: list(PARTS))
+    parts: list[str] = field(default_factory=lambda: list(DEFAULT_PARTS))  # chatreid (about 1 h a seed) opts in
     world: list[str] = field(default_factory=list)  # `ireid data synth` flags (default: the default world)
     retriever_config: str = str(REPO_CONFIGS / "retriever" / "demo.yaml")  # the retriever the dialogue parts use
     retriever_steps: int | None = None  # its step budget (default: the config's)
