@@ -51,7 +51,11 @@ def measure(tree: Path, world: Path, config: str, steps: int) -> dict[str, Any] 
     loader = iter(data.train_dataloader())
     batches = [next(loader) for _ in range(steps)]
     data_seconds = (time.perf_counter() - start) / steps
-    optimiser = torch.optim.Adam(module.parameters(), lr=1e-4)
+    return timed_steps(module, batches, torch.optim.Adam(module.parameters(), lr=1e-4), data_seconds)
+
+
+def timed_steps(module: Any, batches: list[Any], optimiser: Any, data_seconds: float) -> dict[str, Any]:
+    """Forward + backward + optimiser steps over `batches`: the best of three passes after a warm-up pass."""
     module.train()
 
     def one_pass() -> float:
@@ -64,7 +68,7 @@ def measure(tree: Path, world: Path, config: str, steps: int) -> dict[str, Any] 
         return time.perf_counter() - begin
 
     one_pass()  # warm-up: first-call allocations and kernel choices
-    seconds = min(one_pass() for _ in range(3)) / steps
+    seconds = min(one_pass() for _ in range(3)) / len(batches)
     return {"steps_per_s": 1.0 / seconds, "step_s": seconds, "data_s_per_batch_uncached": data_seconds}
 
 
@@ -107,21 +111,7 @@ def measure_selector(composed: dict[str, Any], world: Path, steps: int) -> dict[
     loader = iter(data.train_dataloader())
     batches = [next(loader) for _ in range(steps)]
     data_seconds = (time.perf_counter() - start) / steps
-    optimiser = torch.optim.AdamW(module.parameters(), lr=model["lr"])
-    module.train()
-
-    def one_pass() -> float:
-        begin = time.perf_counter()
-        for i, batch in enumerate(batches):
-            loss = module.training_step(batch, i)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        return time.perf_counter() - begin
-
-    one_pass()
-    seconds = min(one_pass() for _ in range(3)) / steps
-    return {"steps_per_s": 1.0 / seconds, "step_s": seconds, "data_s_per_batch_uncached": data_seconds}
+    return timed_steps(module, batches, torch.optim.AdamW(module.parameters(), lr=model["lr"]), data_seconds)
 
 
 def namespace_farm(tree: Path, into: Path) -> Path:

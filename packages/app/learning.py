@@ -168,18 +168,18 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
     if "retriever" in config.parts:
         rows.update(_retriever_rows(config, seed, seed_dir, data_dir))
     if {"questioner", "selection"} & set(config.parts):
-        retriever = demo.train_retriever(
-            seed_dir / "retriever",
-            data_dir,
-            seed,
-            Path(config.retriever_config),
-            steps=config.retriever_steps,
-            minutes=config.retriever_minutes,
-        )
+        retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
         rows.update(_dialogue_rows(config, seed, seed_dir, data_dir, retriever))
     if "chatreid" in config.parts:
         rows.update(_chatreid_rows(config, seed, seed_dir / "chatreid"))
     return rows
+
+
+def _retriever(config: LearningConfig, out: Path, data_dir: Path, seed: int) -> Path:
+    """The retriever the dialogue and ChatReID parts use (`retriever_config` on its budget), trained or reused."""
+    return demo.train_retriever(
+        out, data_dir, seed, Path(config.retriever_config), config.retriever_steps, config.retriever_minutes
+    )
 
 
 def _chatreid_rows(config: LearningConfig, seed: int, out: Path) -> SeedResults:
@@ -187,14 +187,7 @@ def _chatreid_rows(config: LearningConfig, seed: int, out: Path) -> SeedResults:
     data_dir = out / "data"
     if demo.build_world(data_dir, seed, out / "contact_sheet.png", config.chatreid.world) != 0:
         raise RuntimeError(f"{data_dir}: building ChatReID's world of seed {seed} failed")
-    retriever = demo.train_retriever(
-        out / "retriever",
-        data_dir,
-        seed,
-        Path(config.retriever_config),
-        steps=config.retriever_steps,
-        minutes=config.retriever_minutes,
-    )
+    retriever = _retriever(config, out / "retriever", data_dir, seed)
     return chatreid_rows(out, data_dir, retriever, config.chatreid, seed)
 
 

@@ -120,37 +120,32 @@ def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: Ll
         [*data_args, "--trainer.max_steps", str(budget.warmup_steps)],
         minutes=budget.warmup_minutes,
     )
-    joint = fit_step(
-        "joint training",
-        out / "joint",
-        QuestionerCLI,
-        QuestionerModule,
-        QuestionerData,
-        CONFIGS / "questioner" / "joint-synthetic.yaml",
-        [
-            *data_args,
-            "--model.init_checkpoint", str(warmup),
-            "--model.selector_checkpoint", str(selector),
-            "--trainer.max_steps", str(budget.joint_steps),
-        ],
-        minutes=budget.joint_minutes,
-    )  # fmt: skip
+    joint = _joint_step("joint training", out / "joint", data_args, warmup, selector, budget.joint_steps, budget)
     if not budget.on_policy_records:
         return joint
     on_policy = build_on_policy_targets(joint, retriever_ckpt, data_dir, out / "targets-on-policy", budget)
     data_args[data_args.index("--data.lookforward") + 1] = str(on_policy)
+    return _joint_step(
+        "on-policy training", out / "on-policy", data_args, joint, selector, budget.on_policy_steps, budget
+    )
+
+
+def _joint_step(
+    name: str, out: Path, data_args: list[str], start: Path, selector: Path, steps: int, budget: LlavaReIDBudget
+) -> Path:
+    """Joint questioner + selector training from the questioner checkpoint `start` (a warm-up or a joint one)."""
     return fit_step(
-        "on-policy training",
-        out / "on-policy",
+        name,
+        out,
         QuestionerCLI,
         QuestionerModule,
         QuestionerData,
         CONFIGS / "questioner" / "joint-synthetic.yaml",
         [
             *data_args,
-            "--model.init_checkpoint", str(joint),
+            "--model.init_checkpoint", str(start),
             "--model.selector_checkpoint", str(selector),
-            "--trainer.max_steps", str(budget.on_policy_steps),
+            "--trainer.max_steps", str(steps),
         ],
         minutes=budget.joint_minutes,
     )  # fmt: skip
