@@ -48,13 +48,11 @@ def partial_statements(record: Record, source: PartialSource) -> list[str]:
     return list(record.sub_captions)
 
 
-def partial_text(
-    initial: str, statements: Sequence[str], rng: random.Random, count: int | None = None, most: int | None = None
-) -> str:
-    """The initial description, then `count` of the statements (when None, uniformly 0..all, or 0..`most`),
-    a random subset in random order: any point of a dialogue, answers arriving in any order."""
+def partial_text(initial: str, statements: Sequence[str], rng: random.Random, count: int | None = None) -> str:
+    """The initial description, then `count` of the statements (uniformly 0..all when None), a random
+    subset in random order: any point of a dialogue, answers arriving in any order."""
     if count is None:
-        count = rng.randint(0, len(statements) if most is None else min(most, len(statements)))
+        count = rng.randint(0, len(statements))
     return " ".join([initial, *rng.sample(list(statements), count)])
 
 
@@ -106,7 +104,6 @@ class TrainSampleTransform:
         erase_prob: float = 0.5,
         crop_pad: int = 10,
         partial_pairs: bool = False,
-        partial_max_statements: int | None = None,
     ):
         if not 0.0 <= partial_text_prob <= 1.0:
             raise ValueError(f"partial_text_prob must be in [0, 1], got {partial_text_prob}")
@@ -116,7 +113,6 @@ class TrainSampleTransform:
         self.rda = rda
         self.partial_text_prob = partial_text_prob
         self.partial_source = partial_source
-        self.partial_max_statements = partial_max_statements
         self.rng = random.Random(seed)
 
     def _partial(self, record: Record) -> bool:
@@ -125,15 +121,11 @@ class TrainSampleTransform:
             return False
         return self.rng.random() < self.partial_text_prob
 
-    def _partial_text(self, record: Record) -> str:
-        statements = partial_statements(record, self.partial_source)
-        return partial_text(record.initial_description, statements, self.rng, most=self.partial_max_statements)
-
     def __call__(self, sample: Sample) -> TrainPair | None:
         record = sample.record
         full_text = True
         if self._partial(record):
-            text = self._partial_text(record)
+            text = partial_text(record.initial_description, partial_statements(record, self.partial_source), self.rng)
             full_text = False
         elif self.rda and record.rda_groups:
             text = rda_text(record.rda_groups, self.rng)
@@ -144,7 +136,9 @@ class TrainSampleTransform:
             text = self.rng.choice(texts)
         partial = None
         if self.partial_pairs and record.initial_description:
-            partial = self._partial_text(record)
+            partial = partial_text(
+                record.initial_description, partial_statements(record, self.partial_source), self.rng
+            )
         return TrainPair(self.image(sample.image), text, record.pid, record.key, full_text, record.attributes, partial)
 
 
@@ -203,8 +197,6 @@ class RetrievalDataModule(L.LightningDataModule):
     of `partial_source`: the Q&A answers or the sub-captions); the rest stay `text_field` (or RDA).
     `partial_pairs`: every training image also pairs with a partial description, matched by a second SDM term,
     so dialogue-shaped queries are learnt without taking fine texts away (which partial_text_prob does).
-    `partial_max_statements`: a training partial description holds at most this many statements (None: up to
-    all of them); a 5-round dialogue adds at most 5 answers, and the shorter texts make a step cheaper.
     `cache_in_memory`: keep the decoded samples after the first epoch (about 25 kB per 128×64 image), so
     that later epochs only augment; with `num_workers > 0` the workers are kept alive to keep their caches.
     `erase_prob`, `crop_pad`: IRRA's random erasing probability and the padding of its random crop.
@@ -230,7 +222,6 @@ class RetrievalDataModule(L.LightningDataModule):
         erase_prob: float = 0.5,
         crop_pad: int = 10,
         partial_pairs: bool = False,
-        partial_max_statements: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -260,7 +251,6 @@ class RetrievalDataModule(L.LightningDataModule):
                 hp.erase_prob,
                 hp.crop_pad,
                 hp.partial_pairs,
-                hp.partial_max_statements,
             ),
             shuffle=True,
             shuffle_buffer=hp.shuffle_buffer,

@@ -128,16 +128,3 @@ def test_partial_pairs_give_every_image_a_second_partial_text():
     assert batch["partial_texts"] == [pairs[0].partial, bare.fine_description], "no initial: its own text again"
     unpaired = TrainSampleTransform((32, 16), "fine", rda=False, seed=0)(sample_of(record))
     assert collate_train([unpaired])["partial_texts"] is None
-
-
-def test_partial_max_statements_caps_a_training_partial_description_at_a_dialogues_length():
-    """A 5-round dialogue adds at most 5 answers: with the cap, every size from 0 to the cap is drawn, no more."""
-    rng = random.Random(0)
-    draws = [chosen_facts(partial_text(INITIAL, FACTS, rng, most=2)) for _ in range(200)]
-    assert {len(d) for d in draws} == {0, 1, 2}
-    assert len(chosen_facts(partial_text(INITIAL, FACTS[:1], random.Random(0), count=None, most=4))) <= 1
-    qas = [QA(question=f"Q{i}?", answer=fact, qtype="descriptive") for i, fact in enumerate(FACTS)]
-    record = make_record(0, initial_description=INITIAL, qas=qas)
-    capped = TrainSampleTransform((32, 16), "fine", rda=False, seed=0, partial_pairs=True, partial_max_statements=3)
-    sizes = {len(chosen_facts(capped(sample_of(record)).partial)) for _ in range(100)}
-    assert sizes == {0, 1, 2, 3}
