@@ -12,24 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ireid.core import budget
 from ireid.core.budget import ValidateAtLastStep, budget_step, time_fraction
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def started_timer(monkeypatch: pytest.MonkeyPatch, seconds: float) -> tuple[Timer, Clock]:
-    clock = Clock()
-    monkeypatch.setattr("lightning.pytorch.callbacks.timer.time.monotonic", clock)
-    timer = Timer(duration={"seconds": seconds})
-    timer.on_train_start(None, None)
-    return timer, clock
+from tests.helpers import started_timer
 
 
 def test_budget_step_follows_the_later_of_steps_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
