@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
-from lightning.pytorch.callbacks import Timer
 from PIL import Image
 
 from ireid.core.records import QA, Record
@@ -37,22 +35,3 @@ def make_record(i: int, split: str = "train", **kw) -> Record:
     )
     fields.update(kw)
     return Record(**fields)
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def started_timer(monkeypatch: pytest.MonkeyPatch, seconds: float) -> tuple[Timer, Clock]:
-    """A Lightning Timer of `seconds`, started now on a clock the test moves."""
-    clock = Clock()
-    monkeypatch.setattr("lightning.pytorch.callbacks.timer.time.monotonic", clock)
-    timer = Timer(duration={"seconds": seconds})
-    timer.on_train_start(None, None)
-    return timer, clock

@@ -14,7 +14,6 @@ import lightning as L
 import torch
 from torch import nn
 
-from ireid.core.budget import budget_step
 from ireid.core.metrics import RetrievalMetrics
 from ireid.retriever.data import EVAL_VIEWS
 from ireid.retriever.losses import gathered_sdm_loss, id_loss
@@ -43,8 +42,6 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
             parameter groups: new modules (ID classifier, cross-modal MLM, attribute heads) get lr × factor, biases
             lr × bias factor and their own weight decay; Adam with eps 1e-3.
         warmup_fraction, warmup_start_factor: linear warm-up over this share of steps, then cosine to 0.
-        anneal_in_time: run the schedule on the later of the step and the elapsed share of `max_time`
-            (`ireid.core.budget`), so a time-capped run anneals to 0 where it stops on any machine.
         attr_weight: weight of the `attr` term (per-attribute classifiers on image and full-text features).
         attribute_values: the attribute vocabulary {name: values}; read from the train split's records
             when `attr` is requested and it is not given (then stored with the checkpoint).
@@ -72,7 +69,6 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
         adam_eps: float = 1e-3,
         warmup_fraction: float = 0.1,
         warmup_start_factor: float = 0.1,
-        anneal_in_time: bool = False,
         attr_weight: float = 1.0,
         attribute_values: dict[str, list[str]] | None = None,
         seed: int = 0,
@@ -223,8 +219,6 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
         warmup = max(1, int(total * hp.warmup_fraction))
 
         def factor(step: int) -> float:
-            if hp.anneal_in_time:
-                step = budget_step(step, total, self.trainer)
             if step < warmup:
                 return hp.warmup_start_factor + (1 - hp.warmup_start_factor) * step / warmup
             progress = (step - warmup) / max(1, total - warmup)

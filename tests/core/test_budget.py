@@ -1,36 +1,13 @@
-"""Training budgets: the time share a schedule runs on, and the validation of a run cut at max_steps."""
+"""A run cut at max_steps inside an epoch is validated at its last step."""
 
 from __future__ import annotations
-
-import types
 
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import Timer
 from torch.utils.data import DataLoader, TensorDataset
 
-from ireid.core import budget
-from ireid.core.budget import ValidateAtLastStep, budget_step, time_fraction
-from tests.helpers import started_timer
-
-
-def test_budget_step_follows_the_later_of_steps_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    timer, clock = started_timer(monkeypatch, 200)
-    trainer = types.SimpleNamespace(callbacks=[timer])
-    assert time_fraction(trainer) == 0.0
-    clock.now += 50  # a quarter of the time budget
-    assert time_fraction(trainer) == pytest.approx(0.25)
-    assert budget_step(100, 1000, trainer) == pytest.approx(250.0)  # time is ahead of the steps
-    assert budget_step(400, 1000, trainer) == 400.0  # the steps are ahead of time
-    clock.now += 500  # past the cap
-    assert budget_step(10, 1000, trainer) == pytest.approx(1000.0)
-
-
-def test_without_a_time_cap_the_schedule_runs_on_steps() -> None:
-    assert budget_step(7, 100, types.SimpleNamespace(callbacks=[])) == 7.0
-    assert budget_step(7, 100, None) == 7.0
-    assert budget.time_fraction(types.SimpleNamespace(callbacks=[Timer(duration=None)])) == 0.0
+from ireid.core.budget import ValidateAtLastStep
 
 
 class Counting(L.LightningModule):

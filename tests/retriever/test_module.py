@@ -1,6 +1,5 @@
 """The retriever end to end on a tiny world: CLI fit with checkpoints, reload, index and search, DDP."""
 
-import math
 import os
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from ireid.retriever.inference import load_retriever
 from ireid.retriever.losses import sdm_loss
 from ireid.retriever.model import RetrieverNet
 from ireid.retriever.module import RetrieverModule
-from tests.helpers import started_timer
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "retriever" / "synthetic.yaml"
 
@@ -123,27 +121,6 @@ def test_param_groups_follow_irra(tiny_world):
     total = sum(len(g["params"]) for g in groups.values())
     assert total == sum(1 for p in module.parameters() if p.requires_grad)
     assert not module.features.clip.logit_scale.requires_grad
-
-
-def test_anneal_in_time_ends_the_schedule_where_the_time_cap_ends_training(tiny_world, monkeypatch):
-    """With 1000 planned steps and a 100 s cap, the learning rate follows the steps until time is ahead of them,
-    and is 0 once the cap is reached at step 300."""
-    timer, clock = started_timer(monkeypatch, 100)
-
-    class Planned:  # the two things the schedule reads of a trainer
-        def __init__(self) -> None:
-            self.estimated_stepping_batches, self.callbacks = 1000, [timer]
-
-    module = RetrieverModule(str(tiny_world), losses="sdm", text_length=64, warmup_fraction=0.05, anneal_in_time=True)
-    module.trainer = Planned()
-    factor = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
-    assert factor(500) == pytest.approx(0.5 * (1 + math.cos(math.pi * 450 / 950)))  # no time spent yet
-    clock.now += 50  # half the time: step 100 is scheduled as step 500
-    assert factor(100) == pytest.approx(factor(500))
-    clock.now += 50
-    assert factor(300) == pytest.approx(0.0)
-    module.hparams.anneal_in_time = False  # by steps alone, step 300 is still at 80 % of the peak
-    assert factor(300) == pytest.approx(0.5 * (1 + math.cos(math.pi * 250 / 950)))
 
 
 def test_partial_pairs_add_a_second_sdm_term_over_the_same_images(tiny_world):
