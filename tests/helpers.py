@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
+import lightning as L
 from PIL import Image
 
 from ireid.core.records import QA, Record
@@ -35,3 +37,17 @@ def make_record(i: int, split: str = "train", **kw) -> Record:
     )
     fields.update(kw)
     return Record(**fields)
+
+
+def quiet_trainer(max_steps: int, **options: Any) -> L.Trainer:
+    """The tests' Lightning runs: CPU, `max_steps`, no logger, checkpoints, bars, summary or sanity validation
+    unless `options` ask for them."""
+    settings: dict[str, Any] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    return L.Trainer(max_steps=max_steps, **{**settings, **options})

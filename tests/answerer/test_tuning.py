@@ -31,6 +31,7 @@ from ireid.core.loader import load_records
 from ireid.core.records import QA
 from ireid.core.synthetic import world
 from ireid.core.tokenizer import train_bpe_tokenizer
+from tests.helpers import quiet_trainer
 
 RECORDS = world.world_records(0, world.plan_identities(0, 6, 0, 0), images_per_id=1)
 
@@ -150,13 +151,9 @@ def _module(tokenizer_dir: Path, **kw) -> WitnessTuner:
 
 
 def _trainer(tmp: Path, max_steps: int, callbacks: list[Callback]) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    return quiet_trainer(
+        max_steps,
+        enable_checkpointing=True,
         limit_val_batches=0,
         plugins=[AtomicCheckpointIO()],
         callbacks=callbacks,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from transformers import ProcessorMixin
@@ -15,6 +14,7 @@ from ireid.chatreid.module import ChatReIDModule
 from ireid.core.factory import build_model
 from ireid.core.tokenizer import dataset_tokenizer
 from tests.chatreid.conversation_shards import write_stages
+from tests.helpers import quiet_trainer
 
 
 @pytest.fixture(scope="session")
@@ -36,16 +36,7 @@ def conversations(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def fit(module: ChatReIDModule, data: ConversationData, steps: int, ckpt: Path) -> Path:
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(steps, limit_val_batches=0)
     trainer.fit(module, datamodule=data)
     trainer.save_checkpoint(ckpt)
     return ckpt

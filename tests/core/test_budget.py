@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ireid.core.budget import ValidateAtLastStep
+from tests.helpers import quiet_trainer
 
 
 class Counting(L.LightningModule):
@@ -37,16 +38,7 @@ def test_a_run_cut_inside_an_epoch_is_validated_at_its_last_step(callbacks: list
     weights could never become the best checkpoint."""
     data = DataLoader(TensorDataset(torch.randn(10, 2)), batch_size=2)
     module = Counting()
-    trainer = L.Trainer(
-        max_steps=7,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(7, callbacks=callbacks)
     trainer.fit(module, data, data)
     assert trainer.global_step == 7
     assert module.validated_at[-1] == last_validation

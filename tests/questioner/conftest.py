@@ -20,6 +20,7 @@ from ireid.retriever.module import RetrieverModule
 from ireid.selector.data import SyntheticSelectorData
 from ireid.selector.model import Selector
 from ireid.selector.module import SelectorWarmup
+from tests.helpers import quiet_trainer
 
 EMBEDDING_DIM = 8
 ROUNDS = 2
@@ -90,9 +91,7 @@ def tiny_questioner(tokenizer) -> QuestionerModel:
 @pytest.fixture(scope="session")
 def selector_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `SelectorWarmup` checkpoint after one optimiser step, written by Lightning."""
-    trainer = L.Trainer(
-        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = quiet_trainer(1)
     data = SyntheticSelectorData(num_train=16, num_val=8, num_candidates=6, dim=EMBEDDING_DIM, batch_size=8)
     trainer.fit(SelectorWarmup(Selector(dim=16, layers=1, heads=2, input_dim=EMBEDDING_DIM)), datamodule=data)
     path = tmp_path_factory.mktemp("selector") / "warmup.ckpt"

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -10,6 +9,7 @@ from ireid.selector.data import SyntheticSelectorData, synthetic_batch
 from ireid.selector.inference import FLAT_ARGS, load_selector, read_selector_checkpoint
 from ireid.selector.model import Selector
 from ireid.selector.module import SelectorWarmup
+from tests.helpers import quiet_trainer
 
 DIM = 8
 
@@ -18,9 +18,7 @@ DIM = 8
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[SelectorWarmup, Path]:
     """A warm-up after two optimiser steps on generated lists, and the checkpoint Lightning wrote of it."""
     torch.manual_seed(0)
-    trainer = L.Trainer(
-        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = quiet_trainer(2)
     data = SyntheticSelectorData(num_train=16, num_val=8, num_candidates=6, dim=DIM, batch_size=8)
     module = SelectorWarmup(Selector(dim=16, layers=1, heads=2, input_dim=DIM, dropout=0.1), lr=1e-2)
     trainer.fit(module, datamodule=data)
