@@ -1,4 +1,4 @@
-"""A step budget that ends inside an epoch still ends with a validation.
+"""Lightning callbacks the configs share: a step budget that ends inside an epoch still ends with a validation.
 
 Lightning validates at the end of a run stopped through `should_stop` (as the `max_time` cap stops it), but not
 at a `max_steps` that falls inside an epoch: the last steps' weights could then never become the best checkpoint.

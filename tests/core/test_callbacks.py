@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ireid.core.budget import ValidateAtLastStep
+from ireid.core.callbacks import ValidateAtLastStep
 from tests.helpers import quiet_trainer
 
 
