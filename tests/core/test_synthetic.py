@@ -62,6 +62,17 @@ def test_same_seed_gives_identical_bytes(tiny: Path, tmp_path: Path) -> None:
     assert any(name.endswith(".tar") for name in shard_files(tiny))
 
 
+def test_rendering_processes_change_no_byte(tmp_path: Path) -> None:
+    """Enough images for the process pool: two processes write exactly what one does."""
+    bigger = dict(ids_train=40, ids_val=4, ids_test=6)
+    assert 50 * TINY["images_per_id"] >= world.MIN_PARALLEL
+    build(tmp_path / "one", workers=1, **bigger)
+    build(tmp_path / "two", workers=2, **bigger)
+    assert shard_files(tmp_path / "two") == shard_files(tmp_path / "one")
+    with pytest.raises(ValueError, match="workers"):
+        build(tmp_path / "none", workers=-1)
+
+
 def test_different_seed_gives_different_world(tiny: Path, tmp_path: Path) -> None:
     build(tmp_path, seed=4)
     assert (tmp_path / "train-000000.tar").read_bytes() != (tiny / "train-000000.tar").read_bytes()

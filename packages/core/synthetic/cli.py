@@ -68,6 +68,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
     parser.add_argument("--contact-sheet", type=Path, help="also write a PNG grid of sample identities here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--workers", type=int, help="rendering processes (default: one per available core; the bytes do not change)"
+    )
 
 
 def format_stats(stats: dict[str, Any]) -> str:
@@ -124,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.quiet,
             options=options,
+            workers=args.workers,
         )
     except (ShardError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
