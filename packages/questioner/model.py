@@ -30,6 +30,7 @@ from ireid.core.vocabulary.asking import open_questions
 from ireid.core.vocabulary.parse import covered_attributes, parse_question
 from ireid.questioner.encoding import IGNORE, Encoded, PromptEncoder, pad_batch
 from ireid.questioner.prompt import build_prompt, system_message
+from ireid.questioner.tower_cache import TowerCache
 from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
 from ireid.selector.model import Selector
 
@@ -37,6 +38,7 @@ from ireid.selector.model import Selector
 LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 ImageInput = bytes | Image.Image
+TOWER_CACHE_MB = 512  # a frozen tower's states by image: ~7,900 images of the demo's tower (129 × 128 fp32)
 
 # The settings of `build_network` a checkpoint's hyper-parameters hold (besides the tokenizer and the selector).
 NETWORK_SETTINGS = (
@@ -149,6 +151,7 @@ class QuestionerModel(nn.Module):
         built: from `build_questioner_model` (tiny or real, plain or peft-wrapped).
         pool: the side of the average-pooling window over the projected patch grid (2 in LLaVA-ReID).
         system: the system message of the chat (None: no system turn).
+        tower_cache_mb: memory for the states of a frozen vision tower by encoded image (`tower_cache.py`; 0: off).
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class QuestionerModel(nn.Module):
         system: str | None = None,
         person_vision: dict[str, Any] | None = None,
         class_token: bool = False,
+        tower_cache_mb: int = TOWER_CACHE_MB,
     ):
         super().__init__()
         if built.processor is None:
@@ -166,6 +170,7 @@ class QuestionerModel(nn.Module):
         self.tokenizer = built.tokenizer
         self.system = system
         self.pool = pool
+        self.tower_cache = TowerCache(tower_cache_mb << 20)
         config = self.hf.config
         vision = config.vision_config
         if vision.image_size % vision.patch_size:
@@ -202,19 +207,22 @@ class QuestionerModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------- images
 
-    def image_features(self, pixels: Tensor) -> Tensor:
-        """[N, 3, S, S] pixels -> [N, tokens_per_image, hidden]: vision tower layer, projector, average pooling.
+    def tower_states(self, pixels: Tensor) -> Tensor:
+        """[N, 3, H, W] pixels -> [N, tokens, D] the vision tower's states at `vision_feature_layer`."""
+        config, tower = self.hf.config, self.hf.model.vision_tower
+        pixels = pixels.to(self.device, next(tower.parameters()).dtype if pixels.is_floating_point() else None)
+        states = tower(pixels, output_hidden_states=True).hidden_states
+        layer = config.vision_feature_layer
+        return states[layer] if isinstance(layer, int) else torch.cat([states[i] for i in layer], dim=-1)
+
+    def image_features(self, hidden: Tensor) -> Tensor:
+        """The tower's states -> [N, tokens_per_image, hidden]: projector, average pooling.
 
         With `class_token` the tower's class token, projected, comes first: for a retriever's tower it is the one
         state its losses trained (the image embedding is read from it, after the tower's final norm, which it gets
         here too when the last layer is read), while its last patch states never met a loss.
         """
         config, inner = self.hf.config, self.hf.model
-        tower = inner.vision_tower
-        pixels = pixels.to(self.device, next(tower.parameters()).dtype if pixels.is_floating_point() else None)
-        states = tower(pixels, output_hidden_states=True).hidden_states
-        layer = config.vision_feature_layer
-        hidden = states[layer] if isinstance(layer, int) else torch.cat([states[i] for i in layer], dim=-1)
         projector = inner.multi_modal_projector
         if config.vision_feature_select_strategy != "default":
             return pool_patches(projector(hidden), self.pool, self.grid_hw)
@@ -222,15 +230,24 @@ class QuestionerModel(nn.Module):
         if not self.class_token:
             return patches
         cls = hidden[:, :1]
-        norm = getattr(vision_transformer(tower), "post_layernorm", None)
-        if layer == -1 and norm is not None:
+        norm = getattr(vision_transformer(inner.vision_tower), "post_layernorm", None)
+        if config.vision_feature_layer == -1 and norm is not None:
             cls = norm(cls)
         return torch.cat([projector(cls), patches], dim=1)
+
+    def tower_is_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.hf.model.vision_tower.parameters())
 
     def encode_images(self, images: Sequence[Sequence[ImageInput]], weights: Sequence[Tensor] | None = None) -> Tensor:
         """Tokens of every image of every example, in order, [sum n_i, tokens_per_image, hidden], each × its weight."""
         flat = [image for row in images for image in row]
-        features = self.image_features(to_pixels(flat, self.pixel_spec))
+
+        def run_tower(todo: list[ImageInput]) -> Tensor:
+            return self.tower_states(to_pixels(todo, self.pixel_spec))
+
+        # a tower that trains changes its states at every step: only a frozen one's are kept
+        hidden = self.tower_cache.states(flat, run_tower) if self.tower_is_frozen() else run_tower(flat)
+        features = self.image_features(hidden)
         if weights is not None:
             scale = torch.cat([w.reshape(-1) for w in weights]).to(features.device, features.dtype)
             if len(scale) != len(flat):

@@ -29,6 +29,7 @@ from torch import Tensor
 from ireid.core.person_vision import VisionTowerFile
 from ireid.questioner.inference import read_questioner_checkpoint
 from ireid.questioner.model import (
+    TOWER_CACHE_MB,
     ImageInput,
     build_network,
     check_weights,
@@ -38,6 +39,7 @@ from ireid.questioner.model import (
 )
 from ireid.questioner.prompt import InstructionChooser
 from ireid.questioner.tokenizer import TOKENIZER_KEY, source_tokenizer, tokenizer_files, write_tokenizer_files
+from ireid.questioner.tower_cache import TowerCache
 from ireid.selector.gumbel import TemperatureSchedule
 from ireid.selector.inference import read_selector_checkpoint
 from ireid.selector.model import Selector
@@ -66,6 +68,8 @@ class QuestionerModule(L.LightningModule):
         person_vision: the person tower's architecture (filled in from `vision_checkpoint`, or else from
             `init_checkpoint`).
         class_token: each image also gives the tower's class token, projected, as its first token.
+        tower_cache_mb: memory for a frozen tower's states by image, so a candidate shown again skips the tower
+            (`tower_cache.py`; 0: off).
         system_prompt: start the chat with the system message (`prompts/system.txt`).
         instruction: the Table 9 variant of training prompts; None draws one per example (seeded).
         eval_instruction: the variant of validation and generation prompts.
@@ -94,6 +98,7 @@ class QuestionerModule(L.LightningModule):
         vision_checkpoint: str | None = None,
         person_vision: dict[str, Any] | None = None,
         class_token: bool = False,
+        tower_cache_mb: int = TOWER_CACHE_MB,
         system_prompt: bool = True,
         instruction: int | None = None,
         eval_instruction: int = 0,
@@ -146,6 +151,7 @@ class QuestionerModule(L.LightningModule):
             load_person_tower(network.questioner.hf, tower, vision_checkpoint)
         # the networks are this module's own children, so checkpoints name them `questioner.*` and `selector.*`
         self.questioner = network.questioner
+        self.questioner.tower_cache = TowerCache(tower_cache_mb << 20)
         self.selector: Selector | None = network.selector
         if self.selector is not None:
             if warm_selector is not None:

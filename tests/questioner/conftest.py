@@ -14,6 +14,7 @@ import torch
 from ireid.core.loader import load_records
 from ireid.core.shards import ShardWriter
 from ireid.questioner.model import QuestionerModel, build_questioner_model
+from ireid.questioner.module import QuestionerModule
 from ireid.questioner.tokenizer import questioner_tokenizer
 from ireid.retriever.inference import export_vision_tower
 from ireid.retriever.module import RetrieverModule
@@ -109,3 +110,11 @@ def tower_file(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": L.__version__}, ckpt)  # fmt: skip
     return export_vision_tower(ckpt, folder / "tower.pt")
+
+
+@pytest.fixture(scope="module")
+def questioner(tiny_world: Path, tower_file: Path) -> QuestionerModule:
+    """A tiny questioner seeing through `tower_file`'s frozen tower, pooled 4×4."""
+    return QuestionerModule(
+        tokenizer=str(tiny_world), tokenizer_vocab=600, overrides=TINY, vision_checkpoint=str(tower_file), pool=4
+    ).eval()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from PIL import Image
@@ -22,13 +20,6 @@ def people(n: int) -> list[Image.Image]:
     return [Image.effect_noise((64, 128), 40 + 10 * i).convert("RGB") for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def questioner(tiny_world: Path, tower_file: Path) -> QuestionerModule:
-    return QuestionerModule(
-        tokenizer=str(tiny_world), tokenizer_vocab=600, overrides=TINY, vision_checkpoint=str(tower_file), pool=4
-    ).eval()
-
-
 def test_the_tower_sees_what_the_retriever_sees_and_stays_frozen(questioner, tower_file, tiny_world) -> None:
     retriever = load_retriever(tower_file.parent / "retriever.ckpt")
     images = people(3)
@@ -45,7 +36,7 @@ def test_the_tower_sees_what_the_retriever_sees_and_stays_frozen(questioner, tow
     grid = (128 // patch, 64 // patch)
     assert model.grid_hw == grid and model.tokens_per_image == -(-grid[0] // 4) * -(-grid[1] // 4), "pooled 4×4"
     hidden = model.hf.config.text_config.hidden_size
-    assert model.image_features(pixels).shape == (3, model.tokens_per_image, hidden)
+    assert model.image_features(model.tower_states(pixels)).shape == (3, model.tokens_per_image, hidden)
     tower = model.hf.model.vision_tower
     assert not any(p.requires_grad for p in tower.parameters())
     assert all(p.requires_grad for p in model.hf.model.multi_modal_projector.parameters())
@@ -93,7 +84,7 @@ def test_the_class_token_is_the_state_the_retriever_embeds(questioner, tiny_worl
     pixels = to_pixels(people(2), model.pixel_spec)
     with torch.no_grad():
         pooled = retriever.features.clip.vision_model(pixel_values=pixels).pooler_output  # final norm of the class
-        features = model.image_features(pixels)
+        features = model.image_features(model.tower_states(pixels))
         projector = model.hf.model.multi_modal_projector
         expected = projector(pooled[:, None])
     patches = questioner.questioner.tokens_per_image
