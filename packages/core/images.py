@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ireid.core.loader import iter_samples
+from ireid.core.loader import undecoded_samples
 
 
 class ImageStore:
@@ -28,7 +28,7 @@ class ImageStore:
         splits = [splits] if isinstance(splits, str) else list(splits)
         encoded: dict[str, bytes] = {}
         for split in splits:
-            for sample in iter_samples(data_dir, split, decode_images=False):
+            for sample in undecoded_samples(data_dir, split):
                 encoded[sample.key] = sample.image  # type: ignore[assignment]
         return cls(encoded, where=f"{data_dir} ({', '.join(splits)})")
 

@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing as mp
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import webdataset as wds
 from PIL import Image
 
 from ireid.core.records import Record
-from ireid.core.shards import IMAGE_EXTENSIONS, shard_paths
+from ireid.core.shards import IMAGE_EXTENSIONS, MANIFEST_SUFFIX, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,35 @@ def iter_samples(root: Path | str, split: str, decode_images: bool = True) -> It
     yield from ShardDataset(split_urls(root, split), decode_images=decode_images, rank_world=(0, 1))
 
 
+# (folder, split) -> (the split's file stamps, its samples), most recently used last
+_UNDECODED: OrderedDict[tuple[str, str], tuple[tuple[Any, ...], list[Sample]]] = OrderedDict()
+UNDECODED_SPLITS_KEPT = 4
+
+
+def _split_stamp(root: Path | str, split: str) -> tuple[Any, ...]:
+    shards = shard_paths(root, split)  # a missing manifest is a ShardError naming it
+    files = [Path(root) / f"{split}{MANIFEST_SUFFIX}", *shards]
+    return tuple((str(path), stat.st_mtime_ns, stat.st_size) for path in files for stat in [path.stat()])
+
+
+def undecoded_samples(root: Path | str, split: str) -> list[Sample]:
+    """Every sample of a split with its image left encoded (bytes), read once per process while the split's files
+    stay as they are: one command's steps (the demo's tokenizers, retriever, targets, questioner data and
+    evaluation) read the same split many times. The list is shared; do not change it."""
+    key = (str(Path(root).resolve()), split)
+    stamp = _split_stamp(root, split)
+    kept = _UNDECODED.get(key)
+    if kept is not None and kept[0] == stamp:
+        _UNDECODED.move_to_end(key)
+        return kept[1]
+    samples = list(iter_samples(root, split, decode_images=False))
+    _UNDECODED[key] = (stamp, samples)
+    while len(_UNDECODED) > UNDECODED_SPLITS_KEPT:
+        _UNDECODED.popitem(last=False)
+    return samples
+
+
 def load_records(root: Path | str, split: str) -> list[Record]:
-    """The records of a split without decoding images."""
-    return [s.record for s in iter_samples(root, split, decode_images=False)]
+    """The records of a split without decoding images (a new list; the records are shared, see
+    `undecoded_samples`)."""
+    return [s.record for s in undecoded_samples(root, split)]

@@ -128,3 +128,23 @@ def test_an_unfinished_pass_is_not_cached(tmp_path):
     for url in urls:
         url.rename(url.with_suffix(".moved"))
     assert len(keys(ds)) == 12, "that complete pass became the cache"
+
+
+def test_a_split_is_read_once_until_its_files_change(tmp_path, monkeypatch):
+    from ireid.core import loader
+    from ireid.core.images import ImageStore
+
+    write_dataset(tmp_path, n=6, shard_size=4)
+    reads = []
+    original = loader.iter_samples
+    monkeypatch.setattr(loader, "iter_samples", lambda *a, **k: reads.append(a) or original(*a, **k))
+    first = loader.load_records(tmp_path, "train")
+    again = loader.load_records(tmp_path, "train")
+    store = ImageStore.from_shards(tmp_path, "train")
+    assert len(reads) == 1, "records and encoded images of one split come from one read"
+    assert again == first and again is not first and len(store) == 6
+    assert store.encoded(first[0].key) == jpeg((0, 0, 0))
+    for path in tmp_path.iterdir():  # the split rewritten in place: read again
+        path.unlink()
+    write_dataset(tmp_path, n=3, shard_size=4)
+    assert len(loader.load_records(tmp_path, "train")) == 3 and len(reads) == 2
