@@ -6,7 +6,8 @@
 3. train LLaVA-ReID on it (look-forward targets for a share of the training records, selector warm-up,
    questioner warm-up, joint training: `llava_reid_pipeline.py`), when `llava-reid` is among the strategies;
 4. run the interactive evaluation (`configs/interactive/synthetic.yaml`) with the rule-based witness and
-   every question strategy but the LLM one (finished batches are kept), print the table and write the report.
+   every question strategy but the LLM one (finished batches are kept; `target-frequency` counts step 3's
+   look-forward targets), print the table and write the report.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ireid.app.eval_cli import evaluate
-from ireid.app.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
+from ireid.app.llava_reid_pipeline import LlavaReIDBudget, build_targets_once, train_llava_reid
 from ireid.app.stages import fit_step
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
@@ -28,7 +29,9 @@ from ireid.retriever.module import RetrieverModule
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
-DEMO_STRATEGIES = ("initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "llava-reid")
+DEMO_STRATEGIES = (
+    "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "target-frequency", "llava-reid"
+)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -118,20 +121,23 @@ def run(args: argparse.Namespace) -> int:
         args.out / "retriever", data_dir, args.seed, args.retriever_config, args.train_steps, args.train_minutes
     )
     config = load_config(args.eval_config)
+    budget = LlavaReIDBudget(
+        train_records=args.llava_reid_records,
+        explore=args.explore,
+        on_policy_records=args.on_policy_records,
+        selector_steps=args.selector_steps,
+        warmup_steps=args.questioner_steps,
+        joint_steps=args.joint_steps,
+        on_policy_steps=args.on_policy_steps,
+    )
     if "llava-reid" in args.strategies:
-        budget = LlavaReIDBudget(
-            train_records=args.llava_reid_records,
-            explore=args.explore,
-            on_policy_records=args.on_policy_records,
-            selector_steps=args.selector_steps,
-            warmup_steps=args.questioner_steps,
-            joint_steps=args.joint_steps,
-            on_policy_steps=args.on_policy_steps,
-        )
         joint = train_llava_reid(args.out / "llava-reid", data_dir, ckpt, budget, seed=args.seed)
         config.llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(joint))
         if args.retry_beams is not None:
             config.llava_reid = dataclasses.replace(config.llava_reid, retry_beams=args.retry_beams)
+    if "target-frequency" in args.strategies:  # counts LLaVA-ReID's training targets (built alone if need be)
+        targets = build_targets_once(ckpt, data_dir, args.out / "llava-reid" / "targets", budget)
+        config.target_frequency = dataclasses.replace(config.target_frequency, targets=str(targets))
     config = dataclasses.replace(
         config,
         data_dir=str(data_dir),

@@ -6,7 +6,7 @@ with its twins on that world's unseen test identities:
 | part | learned | twins | metric |
 |---|---|---|---|
 | `retriever` | IRRA's sdm+id+mlm; sdm+id with RDA | sdm alone; sdm+id without RDA | test fine R@1, mAP |
-| `questioner` | llava-reid | expected-gain, plugir (uses ground truth), random | R@1 after the last round, BRI |
+| `questioner` | llava-reid | expected-gain, target-frequency, plugir (ground truth), random | R@1 (last round), BRI |
 | `selection` (Table 3) | the selector; look-forward targets | top-k, k-means, uniform; random targets | same |
 | `chatreid` (Table 4) | stages 1+2+3 (2+3, 3 alone shown) | the retriever alone | standard, text-to-image mAP, R@1 |
 
@@ -90,7 +90,7 @@ RETRIEVER_RDA = Comparison("RDA (ICL)", "sdm+id, RDA", ("sdm+id",), ("fine R@1",
 QUESTIONER = Comparison(
     "Questioner (LLaVA-ReID)",
     "llava-reid",
-    ("expected-gain", "plugir", "random"),
+    ("expected-gain", "target-frequency", "plugir", "random"),
     ("R@1", "BRI"),
     references=("oracle-lookforward",),
 )
@@ -127,6 +127,11 @@ def _retriever_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir:
     return rows
 
 
+def joint_targets(seed_dir: Path) -> Path:
+    """The look-forward targets LLaVA-ReID trained on in `seed_dir` (what `target-frequency` counts)."""
+    return seed_dir / "llava-reid" / "targets"
+
+
 def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
     """The questioner and Table 3 rows: LLaVA-ReID trained (and, for Table 3, on random targets), then every
     strategy the comparisons name, through the interactive harness."""
@@ -152,6 +157,7 @@ def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: 
         seed=seed,
         strategies=list(dict.fromkeys(names)),
         llava_reid=llava,
+        target_frequency=dataclasses.replace(eval_config.target_frequency, targets=str(joint_targets(seed_dir))),
     )
     outcome = evaluate(eval_config, seed_dir / "eval" / "learning")
     return {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from ireid.core.images import ImageStore
@@ -17,13 +18,15 @@ from ireid.interactive.strategies.expected_gain import ExpectedGain
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV
 from ireid.interactive.strategies.initial import InitialOnly
 from ireid.interactive.strategies.llava_reid import SELECTOR, LlavaReID
+from ireid.interactive.strategies.target_frequency import TargetFrequency
 from ireid.questioner.inference import LlavaReidQuestioner
 from ireid.questioner.inference import load_selector as joint_selector
-from ireid.questioner.lookforward import OracleLookForward
+from ireid.questioner.lookforward import OracleLookForward, target_attribute_counts
 from ireid.selector.inference import load_selector
 
 STRATEGIES: tuple[str, ...] = (
-    "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "chatir", "llava-reid"
+    "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "target-frequency", "chatir",
+    "llava-reid",
 )  # fmt: skip
 # LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
 LLAVA_REID_VARIANTS: tuple[str, ...] = (
@@ -43,7 +46,13 @@ COMMON_SETTINGS = (
     "text",
     "rerank",
 )
-SECTIONS = {"plugir": "plugir", "expected-gain": "expected_gain", "chatir": "chatir", "llava-reid": "llava_reid"}
+SECTIONS = {
+    "plugir": "plugir",
+    "expected-gain": "expected_gain",
+    "target-frequency": "target_frequency",
+    "chatir": "chatir",
+    "llava-reid": "llava_reid",
+}
 
 
 def strategy_settings(name: str, config: EvalConfig) -> dict[str, Any]:
@@ -76,6 +85,11 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
     if name == "expected-gain":
         settings = config.expected_gain
         return ExpectedGain(settings.pool, settings.temperature, settings.answer_temperature)
+    if name == "target-frequency":
+        settings = config.target_frequency
+        if not settings.targets:
+            raise ValueError("config target_frequency.targets: name a look-forward targets folder to count")
+        return TargetFrequency(target_attribute_counts(Path(settings.targets), settings.split))
     if name == "chatir":
         llm = load_chat_llm(config.chatir.llm, tokenizer_dir=config.tokenizer_dir, batch_size=config.chatir.batch_size)
         examples = example_dialogues(load_records(config.data_dir, "train"), config.chatir.examples)

@@ -48,6 +48,12 @@ class LlavaReIDConfig:
 
 
 @dataclass
+class TargetFrequencyConfig:
+    targets: str = ""  # a look-forward targets folder (`ireid lookforward`; the demo's llava-reid/targets)
+    split: str = "train"  # whose targets are counted
+
+
+@dataclass
 class RerankConfig:
     base_ckpt: str = ""  # a retriever checkpoint whose initial-description similarity is averaged in
     weight: float = 0.5
@@ -73,6 +79,7 @@ class EvalConfig:
     expected_gain: ExpectedGainConfig = field(default_factory=ExpectedGainConfig)
     chatir: ChatIRConfig = field(default_factory=ChatIRConfig)
     llava_reid: LlavaReIDConfig = field(default_factory=LlavaReIDConfig)
+    target_frequency: TargetFrequencyConfig = field(default_factory=TargetFrequencyConfig)
     rerank: RerankConfig | None = None
 
     def __post_init__(self) -> None:

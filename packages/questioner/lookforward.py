@@ -267,6 +267,21 @@ def _iter_targets(out: Path, split: str):
             yield meta, {name: np.load(io.BytesIO(data), allow_pickle=False) for name, data in parts.items()}
 
 
+def target_attribute_counts(out: Path, split: str = "train") -> dict[int, dict[str, int]]:
+    """Per round, how often each attribute was the target question's (`parse_question`): the counts the
+    `target-frequency` strategy asks by. Targets the vocabulary does not read are left out."""
+    counts: dict[int, dict[str, int]] = {}
+    for meta, _ in _iter_targets(out, split):
+        for r in meta["rounds"]:
+            parsed = parse_question(r["question"])
+            if parsed is not None:
+                per_round = counts.setdefault(int(r["round"]), {})
+                per_round[parsed.attribute] = per_round.get(parsed.attribute, 0) + 1
+    if not counts:
+        raise ValueError(f"{out}: no look-forward target of split {split!r} reads as an attribute question")
+    return counts
+
+
 def selector_tensors(out: Path, split: str) -> dict[str, torch.Tensor]:
     """One selector training row per (record, round): dialogue embedding, candidates in rank order, padding mask.
 

@@ -42,12 +42,14 @@ def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, cap
 @pytest.mark.slow
 def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Path, capsys) -> None:
     args = ["demo", "--out", str(tmp_path), "--data", str(tiny_world), "--train-steps", "2", "--max-queries", "4"]
-    args += ["--strategies", "initial,llava-reid", "--llava-reid-records", "8"]
+    args += ["--strategies", "initial,target-frequency,llava-reid", "--llava-reid-records", "8"]
     args += ["--selector-steps", "2", "--questioner-steps", "3", "--joint-steps", "2", "--retry-beams", "4"]
     args += ["--on-policy-records", "4", "--on-policy-steps", "2"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| llava-reid |" in printed
+    assert "| llava-reid |" in printed and "| target-frequency |" in printed
+    config = json.loads((tmp_path / "eval" / "config.json").read_text())
+    assert config["target_frequency"]["targets"] == str(tmp_path / "llava-reid" / "targets")
     for step in ("selector", "warmup", "joint", "on-policy"):
         assert json.loads((tmp_path / "llava-reid" / step / "done.json").read_text())["steps"] >= 2
     targets = json.loads((tmp_path / "llava-reid" / "targets" / "train.lookforward.json").read_text())

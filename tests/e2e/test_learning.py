@@ -39,6 +39,7 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
     summary = json.loads((tmp_path / "learning" / "learning.json").read_text())
     rows = summary["per_seed"]["5"]
     expected = {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA", "llava-reid", "expected-gain", "plugir", "random"}
+    expected |= {"target-frequency"}
     expected |= {"oracle-lookforward", "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform"}
     assert set(rows) == expected | {"llava-reid:random-targets"}
     assert all(0 <= rows[name]["fine R@1"] <= 100 for name in ("sdm", "sdm+id, RDA"))

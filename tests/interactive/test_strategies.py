@@ -20,6 +20,7 @@ from ireid.interactive.candidates import select_candidates, spherical_kmeans
 from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
 from ireid.interactive.strategies.expected_gain import ExpectedGain, expected_log_rank_gain, mid_ranks
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV, value_entropy
+from ireid.interactive.strategies.target_frequency import TargetFrequency
 
 BASE = {
     "gender": "man", "age": "young", "hair_colour": "black", "hair_length": "short", "upper_type": "jacket",
@@ -173,3 +174,22 @@ def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_the
     question = ExpectedGain(pool=8).ask(ctx)[0]
     assert parse_question(question).attribute == "hat"  # four even values beat glasses (7:1) and the shared rest
     assert ExpectedGain.uses_ground_truth is False and PlugIR.uses_ground_truth is True
+
+
+def test_target_frequency_asks_the_uncovered_attribute_most_often_the_target_at_that_round() -> None:
+    query = person(0)  # the initial description states gender and the top's colour
+    counts = {1: {"upper_colour": 50, "scene": 30, "hat": 5}, 2: {"scene": 9, "bag": 12}}
+    strategy = TargetFrequency(counts)
+    dialogue = Dialogue(query.initial_description)
+    empty = Gallery([], torch.zeros(0, dtype=torch.long), torch.zeros(0, 2), [])
+    first = strategy.ask(context([query], empty, [dialogue], t=1))[0]
+    assert parse_question(first).attribute == "scene", "the stated top colour is skipped"
+    assert " he " in f" {first} " or " his " in f" {first} " or "him" in first
+    dialogue.ask(first, "I saw him on a street.")
+    assert parse_question(strategy.ask(context([query], empty, [dialogue], t=2))[0]).attribute == "bag"
+    dialogue.ask("What kind of bag did he have?", "He had no bag.")
+    later = strategy.ask(context([query], empty, [dialogue], t=7))[0]  # past the counted rounds: the last one's counts
+    assert parse_question(later).attribute == "age", "no count left: the first uncovered attribute of the vocabulary"
+    assert strategy.uses_ground_truth is False
+    with pytest.raises(ValueError, match="at least one round"):
+        TargetFrequency({})

@@ -21,7 +21,14 @@ from ireid.core.protocols import Dialogue, Turn
 from ireid.core.rounds import retrieval_text_reader
 from ireid.core.synthetic.world import plan_identities, world_records
 from ireid.core.vocabulary.parse import parse_question
-from ireid.questioner.lookforward import _choose, answered_pair, build_targets, look_forward_batch, selector_tensors
+from ireid.questioner.lookforward import (
+    _choose,
+    answered_pair,
+    build_targets,
+    look_forward_batch,
+    selector_tensors,
+    target_attribute_counts,
+)
 from ireid.selector.data import check_selector_tensors
 
 
@@ -208,3 +215,16 @@ def test_a_question_the_bank_cannot_answer_goes_on_with_a_random_tried_pair(worl
     assert answered_pair(record, "What did the person have on the head?", {**tried, hat: 1}, random.Random(0)) == hat
     draws = {answered_pair(record, question, tried, random.Random(s)) for s in range(40) for question in ("blah", None)}
     assert draws == set(tried)
+
+
+def test_target_attribute_counts_tally_each_rounds_target_attributes(world, tmp_path: Path) -> None:
+    records, retriever, gallery = world
+    build_targets(retriever, gallery, records[:6], tmp_path, max_rounds=3, batch_size=4, budget=12)
+    expected: dict[int, Counter] = {}
+    with tarfile.open(next(tmp_path.glob("train-*.tar"))) as tar:
+        for name in tar.getnames():
+            if name.endswith(".json"):
+                for r in json.loads(tar.extractfile(name).read())["rounds"]:
+                    expected.setdefault(r["round"], Counter())[parse_question(r["question"]).attribute] += 1
+    assert target_attribute_counts(tmp_path) == {t: dict(c) for t, c in expected.items()}
+    assert sum(sum(c.values()) for c in expected.values()) == 18, "3 rounds of 6 records, every target readable"
