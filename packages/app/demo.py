@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ireid.app.eval_cli import evaluate
-from ireid.app.llava_reid_pipeline import LlavaReIDBudget, build_targets_once, train_llava_reid
+from ireid.app.llava_reid_pipeline import LlavaReIDBudget, build_targets_once, targets_dir, train_llava_reid
 from ireid.app.stages import fit_step
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         if args.retry_beams is not None:
             config.llava_reid = dataclasses.replace(config.llava_reid, retry_beams=args.retry_beams)
     if "target-frequency" in args.strategies:  # counts LLaVA-ReID's training targets (built alone if need be)
-        targets = build_targets_once(ckpt, data_dir, args.out / "llava-reid" / "targets", budget)
+        targets = build_targets_once(ckpt, data_dir, targets_dir(args.out / "llava-reid"), budget)
         config.target_frequency = dataclasses.replace(config.target_frequency, targets=str(targets))
     config = dataclasses.replace(
         config,

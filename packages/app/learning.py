@@ -29,7 +29,7 @@ from typing import Any
 from ireid.app import demo
 from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
-from ireid.app.llava_reid_pipeline import LlavaReIDBudget, train_llava_reid
+from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
@@ -127,16 +127,12 @@ def _retriever_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir:
     return rows
 
 
-def joint_targets(seed_dir: Path) -> Path:
-    """The look-forward targets LLaVA-ReID trained on in `seed_dir` (what `target-frequency` counts)."""
-    return seed_dir / "llava-reid" / "targets"
-
-
 def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
     """The questioner and Table 3 rows: LLaVA-ReID trained (and, for Table 3, on random targets), then every
     strategy the comparisons name, through the interactive harness."""
     eval_config = load_config(config.eval_config)
-    joint = train_llava_reid(seed_dir / "llava-reid", data_dir, retriever, config.llava_reid, seed=seed)
+    llava_dir = seed_dir / "llava-reid"
+    joint = train_llava_reid(llava_dir, data_dir, retriever, config.llava_reid, seed=seed)
     llava = dataclasses.replace(eval_config.llava_reid, questioner_ckpt=str(joint))
     if config.retry_beams is not None:
         llava = dataclasses.replace(llava, retry_beams=config.retry_beams)
@@ -157,7 +153,7 @@ def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: 
         seed=seed,
         strategies=list(dict.fromkeys(names)),
         llava_reid=llava,
-        target_frequency=dataclasses.replace(eval_config.target_frequency, targets=str(joint_targets(seed_dir))),
+        target_frequency=dataclasses.replace(eval_config.target_frequency, targets=str(targets_dir(llava_dir))),
     )
     outcome = evaluate(eval_config, seed_dir / "eval" / "learning")
     return {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}

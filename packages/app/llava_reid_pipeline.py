@@ -81,9 +81,14 @@ def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: 
     return out
 
 
+def targets_dir(out: Path) -> Path:
+    """Where `train_llava_reid(out, ...)` keeps its look-forward targets (what `target-frequency` counts)."""
+    return out / "targets"
+
+
 def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: LlavaReIDBudget, seed: int = 0) -> Path:
     """Run (or resume) every step under `out`; returns the joint questioner checkpoint."""
-    targets = build_targets_once(retriever_ckpt, data_dir, out / "targets", budget)
+    targets = build_targets_once(retriever_ckpt, data_dir, targets_dir(out), budget)
     seed_args = ["--seed_everything", str(seed)]
     selector = fit_step(
         "selector warm-up",
