@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
-from transformers import LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import DynamicCache, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
 
 from ireid.core.factory import Built, build_model
 from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
@@ -403,6 +403,7 @@ class QuestionerModel(nn.Module):
         out = self.hf.generate(
             inputs_embeds=embeds,
             attention_mask=mask,
+            past_key_values=self.prompt_cache(embeds, mask, candidates),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=candidates,
@@ -411,6 +412,28 @@ class QuestionerModel(nn.Module):
             pad_token_id=self.encoder.pad_id,
         )
         return out.tolist()
+
+    @torch.no_grad()
+    def prompt_cache(self, embeds: Tensor, mask: Tensor, beams: int) -> DynamicCache:
+        """Keys and values of every prompt but its last position, computed once and repeated for each of `beams`.
+
+        `generate` repeats its inputs once per beam before it reads the prompt, so a beam search of n beams would
+        run each prompt (about 250 positions with four images) through the language model n times; given this
+        cache it runs only the last position, per beam. Positions follow the left padding as `generate` numbers
+        them, so the questions are the same as without the cache.
+        """
+        cache = DynamicCache(config=self.hf.config.get_text_config())
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        self.hf(
+            inputs_embeds=embeds[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache.batch_repeat_interleave(beams)
+        return cache
 
     def _decode(self, ids: list[int]) -> str:
         if self.encoder.end_id in ids:

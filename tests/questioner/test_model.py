@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -74,6 +75,36 @@ def test_generation_is_capped_and_batching_with_left_padding_changes_nothing(tin
     together = q.generate(batch, images, max_new_tokens=6)
     alone = [q.generate([d], [im], max_new_tokens=6)[0] for d, im in zip(batch, images, strict=True)]
     assert together == alone and q.generate([], []) == []
+
+
+def test_the_prompt_cache_gives_the_last_positions_logits_of_a_whole_forward(tiny_questioner: QuestionerModel) -> None:
+    q = tiny_questioner
+    batch, images = dialogues(), [people(4), people(2)]
+    encoded = q.encode(batch, [len(row) for row in images], [0, 0])
+    embeds, mask, _ = q.embed(encoded, q.encode_images(images), side="left")
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    with torch.no_grad():
+        whole = q.hf(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[:, -1]
+        cache = q.prompt_cache(embeds, mask, beams=2)  # each row twice
+        last = q.hf(
+            inputs_embeds=embeds[:, -1:].repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0),
+            position_ids=positions[:, -1:].repeat_interleave(2, 0), past_key_values=cache,
+        ).logits[:, -1]  # fmt: skip
+    torch.testing.assert_close(last, whole.repeat_interleave(2, 0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_the_prompt_cache_changes_no_generated_token(tiny_questioner: QuestionerModel, beams: int) -> None:
+    """Prompts read once and repeated per beam give the tokens of `generate` reading every beam's prompt itself."""
+    q = tiny_questioner
+    batch, images = dialogues(), [people(4), people(2)]  # prompts of two lengths: left padding
+    encoded = q.encode(batch, [len(row) for row in images], [0, 0])
+    embeds, mask, _ = q.embed(encoded, q.encode_images(images), side="left")
+    plain = q.hf.generate(
+        inputs_embeds=embeds, attention_mask=mask, max_new_tokens=6, do_sample=False, num_beams=beams,
+        num_return_sequences=beams, eos_token_id=q.encoder.end_id, pad_token_id=q.encoder.pad_id,
+    )  # fmt: skip
+    assert q.generate_ids(batch, images, max_new_tokens=6, candidates=beams) == plain.tolist()
 
 
 def test_beams_return_the_best_question_not_yet_asked(tiny_questioner: QuestionerModel) -> None:
