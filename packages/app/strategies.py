@@ -25,8 +25,8 @@ from ireid.questioner.lookforward import OracleLookForward, target_attribute_cou
 from ireid.selector.inference import load_selector
 
 STRATEGIES: tuple[str, ...] = (
-    "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "target-frequency", "chatir",
-    "llava-reid",
+    "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "expected-gain:annotated",
+    "target-frequency", "chatir", "llava-reid",
 )  # fmt: skip
 # LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
 LLAVA_REID_VARIANTS: tuple[str, ...] = (
@@ -82,9 +82,11 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
         return SimIRV()
     if name == "plugir":
         return PlugIR(config.plugir.top_n, config.plugir.clusters, config.plugir.candidates)  # type: ignore[arg-type]
-    if name == "expected-gain":
+    if name in ("expected-gain", "expected-gain:annotated"):
         settings = config.expected_gain
-        return ExpectedGain(settings.pool, settings.temperature, settings.answer_temperature)
+        return ExpectedGain(
+            settings.pool, settings.temperature, settings.answer_temperature, annotated=name.endswith(":annotated")
+        )
     if name == "target-frequency":
         settings = config.target_frequency
         if not settings.targets:

@@ -66,7 +66,8 @@ def markdown_report(results: Sequence[StrategyResult], context: dict[str, Any]) 
         lines += [
             "",
             "Rows marked *uses ground truth* read annotations a deployed system does not have: the target's answers "
-            "(`oracle-lookforward`, an upper bound) or the gallery's descriptions in place of a captioner (`plugir`).",
+            "(`oracle-lookforward`, an upper bound), the gallery's descriptions in place of a captioner (`plugir`) or "
+            "the candidates' annotated attributes in place of guesses from their images (`expected-gain:annotated`).",
         ]
     lines += ["", "## R@1 after each round (round 0 = initial description)", "", *_per_round_table(results)]
     if any(r.reranked_rounds is not None for r in results):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -18,7 +19,12 @@ from ireid.core.vocabulary.attributes import ATTRIBUTES
 from ireid.core.vocabulary.parse import parse_description, parse_question
 from ireid.interactive.candidates import select_candidates, spherical_kmeans
 from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
-from ireid.interactive.strategies.expected_gain import ExpectedGain, expected_log_rank_gain, mid_ranks
+from ireid.interactive.strategies.expected_gain import (
+    ExpectedGain,
+    annotated_answers,
+    expected_log_rank_gain,
+    mid_ranks,
+)
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV, value_entropy
 from ireid.interactive.strategies.target_frequency import TargetFrequency
 
@@ -141,7 +147,7 @@ def test_expected_log_rank_gain_by_hand() -> None:
     log = torch.log(torch.tensor([[2.0, 1.0, 3.0], [2.0, 3.0, 1.0]]))
     gain = torch.log(torch.tensor([1.0, 2.0, 3.0]))[None, :] - log
     expected = (posterior * (answer * gain).sum(0)).sum()
-    assert expected_log_rank_gain(before, after, posterior, 0.5).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert expected_log_rank_gain(before, after, posterior, answer).item() == pytest.approx(expected.item(), abs=1e-6)
 
 
 class AttributeEncoder:
@@ -174,6 +180,34 @@ def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_the
     question = ExpectedGain(pool=8).ask(ctx)[0]
     assert parse_question(question).attribute == "hat"  # four even values beat glasses (7:1) and the shared rest
     assert ExpectedGain.uses_ground_truth is False and PlugIR.uses_ground_truth is True
+
+
+def test_annotated_expected_gain_reads_the_candidates_records_and_says_so() -> None:
+    """The same rule with the gallery's annotations as the candidates' answers: on the same images, records that
+    agree with them lead to the hat, records on which every candidate wears no hat lead elsewhere."""
+    hats = ("none", "cap", "beanie", "sun hat")
+    shown = [{**BASE, "hat": hats[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
+    encoder = AttributeEncoder()
+    images = torch.stack([encoder.embed(a) for a in shown])
+    query = person(0)
+    dialogue = Dialogue(query.fine_description.split(".")[0] + ".")
+    strategy = ExpectedGain(pool=8, annotated=True)
+    assert strategy.uses_ground_truth and strategy.name == "expected-gain:annotated"
+
+    def asked(records: list[Record]) -> str:
+        gallery = Gallery([r.key for r in records], torch.arange(8), images, records)
+        scores = gallery.scores(encoder.encode_text([dialogue.initial]))
+        ctx = RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
+        return parse_question(strategy.ask(ctx)[0]).attribute
+
+    assert asked([person(i + 1, hat=a["hat"], glasses=a["glasses"]) for i, a in enumerate(shown)]) == "hat"
+    assert asked([person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(shown)]) != "hat"
+    records = [person(i + 1, hat=hats[i % 4]) for i in range(2)]
+    unannotated = dataclasses.replace(person(9), attributes={k: v for k, v in BASE.items() if k != "hat"})
+    answers = annotated_answers("hat", [*records, unannotated])
+    values = ATTRIBUTES["hat"].values
+    assert answers[:, 0].tolist() == [float(v == "none") for v in values]
+    assert torch.allclose(answers[:, 2], torch.full((len(values),), 1 / len(values))), "not annotated: uniform"
 
 
 def test_target_frequency_asks_the_uncovered_attribute_most_often_the_target_at_that_round() -> None:

@@ -9,13 +9,20 @@ where each candidate would rank after that answer. The attribute with the larges
 over the candidates weighted by the current posterior (a softmax of their scores) and their likely answers, is
 asked. Like `simirv` and `plugir` it speaks the pedestrian vocabulary (`ireid.core.vocabulary`), so it runs on
 data described in it.
+
+`expected-gain:annotated` (uses ground truth) is the same rule with perfect eyes: each candidate's answer is the
+value its gallery record annotates, not one guessed from the retriever's scores. It tells how much of the gap to
+the oracle is perception and how much is the rule itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
+from ireid.core.records import Record
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import gender_of, uncovered_attributes
 from ireid.core.vocabulary.attributes import ATTRIBUTES
@@ -37,29 +44,45 @@ def mid_ranks(scores: Tensor) -> Tensor:
     return 1.0 + higher + 0.5 * tied
 
 
-def expected_log_rank_gain(before: Tensor, after: Tensor, posterior: Tensor, temperature: float) -> Tensor:
+def expected_log_rank_gain(before: Tensor, after: Tensor, posterior: Tensor, answer: Tensor) -> Tensor:
     """Expected fall of log-rank per question, for candidates weighted by `posterior`.
 
-    before [P]: current scores of the pool; after [V, P]: scores after each of a question's V answers. A
-    candidate's answer is drawn from softmax(after[:, j] / temperature) over the values.
+    before [P]: current scores of the pool; after [V, P]: scores after each of a question's V answers;
+    answer [V, P]: P(answer v | candidate j is the target), each column summing to 1.
     """
     rank_before = mid_ranks(before[None, :])[0]  # [P]
     rank_after = mid_ranks(after)  # [V, P]: rank of candidate j under answer v
-    answer = torch.softmax(after / temperature, dim=0)  # [V, P]: P(answer v | candidate j is the target)
     gain = rank_before.log()[None, :] - rank_after.log()  # [V, P]
     return (posterior * (answer * gain).sum(0)).sum()
 
 
-class ExpectedGain:
-    """The uncovered attribute with the largest expected rank improvement over the current candidates."""
+def annotated_answers(attribute: str, records: Sequence[Record]) -> Tensor:
+    """[V, P] each record's annotated value of `attribute` as a one-hot over its values; uniform where a record
+    does not annotate it (or annotates a value outside the vocabulary)."""
+    values = ATTRIBUTES[attribute].values
+    answer = torch.full((len(values), len(records)), 1.0 / len(values))
+    for j, record in enumerate(records):
+        value = record.attributes.get(attribute)
+        if value in values:
+            answer[:, j] = 0.0
+            answer[values.index(value), j] = 1.0
+    return answer
 
-    name = "expected-gain"
+
+class ExpectedGain:
+    """The uncovered attribute with the largest expected rank improvement over the current candidates
+    (`annotated`: their answers read from the gallery's annotations, which makes it a ground-truth reference)."""
+
     uses_ground_truth = False
 
-    def __init__(self, pool: int = 50, temperature: float = 0.02, answer_temperature: float = 0.02):
+    def __init__(
+        self, pool: int = 50, temperature: float = 0.02, answer_temperature: float = 0.02, annotated: bool = False
+    ):
         if pool < 2:
             raise ValueError(f"expected-gain needs a pool of at least 2 candidates, got {pool}")
         self.pool, self.temperature, self.answer_temperature = pool, temperature, answer_temperature
+        self.annotated = self.uses_ground_truth = annotated
+        self.name = "expected-gain:annotated" if annotated else "expected-gain"
 
     @torch.no_grad()
     def ask(self, ctx: RoundContext) -> list[str | None]:
@@ -88,9 +111,13 @@ class ExpectedGain:
             posterior = torch.softmax(before / self.temperature, dim=0)
             candidates = ctx.gallery.embeddings[pool]
             gains = []
-            for count in counts:
+            for attribute, count in zip(todo, counts, strict=True):
                 after = encoded[offset : offset + count].float() @ candidates.T  # [V, P]
-                gains.append(float(expected_log_rank_gain(before, after, posterior, self.answer_temperature)))
+                if self.annotated:
+                    answer = annotated_answers(attribute, [ctx.gallery.records[j] for j in pool.tolist()])
+                else:
+                    answer = torch.softmax(after / self.answer_temperature, dim=0)
+                gains.append(float(expected_log_rank_gain(before, after, posterior, answer)))
                 offset += count
             best = max(range(len(todo)), key=lambda k: gains[k])  # the first of equals: vocabulary order
             questions[i] = descriptive_question(todo[best], gender_of(ctx.dialogues[i]))
