@@ -8,18 +8,24 @@
 4. run the interactive evaluation (`configs/interactive/synthetic.yaml`) with the rule-based witness and
    every question strategy but the LLM one (finished batches are kept; `target-frequency` counts step 3's
    look-forward targets), print the table and write the report.
+
+The wall time of each step of this run goes to `<out>/timings.json` and is printed at the end (a reused step
+counts only the time to find it).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, build_targets_once, targets_dir, train_llava_reid
 from ireid.app.stages import fit_step
+from ireid.core.shards import atomic_write_json
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
 from ireid.interactive.report import markdown_report
@@ -111,15 +117,37 @@ def train_retriever(
     )
 
 
+class StageClock:
+    """Wall seconds per step of a run, in the order the steps ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def summary(self) -> str:
+        steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
+        return f"{steps}; total {sum(self.seconds.values()):.0f} s"
+
+
 def run(args: argparse.Namespace) -> int:
+    clock = StageClock()
     data_dir = args.data or args.out / "data"
     if args.data is None:
-        code = build_world(data_dir, args.seed, args.out / "contact_sheet.png")
+        with clock.stage("world"):
+            code = build_world(data_dir, args.seed, args.out / "contact_sheet.png")
         if code != 0:
             return code
-    ckpt = train_retriever(
-        args.out / "retriever", data_dir, args.seed, args.retriever_config, args.train_steps, args.train_minutes
-    )
+    with clock.stage("retriever"):
+        ckpt = train_retriever(
+            args.out / "retriever", data_dir, args.seed, args.retriever_config, args.train_steps, args.train_minutes
+        )
     config = load_config(args.eval_config)
     budget = LlavaReIDBudget(
         train_records=args.llava_reid_records,
@@ -131,12 +159,14 @@ def run(args: argparse.Namespace) -> int:
         on_policy_steps=args.on_policy_steps,
     )
     if "llava-reid" in args.strategies:
-        joint = train_llava_reid(args.out / "llava-reid", data_dir, ckpt, budget, seed=args.seed)
+        with clock.stage("llava-reid"):
+            joint = train_llava_reid(args.out / "llava-reid", data_dir, ckpt, budget, seed=args.seed)
         config.llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(joint))
         if args.retry_beams is not None:
             config.llava_reid = dataclasses.replace(config.llava_reid, retry_beams=args.retry_beams)
     if "target-frequency" in args.strategies:  # counts LLaVA-ReID's training targets (built alone if need be)
-        targets = build_targets_once(ckpt, data_dir, targets_dir(args.out / "llava-reid"), budget)
+        with clock.stage("targets"):
+            targets = build_targets_once(ckpt, data_dir, targets_dir(args.out / "llava-reid"), budget)
         config.target_frequency = dataclasses.replace(config.target_frequency, targets=str(targets))
     config = dataclasses.replace(
         config,
@@ -147,8 +177,12 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         strategies=args.strategies,
     )
-    outcome = evaluate(config)
+    with clock.stage("evaluation"):
+        outcome = evaluate(config)
+    stages = [{"stage": name, "seconds": seconds} for name, seconds in clock.seconds.items()]  # in running order
+    atomic_write_json(args.out / "timings.json", {"stages": stages, "total": sum(clock.seconds.values())})
     print("\n" + markdown_report(outcome.results, outcome.context))
     print(f"demo output: {args.out.resolve()}")
     print(f"report: {outcome.paths['markdown'].resolve()} (plot: {outcome.paths['plot'].name})")
+    print(f"wall time: {clock.summary()}")
     return 0

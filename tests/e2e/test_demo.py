@@ -18,6 +18,9 @@ def test_demo_trains_evaluates_and_reports(tiny_world: Path, tmp_path: Path, cap
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| oracle-lookforward (uses ground truth) |" in printed
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert [s["stage"] for s in timings["stages"]] == ["retriever", "evaluation"] and "wall time: retriever" in printed
+    assert timings["total"] == pytest.approx(sum(s["seconds"] for s in timings["stages"]))
     report = tmp_path / "eval" / "report.md"
     assert report.is_file() and (tmp_path / "eval" / "rounds.png").is_file()
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
@@ -48,6 +51,8 @@ def test_demo_trains_llava_reid_and_evaluates_it(tiny_world: Path, tmp_path: Pat
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| llava-reid |" in printed and "| target-frequency |" in printed
+    stages = json.loads((tmp_path / "timings.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["retriever", "llava-reid", "targets", "evaluation"]
     config = json.loads((tmp_path / "eval" / "config.json").read_text())
     assert config["target_frequency"]["targets"] == str(tmp_path / "llava-reid" / "targets")
     for step in ("selector", "warmup", "joint", "on-policy"):
