@@ -241,7 +241,7 @@ def _members(target: dict[str, Any], record: Record) -> dict[str, bytes]:
 def summarise(out: Path, split: str) -> dict[str, Any]:
     """Mean target rank before and after each round's target question, over every record written."""
     by_round: dict[int, list[tuple[int, int]]] = {}
-    for meta, _ in _iter_targets(out, split):
+    for meta, _ in _iter_targets(out, split, arrays=False):
         for r in meta["rounds"]:
             by_round.setdefault(r["round"], []).append((r["rank_before"], r["rank_after"]))
     return {
@@ -254,14 +254,16 @@ def summarise(out: Path, split: str) -> dict[str, Any]:
     }
 
 
-def _iter_targets(out: Path, split: str):
-    """(meta, arrays) per written record; arrays by member name ("dialogue.npy", "r1.npy", ...)."""
+def _iter_targets(out: Path, split: str, arrays: bool = True):
+    """(meta, arrays) per written record; arrays by member name ("dialogue.npy", "r1.npy", ...), or none read
+    (`arrays=False`: the counts and summaries need only the metadata, not the embeddings beside it)."""
     for path in shard_paths(out, split):
         with tarfile.open(path) as tar:
             members: dict[str, dict[str, bytes]] = {}
             for member in tar.getmembers():
                 key, _, extension = member.name.partition(".")
-                members.setdefault(key, {})[extension] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if arrays or extension == "json":
+                    members.setdefault(key, {})[extension] = tar.extractfile(member).read()  # type: ignore[union-attr]
         for parts in members.values():
             meta = json.loads(parts.pop("json"))
             yield meta, {name: np.load(io.BytesIO(data), allow_pickle=False) for name, data in parts.items()}
@@ -271,7 +273,7 @@ def target_attribute_counts(out: Path, split: str = "train") -> dict[int, dict[s
     """Per round, how often each attribute was the target question's (`parse_question`): the counts the
     `target-frequency` strategy asks by. Targets the vocabulary does not read are left out."""
     counts: dict[int, dict[str, int]] = {}
-    for meta, _ in _iter_targets(out, split):
+    for meta, _ in _iter_targets(out, split, arrays=False):
         for r in meta["rounds"]:
             parsed = parse_question(r["question"])
             if parsed is not None:
