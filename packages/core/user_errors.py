@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ireid.core.llm import ChatServerError
+from ireid.core.shards import ShardError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, ChatServerError)
+# ShardError: a folder that is not an ireid shard folder, or a shard that is corrupt (named with its split).
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, ChatServerError, ShardError)
 TRACEBACK_VARIABLE = "IREID_TRACEBACK"
 
 Main = TypeVar("Main", bound=Callable[..., int])

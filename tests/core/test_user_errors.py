@@ -6,6 +6,7 @@ import pytest
 
 from ireid.app.cli import main as ireid_main
 from ireid.core.user_errors import one_line_errors
+from ireid.questioner.lookforward import target_attribute_counts
 
 
 def test_a_missing_file_is_one_line_and_status_2(tmp_path, capsys) -> None:
@@ -13,6 +14,20 @@ def test_a_missing_file_is_one_line_and_status_2(tmp_path, capsys) -> None:
                        "--out", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "none.ckpt: checkpoint not found" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_folder_that_is_not_a_shard_folder_is_one_line(tmp_path, capsys) -> None:
+    """`target-frequency` pointed at a folder that holds no look-forward targets: its missing manifest, named."""
+
+    @one_line_errors
+    def count() -> int:
+        target_attribute_counts(tmp_path / "none")
+        return 0
+
+    assert count() == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "none/train.manifest.json: no manifest" in err
     assert len(err.splitlines()) == 1
 
 
