@@ -20,8 +20,8 @@ class PlugIRConfig:
 
 @dataclass
 class ExpectedGainConfig:
-    pool: int = 50  # the top candidates the expected rank improvement is computed over
-    temperature: float = 0.02  # posterior over candidates: softmax(score / temperature)
+    pool: int = 200  # the top candidates that stand for the target (ranks are places in the whole gallery)
+    temperature: float = 0.2  # posterior over them: softmax(score / temperature), flat on purpose
     answer_temperature: float = 0.02  # each candidate's likely answer: softmax over an attribute's values
 
 

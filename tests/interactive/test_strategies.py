@@ -23,7 +23,7 @@ from ireid.interactive.strategies.expected_gain import (
     ExpectedGain,
     annotated_answers,
     expected_log_rank_gain,
-    mid_ranks,
+    gallery_ranks,
 )
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV, value_entropy
 from ireid.interactive.strategies.target_frequency import TargetFrequency
@@ -138,16 +138,31 @@ def test_askable_attributes_leave_out_gender_only() -> None:
     assert "gender" not in ASKABLE and len(ASKABLE) == len(BASE) - 1
 
 
+def test_gallery_ranks_are_mid_ranks_in_the_whole_gallery() -> None:
+    scores = torch.tensor([0.5, 0.2, 0.5, 0.1])
+    assert gallery_ranks(scores, torch.tensor([0, 1, 2, 3])).tolist() == [1.5, 3.0, 1.5, 4.0]
+    assert gallery_ranks(scores, torch.tensor([3, 0])).tolist() == [4.0, 1.5], "places in the gallery, not the pool"
+    many = torch.randint(0, 6, (3, 40)).float()  # many ties
+    pool = torch.tensor([5, 0, 17])
+    brute = (
+        1.0
+        + (many[:, None, :] > many[:, pool, None]).sum(-1)
+        + 0.5 * ((many[:, None, :] == many[:, pool, None]).sum(-1) - 1)
+    )
+    assert torch.equal(gallery_ranks(many, pool), brute)
+
+
 def test_expected_log_rank_gain_by_hand() -> None:
-    assert mid_ranks(torch.tensor([0.5, 0.2, 0.5, 0.1])).tolist() == [1.5, 3.0, 1.5, 4.0]
-    before = torch.tensor([0.3, 0.2, 0.1])  # ranks 1, 2, 3
-    after = torch.tensor([[0.1, 0.9, 0.0], [0.5, 0.0, 0.9]])  # answer 0 ranks (2, 1, 3); answer 1 ranks (2, 3, 1)
+    before = torch.tensor([0.3, 0.2, 0.1, 0.25])  # gallery places 1, 3, 4, 2; the last one is outside the pool
+    pool = torch.tensor([0, 1, 2])
+    after = torch.tensor([[0.1, 0.9, 0.0, 0.5], [0.5, 0.0, 0.9, 0.5]])  # places (3, 1, 4) and (2.5, 4, 1): a tie
     posterior = torch.tensor([0.2, 0.3, 0.5])
-    answer = torch.softmax(after / 0.5, dim=0)
-    log = torch.log(torch.tensor([[2.0, 1.0, 3.0], [2.0, 3.0, 1.0]]))
-    gain = torch.log(torch.tensor([1.0, 2.0, 3.0]))[None, :] - log
+    answer = torch.softmax(after[:, pool] / 0.5, dim=0)
+    log = torch.log(torch.tensor([[3.0, 1.0, 4.0], [2.5, 4.0, 1.0]]))
+    gain = torch.log(torch.tensor([1.0, 3.0, 4.0]))[None, :] - log
     expected = (posterior * (answer * gain).sum(0)).sum()
-    assert expected_log_rank_gain(before, after, posterior, answer).item() == pytest.approx(expected.item(), abs=1e-6)
+    got = expected_log_rank_gain(before, after, pool, posterior, answer)
+    assert got.item() == pytest.approx(expected.item(), abs=1e-6)
 
 
 class AttributeEncoder:

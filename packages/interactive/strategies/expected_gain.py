@@ -3,12 +3,16 @@
 Asks about the uncovered attribute whose answer is expected to lift the target most, judged only from what a
 deployed system has: the current ranking, the gallery images' embeddings and the retriever's text encoder (never
 the gallery's annotations, never the target). For each uncovered attribute and each of its values, the dialogue
-text with that value's statement appended is encoded; its scores over the current top `pool` candidates give
-both how likely each candidate is to be described by that value (a softmax over the attribute's values) and
-where each candidate would rank after that answer. The attribute with the largest expected fall of log-rank,
-over the candidates weighted by the current posterior (a softmax of their scores) and their likely answers, is
-asked. Like `simirv` and `plugir` it speaks the pedestrian vocabulary (`ireid.core.vocabulary`), so it runs on
-data described in it.
+text with that value's statement appended is encoded and scored against the whole gallery. The current top `pool`
+candidates stand for the target, weighted by a posterior over them (a softmax of their scores); each candidate's
+likely answer is a softmax over the attribute's values of its scores. The attribute with the largest expected fall
+of the target's log-rank in the gallery is asked.
+
+Two choices make it work, both measured: the ranks are the candidates' places in the whole gallery, not among
+the pool (a question that lifts a candidate past people outside the pool is what helps); and the posterior is
+flat enough to spread over many candidates (at round 0 the top candidate is the target about once in a hundred
+searches, and a sharp posterior only protects the current leader). Like `simirv` and `plugir` it speaks the
+pedestrian vocabulary (`ireid.core.vocabulary`), so it runs on data described in it.
 
 `expected-gain:annotated` (uses ground truth) is the same rule with perfect eyes: each candidate's answer is the
 value its gallery record annotates, not one guessed from the retriever's scores. It tells how much of the gap to
@@ -36,22 +40,28 @@ def value_statements(attribute: str, gender: str | None) -> list[str]:
     return [template.format(**fields(person, attribute, value)) for value in ATTRIBUTES[attribute].values]
 
 
-def mid_ranks(scores: Tensor) -> Tensor:
-    """1-based ranks along the last dimension; tied scores share the middle of their places (ties are common
-    before an attribute is named, and a split of tied candidates must count as progress)."""
-    higher = (scores[..., None, :] > scores[..., :, None]).sum(-1)
-    tied = (scores[..., None, :] == scores[..., :, None]).sum(-1) - 1
+def gallery_ranks(scores: Tensor, pool: Tensor) -> Tensor:
+    """1-based places of the `pool` candidates in the whole gallery: scores [..., N] → [..., P]. Tied scores share
+    the middle of their places (ties are common before an attribute is named, and a split of tied candidates must
+    count as progress)."""
+    ordered = scores.sort(dim=-1).values
+    own = scores[..., pool].contiguous()
+    up_to = torch.searchsorted(ordered, own, right=True)  # candidates scoring at most as high
+    below = torch.searchsorted(ordered, own, right=False)
+    higher = scores.shape[-1] - up_to
+    tied = up_to - below - 1  # the candidate itself is among the equals
     return 1.0 + higher + 0.5 * tied
 
 
-def expected_log_rank_gain(before: Tensor, after: Tensor, posterior: Tensor, answer: Tensor) -> Tensor:
-    """Expected fall of log-rank per question, for candidates weighted by `posterior`.
+def expected_log_rank_gain(before: Tensor, after: Tensor, pool: Tensor, posterior: Tensor, answer: Tensor) -> Tensor:
+    """Expected fall of log-rank in the gallery for a question, over the `pool` candidates weighted by `posterior`.
 
-    before [P]: current scores of the pool; after [V, P]: scores after each of a question's V answers;
-    answer [V, P]: P(answer v | candidate j is the target), each column summing to 1.
+    before [N]: current scores of the gallery; after [V, N]: its scores after each of a question's V answers;
+    pool [P]: the candidates that stand for the target; answer [V, P]: P(answer v | pool candidate j is the
+    target), each column summing to 1.
     """
-    rank_before = mid_ranks(before[None, :])[0]  # [P]
-    rank_after = mid_ranks(after)  # [V, P]: rank of candidate j under answer v
+    rank_before = gallery_ranks(before, pool)  # [P]
+    rank_after = gallery_ranks(after, pool)  # [V, P]: place of candidate j under answer v
     gain = rank_before.log()[None, :] - rank_after.log()  # [V, P]
     return (posterior * (answer * gain).sum(0)).sum()
 
@@ -76,7 +86,7 @@ class ExpectedGain:
     uses_ground_truth = False
 
     def __init__(
-        self, pool: int = 50, temperature: float = 0.02, answer_temperature: float = 0.02, annotated: bool = False
+        self, pool: int = 200, temperature: float = 0.2, answer_temperature: float = 0.02, annotated: bool = False
     ):
         if pool < 2:
             raise ValueError(f"expected-gain needs a pool of at least 2 candidates, got {pool}")
@@ -101,23 +111,23 @@ class ExpectedGain:
         if not texts:
             return [None] * len(ctx.dialogues)
         encoded = torch.cat([ctx.retriever.encode_text(texts[s : s + 1024]) for s in range(0, len(texts), 1024)])
+        images = ctx.gallery.embeddings.float()
         questions: list[str | None] = [None] * len(ctx.dialogues)
         offset = 0
         for i, todo, counts in plans:
             if not todo:
                 continue
-            pool = torch.topk(ctx.scores[i], min(self.pool, len(ctx.gallery))).indices
-            before = ctx.scores[i, pool]
-            posterior = torch.softmax(before / self.temperature, dim=0)
-            candidates = ctx.gallery.embeddings[pool]
+            before = ctx.scores[i].float()
+            pool = torch.topk(before, min(self.pool, len(ctx.gallery))).indices
+            posterior = torch.softmax(before[pool] / self.temperature, dim=0)
             gains = []
             for attribute, count in zip(todo, counts, strict=True):
-                after = encoded[offset : offset + count].float() @ candidates.T  # [V, P]
+                after = encoded[offset : offset + count].float() @ images.T  # [V, N]
                 if self.annotated:
                     answer = annotated_answers(attribute, [ctx.gallery.records[j] for j in pool.tolist()])
                 else:
-                    answer = torch.softmax(after / self.answer_temperature, dim=0)
-                gains.append(float(expected_log_rank_gain(before, after, posterior, answer)))
+                    answer = torch.softmax(after[:, pool] / self.answer_temperature, dim=0)
+                gains.append(float(expected_log_rank_gain(before, after, pool, posterior, answer)))
                 offset += count
             best = max(range(len(todo)), key=lambda k: gains[k])  # the first of equals: vocabulary order
             questions[i] = descriptive_question(todo[best], gender_of(ctx.dialogues[i]))
