@@ -163,6 +163,14 @@ def test_expected_log_rank_gain_by_hand() -> None:
     expected = (posterior * (answer * gain).sum(0)).sum()
     got = expected_log_rank_gain(before, after, pool, posterior, answer)
     assert got.item() == pytest.approx(expected.item(), abs=1e-6)
+    # several questions at once, the shorter padded with an answer row of zeros: each gets its own gain
+    other = torch.tensor([[0.0, 0.2, 0.3, 0.1], [9.0, 9.0, 9.0, 9.0]])
+    other_answer = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    both = expected_log_rank_gain(
+        before, torch.stack([after, other]), pool, posterior, torch.stack([answer, other_answer])
+    )
+    alone = expected_log_rank_gain(before, other[:1], pool, posterior, other_answer[:1])
+    assert both.tolist() == pytest.approx([expected.item(), alone.item()], abs=1e-6)
 
 
 class AttributeEncoder:

@@ -54,16 +54,17 @@ def gallery_ranks(scores: Tensor, pool: Tensor) -> Tensor:
 
 
 def expected_log_rank_gain(before: Tensor, after: Tensor, pool: Tensor, posterior: Tensor, answer: Tensor) -> Tensor:
-    """Expected fall of log-rank in the gallery for a question, over the `pool` candidates weighted by `posterior`.
+    """Expected fall of log-rank in the gallery per question, over the `pool` candidates weighted by `posterior`.
 
-    before [N]: current scores of the gallery; after [V, N]: its scores after each of a question's V answers;
-    pool [P]: the candidates that stand for the target; answer [V, P]: P(answer v | pool candidate j is the
-    target), each column summing to 1.
+    before [N]: current scores of the gallery; after [..., V, N]: its scores after each of a question's V answers
+    (leading dimensions: several questions at once); pool [P]: the candidates that stand for the target;
+    answer [..., V, P]: P(answer v | pool candidate j is the target), each column summing to 1 (an answer row of
+    zeros, e.g. padding, counts for nothing). Returns [...].
     """
     rank_before = gallery_ranks(before, pool)  # [P]
-    rank_after = gallery_ranks(after, pool)  # [V, P]: place of candidate j under answer v
-    gain = rank_before.log()[None, :] - rank_after.log()  # [V, P]
-    return (posterior * (answer * gain).sum(0)).sum()
+    rank_after = gallery_ranks(after, pool)  # [..., V, P]: place of candidate j under answer v
+    gain = rank_before.log() - rank_after.log()
+    return (posterior * (answer * gain).sum(-2)).sum(-1)
 
 
 def annotated_answers(attribute: str, records: Sequence[Record]) -> Tensor:
@@ -120,15 +121,22 @@ class ExpectedGain:
             before = ctx.scores[i].float()
             pool = torch.topk(before, min(self.pool, len(ctx.gallery))).indices
             posterior = torch.softmax(before[pool] / self.temperature, dim=0)
-            gains = []
-            for attribute, count in zip(todo, counts, strict=True):
-                after = encoded[offset : offset + count].float() @ images.T  # [V, N]
-                if self.annotated:
-                    answer = annotated_answers(attribute, [ctx.gallery.records[j] for j in pool.tolist()])
-                else:
-                    answer = torch.softmax(after[:, pool] / self.answer_temperature, dim=0)
-                gains.append(float(expected_log_rank_gain(before, after, pool, posterior, answer)))
-                offset += count
+            # every question's answers at once, padded to the longest value list: [A, V, N]
+            valid = torch.zeros(len(todo), max(counts), dtype=torch.bool)
+            for k, count in enumerate(counts):
+                valid[k, :count] = True
+            after = torch.zeros(*valid.shape, len(images))
+            after[valid] = encoded[offset : offset + sum(counts)].float() @ images.T
+            offset += sum(counts)
+            if self.annotated:
+                records = [ctx.gallery.records[j] for j in pool.tolist()]
+                answer = torch.zeros(*valid.shape, len(pool))
+                for k, (attribute, count) in enumerate(zip(todo, counts, strict=True)):
+                    answer[k, :count] = annotated_answers(attribute, records)
+            else:
+                logits = (after[..., pool] / self.answer_temperature).masked_fill(~valid[..., None], float("-inf"))
+                answer = torch.softmax(logits, dim=1)
+            gains = expected_log_rank_gain(before, after, pool, posterior, answer).tolist()
             best = max(range(len(todo)), key=lambda k: gains[k])  # the first of equals: vocabulary order
             questions[i] = descriptive_question(todo[best], gender_of(ctx.dialogues[i]))
         return questions
