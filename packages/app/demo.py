@@ -29,6 +29,7 @@ from ireid.core.shards import atomic_write_json
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
 from ireid.interactive.report import markdown_report
+from ireid.questioner.lookforward import TARGETS
 from ireid.retriever.cli import RetrieverCLI
 from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
@@ -61,6 +62,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.train_records,
         help="training records given look-forward targets",
+    )
+    parser.add_argument(
+        "--targets",
+        choices=TARGETS,
+        default=defaults.targets,
+        help="the questioner's training targets: the oracle's best pair (lookforward), the expected-gain teacher "
+        "(expected), one drawn ∝ 1/rank (soft) or a random one",
+    )
+    parser.add_argument(
+        "--gallery-ids",
+        type=int,
+        default=defaults.gallery_ids,
+        help="look forward against training galleries of this many identities (default: the budget's)",
     )
     parser.add_argument(
         "--explore",
@@ -151,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.eval_config)
     budget = LlavaReIDBudget(
         train_records=args.llava_reid_records,
+        targets=args.targets,
+        gallery_ids=args.gallery_ids,
         explore=args.explore,
         on_policy_records=args.on_policy_records,
         selector_steps=args.selector_steps,

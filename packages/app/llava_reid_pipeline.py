@@ -46,7 +46,8 @@ class LlavaReIDBudget:
     selector_steps: int = 100
     warmup_steps: int = 400
     joint_steps: int = 100
-    targets: str = "lookforward"  # or "random": Table 3's question row
+    targets: str = "expected"  # the expected-gain teacher; "lookforward": the oracle (LLaVA-ReID); "random": Table 3
+    gallery_ids: int | None = 200  # targets against galleries of this many identities, the test split's (None: whole)
     explore: float = 0.0  # share of look-forward rounds continued with a random pair (states off the oracle's path)
     on_policy_records: int = 0  # > 0: targets rebuilt along the joint questioner's own dialogues, then trained on
     on_policy_steps: int = 100
@@ -73,6 +74,7 @@ def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: 
             max_rounds=budget.max_rounds,
             targets=budget.targets,
             explore=budget.explore,
+            gallery_ids=budget.gallery_ids,
         )
         last = summary["rounds"][str(max(int(t) for t in summary["rounds"]))]
         rank = last["mean_rank_after"]

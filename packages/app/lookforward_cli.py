@@ -26,7 +26,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--targets",
         choices=TARGETS,
         default="lookforward",
-        help="best pair per round, one drawn ∝ 1/rank (soft), or a random one (Table 3)",
+        help="best pair per round, one drawn ∝ 1/rank (soft), a random one (Table 3), or the pair about the "
+        "attribute the annotated expected-gain rule asks (expected)",
+    )
+    parser.add_argument(
+        "--gallery-ids",
+        type=int,
+        help="look forward against galleries of this many identities (default: the whole split)",
     )
     parser.add_argument(
         "--explore",
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         targets=args.targets,
         seed=args.seed,
         explore=args.explore,
+        gallery_ids=args.gallery_ids,
     )
     print("round  dialogues  mean target rank before -> after")
     for t, row in summary["rounds"].items():

@@ -6,7 +6,7 @@ candidate clusters from them, as it would from a captioner's output).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,16 @@ class Gallery:
     def scores(self, text_embeddings: Tensor) -> Tensor:
         """Cosine similarities [B, N] of normalised query embeddings against the gallery (float32)."""
         return text_embeddings.float() @ self.embeddings.T
+
+    def subset(self, indices: Sequence[int]) -> Gallery:
+        """The gallery of the images at `indices`, in that order."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return Gallery(
+            [self.keys[i] for i in indices],
+            self.pids[index],
+            self.embeddings[index],
+            [self.records[i] for i in indices],
+        )
 
 
 def _batched(items: Iterable[tuple[Record, Image.Image]], size: int) -> Iterable[list[tuple[Record, Image.Image]]]:

@@ -15,6 +15,13 @@ question strategy) every dialogue goes on with the pair the witness would answer
 the targets are the best questions from the dialogues that questioner reaches (DAgger's on-policy states, Ross et
 al. 2011; LLaVA-ReID trains on the oracle's path only).
 
+`targets="expected"` replaces the oracle as the teacher: each round's target is the bank pair about the attribute
+the expected-gain rule (`ireid.core.expected_gain`) chooses with the training gallery's annotations as the
+candidates' answers, and the dialogue goes on with it. That rule never reads the target, so its choices are ones a
+questioner that sees the candidates can learn, and its path is one such a questioner can follow; the oracle's
+choices depend on the target's own values, which the questioner never sees. It needs galleries the size of the
+evaluation's (`gallery_ids`, `gallery_groups`).
+
 One shard sample per record: `json` (per round: the dialogue so far, the target Q&A, the target's rank before
 and after, the candidate keys), `dialogue.npy` ([T, D] fp16 dialogue embeddings before each round's question)
 and `r{t}.npy` ([k_t, D] fp16 embeddings of round t's top k_t = ceil(budget / t) candidates). Records already
@@ -37,6 +44,7 @@ import torch
 from tqdm import tqdm
 
 from ireid.core.answers import clean_answer
+from ireid.core.expected_gain import ExpectedGainRule
 from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, TextImageRetriever, Turn
@@ -46,7 +54,8 @@ from ireid.core.shards import ShardWriter, atomic_write_json, shard_paths
 from ireid.core.vocabulary.parse import parse_question
 
 MIN_UNUSED = 2
-TARGETS = ("lookforward", "soft", "random")
+TEACHER = ExpectedGainRule(annotated=True)  # `targets="expected"`: the rule with the training gallery's annotations
+TARGETS = ("lookforward", "soft", "random", "expected")
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,8 @@ def look_forward_batch(
     `targets="random"` takes a random pair among those looking-forward tries instead of the best one: the
     "random" question-target row of LLaVA-ReID Table 3. `targets="soft"` draws a tried pair with probability
     proportional to 1 / the target's rank after its answer, so a questioner trained on many rounds learns how
-    useful each question is, rather than how often it is the single best. `explore` is the share of rounds whose
+    useful each question is, rather than how often it is the single best. `targets="expected"` takes the pair
+    about the attribute the annotated expected-gain rule asks (module docstring). `explore` is the share of rounds whose
     dialogue goes on with a random tried pair rather than the target (module docstring). With `policy` each dialogue
     goes on with the tried pair about the attribute of the policy's question (`answered_pair`).
     """
@@ -169,11 +179,14 @@ def look_forward_batch(
         )
         top = torch.topk(scores, min(pool_size(t, budget), len(gallery)), dim=1).indices
         asked_by_policy = policy.ask(ctx) if policy is not None else None
+        taught = TEACHER.choose(ctx) if targets == "expected" else None
         still = []
         for row, (i, ranks) in enumerate(zip(active, look_forward_ranks(ctx), strict=True)):
             if not ranks:
                 continue
             rng = random.Random(f"{seed}:{records[i].key}:{t}")
+            if taught is not None:  # the teacher's attribute; its best pair if the bank has several, else look-forward
+                ranks = pairs_about(records[i], ranks, taught[row]) or ranks
             choice = _choose(ranks, targets, rng)
             qa = records[i].qas[choice.qa_index]
             rounds[i].append(
@@ -204,20 +217,27 @@ def look_forward_batch(
     ]
 
 
+def pairs_about(record: Record, tried: dict[int, int], attribute: str | None) -> dict[int, int]:
+    """The tried pairs of `record` whose bank question asks about `attribute` (`parse_question`), with their ranks."""
+    about = {}
+    for index, rank in tried.items():
+        bank = parse_question(record.qas[index].question)
+        if attribute is not None and bank is not None and bank.attribute == attribute:
+            about[index] = rank
+    return about
+
+
 def answered_pair(record: Record, question: str | None, tried: dict[int, int], rng: random.Random) -> int:
     """The tried pair of `record` a witness's answer to `question` amounts to: the bank pair about the attribute the
     question asks (`parse_question`); a random tried pair when no tried pair asks about it (a question the bank
     cannot answer, one about a covered attribute, or none)."""
     parsed = parse_question(question) if question else None
-    if parsed is not None:
-        for index in tried:
-            bank = parse_question(record.qas[index].question)
-            if bank is not None and bank.attribute == parsed.attribute:
-                return index
-    return rng.choice(list(tried))
+    about = pairs_about(record, tried, parsed.attribute if parsed is not None else None)
+    return next(iter(about)) if about else rng.choice(list(tried))
 
 
 def _choose(ranks: dict[int, int], targets: str, rng: random.Random) -> LookAhead:
+    """One pair among `ranks` by the `targets` rule (\"expected\" has narrowed `ranks` to its attribute already)."""
     if targets == "random":
         index = rng.choice(list(ranks))
         return LookAhead(index, ranks[index])
@@ -316,6 +336,25 @@ def _check_settings(out: Path, split: str, settings: dict[str, Any]) -> None:
         atomic_write_json(path, settings)
 
 
+def gallery_groups(gallery: Gallery, records: Sequence[Record], ids: int | None) -> list[tuple[Gallery, list[Record]]]:
+    """The gallery cut into galleries of `ids` identities each (in id order), each with the records of its people;
+    the whole gallery and every record when `ids` is None. Targets against a gallery the size of the evaluation's
+    come from the states a questioner meets there: on the whole training gallery the target sits about 2,000th of
+    8,000 at round 1, and no candidate-reading teacher can tell anything from the top 200."""
+    if ids is None:
+        return [(gallery, list(records))]
+    if ids < 1:
+        raise ValueError(f"gallery_ids must be at least 1, got {ids}")
+    people = sorted(set(gallery.pids.tolist()))
+    groups = []
+    for start in range(0, len(people), ids):
+        group = set(people[start : start + ids])
+        members = [r for r in records if r.pid in group]
+        if members:
+            groups.append((gallery.subset([j for j, pid in enumerate(gallery.pids.tolist()) if pid in group]), members))
+    return groups
+
+
 def build_targets(
     retriever: TextImageRetriever,
     gallery: Gallery,
@@ -330,19 +369,28 @@ def build_targets(
     seed: int = 0,
     explore: float = 0.0,
     policy: QuestionStrategy | None = None,
+    gallery_ids: int | None = None,
 ) -> dict[str, Any]:
-    """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary."""
+    """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary.
+
+    With `gallery_ids` each record is looked forward against the gallery of its group of that many identities
+    (`gallery_groups`) instead of the whole split.
+    """
     settings: dict[str, Any] = {"targets": targets, "seed": seed, "budget": budget, "max_rounds": max_rounds}
     if explore:
         settings["explore"] = explore  # absent when 0, so folders written before the option still resume
     if policy is not None:
         settings["policy"] = policy.name
+    if gallery_ids is not None:
+        settings["gallery_ids"] = gallery_ids
     _check_settings(Path(out), split, settings)
     with ShardWriter(out, split, max_samples=shard_size, resume=True) as writer:
-        todo = [r for r in records if r.key not in writer.written_keys]
-        for start in tqdm(range(0, len(todo), batch_size), desc="look forward", unit="batch"):
-            batch = todo[start : start + batch_size]
-            chosen = look_forward_batch(batch, gallery, retriever, max_rounds, budget, targets, seed, explore, policy)
+        work = []
+        for group, members in gallery_groups(gallery, records, gallery_ids):
+            todo = [r for r in members if r.key not in writer.written_keys]
+            work += [(group, todo[start : start + batch_size]) for start in range(0, len(todo), batch_size)]
+        for group, batch in tqdm(work, desc="look forward", unit="batch"):
+            chosen = look_forward_batch(batch, group, retriever, max_rounds, budget, targets, seed, explore, policy)
             for record, target in zip(batch, chosen, strict=True):
                 writer.write_sample(record.key, _members(target, record))
     summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}

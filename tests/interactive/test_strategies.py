@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+from ireid.core.expected_gain import annotated_answers
 from ireid.core.gallery import Gallery
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
@@ -19,12 +20,7 @@ from ireid.core.vocabulary.attributes import ATTRIBUTES
 from ireid.core.vocabulary.parse import parse_description, parse_question
 from ireid.interactive.candidates import select_candidates, spherical_kmeans
 from ireid.interactive.strategies.chatir import ChatIR, dialogue_lines, example_dialogues, first_question
-from ireid.interactive.strategies.expected_gain import (
-    ExpectedGain,
-    annotated_answers,
-    expected_log_rank_gain,
-    gallery_ranks,
-)
+from ireid.interactive.strategies.expected_gain import ExpectedGain
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV, value_entropy
 from ireid.interactive.strategies.target_frequency import TargetFrequency
 
@@ -136,41 +132,6 @@ def test_chatir_prompts_with_examples_and_the_dialogue_and_keeps_one_question() 
 
 def test_askable_attributes_leave_out_gender_only() -> None:
     assert "gender" not in ASKABLE and len(ASKABLE) == len(BASE) - 1
-
-
-def test_gallery_ranks_are_mid_ranks_in_the_whole_gallery() -> None:
-    scores = torch.tensor([0.5, 0.2, 0.5, 0.1])
-    assert gallery_ranks(scores, torch.tensor([0, 1, 2, 3])).tolist() == [1.5, 3.0, 1.5, 4.0]
-    assert gallery_ranks(scores, torch.tensor([3, 0])).tolist() == [4.0, 1.5], "places in the gallery, not the pool"
-    many = torch.randint(0, 6, (3, 40)).float()  # many ties
-    pool = torch.tensor([5, 0, 17])
-    brute = (
-        1.0
-        + (many[:, None, :] > many[:, pool, None]).sum(-1)
-        + 0.5 * ((many[:, None, :] == many[:, pool, None]).sum(-1) - 1)
-    )
-    assert torch.equal(gallery_ranks(many, pool), brute)
-
-
-def test_expected_log_rank_gain_by_hand() -> None:
-    before = torch.tensor([0.3, 0.2, 0.1, 0.25])  # gallery places 1, 3, 4, 2; the last one is outside the pool
-    pool = torch.tensor([0, 1, 2])
-    after = torch.tensor([[0.1, 0.9, 0.0, 0.5], [0.5, 0.0, 0.9, 0.5]])  # places (3, 1, 4) and (2.5, 4, 1): a tie
-    posterior = torch.tensor([0.2, 0.3, 0.5])
-    answer = torch.softmax(after[:, pool] / 0.5, dim=0)
-    log = torch.log(torch.tensor([[3.0, 1.0, 4.0], [2.5, 4.0, 1.0]]))
-    gain = torch.log(torch.tensor([1.0, 3.0, 4.0]))[None, :] - log
-    expected = (posterior * (answer * gain).sum(0)).sum()
-    got = expected_log_rank_gain(before, after, pool, posterior, answer)
-    assert got.item() == pytest.approx(expected.item(), abs=1e-6)
-    # several questions at once, the shorter padded with an answer row of zeros: each gets its own gain
-    other = torch.tensor([[0.0, 0.2, 0.3, 0.1], [9.0, 9.0, 9.0, 9.0]])
-    other_answer = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
-    both = expected_log_rank_gain(
-        before, torch.stack([after, other]), pool, posterior, torch.stack([answer, other_answer])
-    )
-    alone = expected_log_rank_gain(before, other[:1], pool, posterior, other_answer[:1])
-    assert both.tolist() == pytest.approx([expected.item(), alone.item()], abs=1e-6)
 
 
 class AttributeEncoder:

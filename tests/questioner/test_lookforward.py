@@ -15,16 +15,18 @@ import pytest
 import torch
 
 from ireid.core.answers import clean_answer
+from ireid.core.expected_gain import ExpectedGainRule
 from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, Turn
-from ireid.core.rounds import retrieval_text_reader
+from ireid.core.rounds import RoundContext, retrieval_text_reader
 from ireid.core.synthetic.world import plan_identities, world_records
 from ireid.core.vocabulary.parse import parse_question
 from ireid.questioner.lookforward import (
     _choose,
     answered_pair,
     build_targets,
+    gallery_groups,
     look_forward_batch,
     selector_tensors,
     target_attribute_counts,
@@ -228,3 +230,45 @@ def test_target_attribute_counts_tally_each_rounds_target_attributes(world, tmp_
                     expected.setdefault(r["round"], Counter())[parse_question(r["question"]).attribute] += 1
     assert target_attribute_counts(tmp_path) == {t: dict(c) for t, c in expected.items()}
     assert sum(sum(c.values()) for c in expected.values()) == 18, "3 rounds of 6 records, every target readable"
+
+
+def test_expected_targets_ask_what_the_annotated_rule_chooses_and_follow_its_path(world) -> None:
+    """The teacher is the expected-gain rule with the gallery's annotations: round 1's target is the bank pair about
+    the attribute it chooses, and round 2 starts from that pair's answer (its path, not the oracle's)."""
+    records, retriever, gallery = world
+    taught = look_forward_batch(records[:6], gallery, retriever, max_rounds=2, targets="expected")
+    text_of = retrieval_text_reader()
+    dialogues = [Dialogue(r.initial_description) for r in records[:6]]
+    scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
+    ctx = RoundContext(1, records[:6], dialogues, scores, gallery, retriever, text_of)
+    chosen = ExpectedGainRule(annotated=True).choose(ctx)
+    oracle = look_forward_batch(records[:6], gallery, retriever, max_rounds=1)
+    for target, attribute, best in zip(taught, chosen, oracle, strict=True):
+        first, second = target["rounds"]
+        assert parse_question(first["question"]).attribute == attribute
+        assert first["rank_after"] >= best["rounds"][0]["rank_after"]  # the oracle's pair is the best by definition
+        assert second["dialogue"] == [{"question": first["question"], "answer": first["answer"]}]
+    assert any(t["rounds"][0]["question"] != o["rounds"][0]["question"] for t, o in zip(taught, oracle, strict=True)), (
+        "the teacher is not the oracle"
+    )
+
+
+def test_gallery_groups_cut_the_split_by_identity_and_targets_stay_inside_their_group(world, tmp_path: Path) -> None:
+    records, retriever, gallery = world  # 12 people, 2 images each
+    groups = gallery_groups(gallery, records, 5)
+    assert [sorted(set(g.pids.tolist())) for g, _ in groups] == [list(range(0, 5)), list(range(5, 10)), [10, 11]]
+    for group, members in groups:
+        assert {r.pid for r in members} <= set(group.pids.tolist()) and len(group) == 2 * len(set(group.pids.tolist()))
+    assert sorted(r.key for _, m in groups for r in m) == sorted(r.key for r in records)
+    assert gallery_groups(gallery, records, None) == [(gallery, list(records))]
+    summary = build_targets(retriever, gallery, records, tmp_path, max_rounds=1, budget=20, gallery_ids=5)
+    assert summary["gallery_ids"] == 5
+    group_of_key = {key: n for n, (g, _) in enumerate(groups) for key in g.keys}
+    group_of_pid = {pid: n for n, (g, _) in enumerate(groups) for pid in g.pids.tolist()}
+    with tarfile.open(sorted(tmp_path.glob("train-*.tar"))[0]) as tar:
+        for record in records:
+            (first,) = json.loads(tar.extractfile(f"{record.key}.json").read())["rounds"]
+            mine = group_of_pid[record.pid]
+            assert len(first["candidates"]) == len(groups[mine][0])  # its group's whole gallery (budget 20)
+            assert {group_of_key[key] for key in first["candidates"]} == {mine}
+            assert first["rank_after"] <= len(groups[mine][0])
