@@ -83,12 +83,6 @@ def one_hot_answers(values: Tensor, count: int) -> Tensor:
     return answer
 
 
-def annotated_answers(attribute: str, records: Sequence[Record]) -> Tensor:
-    """[V, P] each record's annotated value of `attribute` as a one-hot over its values; uniform where a record
-    does not annotate it (or annotates a value outside the vocabulary)."""
-    return one_hot_answers(annotated_values(records, attribute), len(ATTRIBUTES[attribute].values))
-
-
 @dataclass(frozen=True)
 class ExpectedGainRule:
     """The rule's settings: `pool` candidates stand for the target under softmax(score / `temperature`); each

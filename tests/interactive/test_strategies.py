@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from ireid.core.expected_gain import annotated_answers
+from ireid.core.expected_gain import annotated_values, one_hot_answers
 from ireid.core.gallery import Gallery
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
@@ -188,8 +188,8 @@ def test_annotated_expected_gain_reads_the_candidates_records_and_says_so() -> N
     assert asked([person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(shown)]) != "hat"
     records = [person(i + 1, hat=hats[i % 4]) for i in range(2)]
     unannotated = dataclasses.replace(person(9), attributes={k: v for k, v in BASE.items() if k != "hat"})
-    answers = annotated_answers("hat", [*records, unannotated])
     values = ATTRIBUTES["hat"].values
+    answers = one_hot_answers(annotated_values([*records, unannotated], "hat"), len(values))
     assert answers[:, 0].tolist() == [float(v == "none") for v in values]
     assert torch.allclose(answers[:, 2], torch.full((len(values),), 1 / len(values))), "not annotated: uniform"
 
