@@ -219,10 +219,12 @@ def look_forward_batch(
 
 def pairs_about(record: Record, tried: dict[int, int], attribute: str | None) -> dict[int, int]:
     """The tried pairs of `record` whose bank question asks about `attribute` (`parse_question`), with their ranks."""
+    if attribute is None:
+        return {}
     about = {}
     for index, rank in tried.items():
         bank = parse_question(record.qas[index].question)
-        if attribute is not None and bank is not None and bank.attribute == attribute:
+        if bank is not None and bank.attribute == attribute:
             about[index] = rank
     return about
 
@@ -345,13 +347,14 @@ def gallery_groups(gallery: Gallery, records: Sequence[Record], ids: int | None)
         return [(gallery, list(records))]
     if ids < 1:
         raise ValueError(f"gallery_ids must be at least 1, got {ids}")
-    people = sorted(set(gallery.pids.tolist()))
+    pids = gallery.pids.tolist()
+    people = sorted(set(pids))
     groups = []
     for start in range(0, len(people), ids):
         group = set(people[start : start + ids])
         members = [r for r in records if r.pid in group]
         if members:
-            groups.append((gallery.subset([j for j, pid in enumerate(gallery.pids.tolist()) if pid in group]), members))
+            groups.append((gallery.subset([j for j, pid in enumerate(pids) if pid in group]), members))
     return groups
 
 
@@ -383,10 +386,11 @@ def build_targets(
         settings["policy"] = policy.name
     if gallery_ids is not None:
         settings["gallery_ids"] = gallery_ids
+    groups = gallery_groups(gallery, records, gallery_ids)  # a bad size fails before the settings are written
     _check_settings(Path(out), split, settings)
     with ShardWriter(out, split, max_samples=shard_size, resume=True) as writer:
         work = []
-        for group, members in gallery_groups(gallery, records, gallery_ids):
+        for group, members in groups:
             todo = [r for r in members if r.key not in writer.written_keys]
             work += [(group, todo[start : start + batch_size]) for start in range(0, len(todo), batch_size)]
         for group, batch in tqdm(work, desc="look forward", unit="batch"):

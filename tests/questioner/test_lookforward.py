@@ -272,3 +272,11 @@ def test_gallery_groups_cut_the_split_by_identity_and_targets_stay_inside_their_
             assert len(first["candidates"]) == len(groups[mine][0])  # its group's whole gallery (budget 20)
             assert {group_of_key[key] for key in first["candidates"]} == {mine}
             assert first["rank_after"] <= len(groups[mine][0])
+
+
+def test_a_bad_gallery_size_fails_before_the_folder_records_its_settings(world, tmp_path: Path) -> None:
+    records, retriever, gallery = world
+    with pytest.raises(ValueError, match="gallery_ids must be at least 1, got 0"):
+        build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=1, gallery_ids=0)
+    assert not (tmp_path / "train.settings.json").exists()  # so a rerun with a good size is not refused
+    build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=1, gallery_ids=5)
