@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ireid.core.protocols import ContinuationEncoder, TextImageRetriever
 from ireid.core.records import Record
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import gender_of, uncovered_attributes
@@ -83,6 +84,17 @@ def one_hot_answers(values: Tensor, count: int) -> Tensor:
     return answer
 
 
+def encode_continuations(
+    retriever: TextImageRetriever, prefixes: Sequence[str], endings: Sequence[Sequence[str]], batch_size: int = 1024
+) -> Tensor:
+    """`encode_text` of every `f"{prefix} {ending}"` (`ContinuationEncoder`): through the retriever's shared-prefix
+    encoder when it has one (each dialogue then runs once, not once per value), else `batch_size` texts at a time."""
+    if isinstance(retriever, ContinuationEncoder):
+        return retriever.encode_continuations(prefixes, endings)
+    texts = [f"{prefix} {ending}" for prefix, group in zip(prefixes, endings, strict=True) for ending in group]
+    return torch.cat([retriever.encode_text(texts[s : s + batch_size]) for s in range(0, len(texts), batch_size)])
+
+
 @dataclass(frozen=True)
 class ExpectedGainRule:
     """The rule's settings: `pool` candidates stand for the target under softmax(score / `temperature`); each
@@ -102,20 +114,19 @@ class ExpectedGainRule:
     def choose(self, ctx: RoundContext) -> list[str | None]:
         """Per dialogue, the uncovered attribute to ask about (None when every attribute is covered)."""
         plans: list[tuple[int, list[str], list[int]]] = []  # (dialogue, attributes, values per attribute)
-        texts: list[str] = []
+        prefixes: list[str] = []
+        endings: list[list[str]] = []  # per dialogue, each uncovered attribute's statements in turn
         for i, dialogue in enumerate(ctx.dialogues):
             current = ctx.text_of(dialogue)
             todo = uncovered_attributes(dialogue, current)
             gender = gender_of(dialogue)
-            counts = []
-            for attribute in todo:
-                statements = value_statements(attribute, gender)
-                texts += [f"{current} {s}" for s in statements]
-                counts.append(len(statements))
-            plans.append((i, todo, counts))
-        if not texts:
+            statements = [value_statements(attribute, gender) for attribute in todo]
+            prefixes.append(current)
+            endings.append([s for group in statements for s in group])
+            plans.append((i, todo, [len(group) for group in statements]))
+        if not any(endings):
             return [None] * len(ctx.dialogues)
-        encoded = torch.cat([ctx.retriever.encode_text(texts[s : s + 1024]) for s in range(0, len(texts), 1024)])
+        encoded = encode_continuations(ctx.retriever, prefixes, endings)
         images = ctx.gallery.embeddings.float()
         if self.annotated:  # every gallery record's values, read once per call
             table = {a: annotated_values(ctx.gallery.records, a) for a in {a for _, todo, _ in plans for a in todo}}

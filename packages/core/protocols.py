@@ -64,6 +64,14 @@ class TextImageRetriever(Protocol):
 
 
 @runtime_checkable
+class ContinuationEncoder(Protocol):
+    """A retriever that encodes texts sharing a beginning with the beginning's work done once: the rows equal
+    `encode_text` of every `f"{prefix} {ending}"`, prefix by prefix, each prefix's endings in order."""
+
+    def encode_continuations(self, prefixes: Sequence[str], endings: Sequence[Sequence[str]]) -> Tensor: ...
+
+
+@runtime_checkable
 class CandidateSelector(Protocol):
     """Chooses which retrieved candidates the questioner looks at.
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ireid.core.loader import SkipCounter
 from ireid.core.person_vision import VisionTowerFile, vision_transformer
+from ireid.retriever.continuations import encode_continuations
 from ireid.retriever.gallery_folder import iter_image_folder
 from ireid.retriever.model import RetrieverEncoding, RetrieverNet, RetrieverSettings, build_retriever_net
 from ireid.retriever.transforms import CLIP_MEAN, CLIP_STD, ImageTransform
@@ -141,6 +142,10 @@ class ModuleRetriever:
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         return encode_text(self.module, texts, self.text_batch_size)
+
+    def encode_continuations(self, prefixes: Sequence[str], endings: Sequence[Sequence[str]]) -> torch.Tensor:
+        """The core `ContinuationEncoder`: each prefix run once (`ireid.retriever.continuations`)."""
+        return encode_continuations(self.module, prefixes, endings, self.text_batch_size)
 
     def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self._embed_images(list(images)).float()

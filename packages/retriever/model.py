@@ -159,8 +159,9 @@ class RetrieverEncoding:
     device: torch.device
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+        # NumPy, then one copy: the tokenizer's own tensor conversion walks every id in Python (about twice as slow)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_length, return_tensors="np")
+        return {name: torch.from_numpy(enc[name]).to(self.device) for name in ("input_ids", "attention_mask")}
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """[B, E] L2-normalised float32 text embeddings."""
