@@ -263,7 +263,7 @@ def _members(target: dict[str, Any], record: Record) -> dict[str, bytes]:
 def summarise(out: Path, split: str) -> dict[str, Any]:
     """Mean target rank before and after each round's target question, over every record written."""
     by_round: dict[int, list[tuple[int, int]]] = {}
-    for meta, _ in _iter_targets(out, split, arrays=False):
+    for meta, _ in iter_targets(out, split, arrays=False):
         for r in meta["rounds"]:
             by_round.setdefault(r["round"], []).append((r["rank_before"], r["rank_after"]))
     return {
@@ -276,7 +276,7 @@ def summarise(out: Path, split: str) -> dict[str, Any]:
     }
 
 
-def _iter_targets(out: Path, split: str, arrays: bool = True):
+def iter_targets(out: Path, split: str, arrays: bool = True):
     """(meta, arrays) per written record; arrays by member name ("dialogue.npy", "r1.npy", ...), or none read
     (`arrays=False`: the counts and summaries need only the metadata, not the embeddings beside it)."""
     for path in shard_paths(out, split):
@@ -295,7 +295,7 @@ def target_attribute_counts(out: Path, split: str = "train") -> dict[int, dict[s
     """Per round, how often each attribute was the target question's (`parse_question`): the counts the
     `target-frequency` strategy asks by. Targets the vocabulary does not read are left out."""
     counts: dict[int, dict[str, int]] = {}
-    for meta, _ in _iter_targets(out, split, arrays=False):
+    for meta, _ in iter_targets(out, split, arrays=False):
         for r in meta["rounds"]:
             parsed = parse_question(r["question"])
             if parsed is not None:
@@ -311,7 +311,7 @@ def selector_tensors(out: Path, split: str) -> dict[str, torch.Tensor]:
 
     The layout of `ireid.selector`'s data files, so the selector warms up on the retriever's own rankings.
     """
-    rows = [(arrays["dialogue.npy"][i], arrays[f"r{r['round']}.npy"]) for meta, arrays in _iter_targets(out, split)
+    rows = [(arrays["dialogue.npy"][i], arrays[f"r{r['round']}.npy"]) for meta, arrays in iter_targets(out, split)
             for i, r in enumerate(meta["rounds"])]  # fmt: skip
     if not rows:
         raise ValueError(f"{out}: no look-forward rounds in split {split!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ireid.core.protocols import Dialogue
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import gender_of, uncovered_attributes
 from ireid.core.vocabulary.templates import descriptive_question
@@ -28,14 +29,15 @@ class TargetFrequency:
             raise ValueError("target-frequency needs the attribute counts of at least one round of training targets")
         self.counts = {int(t): dict(c) for t, c in counts.items()}
 
+    def choose(self, round_: int, dialogue: Dialogue) -> str | None:
+        """The attribute to ask about at round `round_` (None when every attribute is covered)."""
+        counts = self.counts.get(round_) or self.counts[max(self.counts)]
+        open_ = uncovered_attributes(dialogue)
+        return max(open_, key=lambda a: (counts.get(a, 0), -open_.index(a))) if open_ else None
+
     def ask(self, ctx: RoundContext) -> list[str | None]:
-        counts = self.counts.get(ctx.round) or self.counts[max(self.counts)]
-        questions: list[str | None] = []
-        for dialogue in ctx.dialogues:
-            open_ = uncovered_attributes(dialogue)
-            if not open_:
-                questions.append(None)
-                continue
-            best = max(open_, key=lambda a: (counts.get(a, 0), -open_.index(a)))
-            questions.append(descriptive_question(best, gender_of(dialogue)))
-        return questions
+        chosen = [self.choose(ctx.round, dialogue) for dialogue in ctx.dialogues]
+        return [
+            None if attribute is None else descriptive_question(attribute, gender_of(dialogue))
+            for attribute, dialogue in zip(chosen, ctx.dialogues, strict=True)
+        ]
