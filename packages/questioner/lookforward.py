@@ -34,7 +34,7 @@ import io
 import json
 import random
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,18 +67,23 @@ class LookAhead:
 
 
 @torch.no_grad()
-def look_forward_ranks(ctx: RoundContext, exclude_answers_in_text: bool = True) -> list[dict[int, int]]:
+def look_forward_ranks(
+    ctx: RoundContext, exclude_answers_in_text: bool = True, only: Sequence[Collection[int] | None] | None = None
+) -> list[dict[int, int]]:
     """Per dialogue, the target's 1-based rank after each unused annotated answer: {qa index: rank}.
 
     Each candidate answer (cleaned as the retriever will read it) is appended to the dialogue and the text is
-    encoded. Answers that clean to nothing, or whose text the dialogue already contains, are not tried. All
-    candidates of the batch are encoded together; each dict lists its pairs in bank order.
+    encoded. Answers that clean to nothing, or whose text the dialogue already contains, are not tried; with
+    `only`, neither are pairs outside a dialogue's collection (None: every pair). All candidates of the batch are
+    encoded together; each dict lists its pairs in bank order.
     """
     texts: list[str] = []
     owners: list[tuple[int, int]] = []  # (dialogue index, qa index)
     for i, (record, dialogue) in enumerate(zip(ctx.queries, ctx.dialogues, strict=True)):
         current = ctx.text_of(dialogue)
         for j in unused_questions(record, dialogue):
+            if only is not None and only[i] is not None and j not in only[i]:
+                continue
             qa = record.qas[j]
             cleaned = clean_answer(qa.answer)
             if not cleaned or (exclude_answers_in_text and cleaned in current):
@@ -180,8 +185,12 @@ def look_forward_batch(
         top = torch.topk(scores, min(pool_size(t, budget), len(gallery)), dim=1).indices
         asked_by_policy = policy.ask(ctx) if policy is not None else None
         taught = TEACHER.choose(ctx) if targets == "expected" else None
+        if taught is not None and not explore and policy is None:  # every other pair is tried only if needed
+            tried = _taught_ranks(ctx, taught)
+        else:
+            tried = look_forward_ranks(ctx)
         still = []
-        for row, (i, ranks) in enumerate(zip(active, look_forward_ranks(ctx), strict=True)):
+        for row, (i, ranks) in enumerate(zip(active, tried, strict=True)):
             if not ranks:
                 continue
             rng = random.Random(f"{seed}:{records[i].key}:{t}")
@@ -215,6 +224,21 @@ def look_forward_batch(
         {"key": r.key, "rounds": rounds[i], "dialogue": np.stack(embeddings[i]) if embeddings[i] else None, **arrays[i]}
         for i, r in enumerate(records)
     ]
+
+
+def _taught_ranks(ctx: RoundContext, taught: Sequence[str | None]) -> list[dict[int, int]]:
+    """`look_forward_ranks` as the expected targets read it: a dialogue whose bank can answer about the teacher's
+    attribute needs only those pairs' ranks (about a tenth of the texts); the others need every pair's."""
+    about = [
+        set(pairs_about(record, dict.fromkeys(unused_questions(record, dialogue), 0), attribute)) or None
+        for record, dialogue, attribute in zip(ctx.queries, ctx.dialogues, taught, strict=True)
+    ]
+    tried = look_forward_ranks(ctx, only=about)
+    rest = [None if pairs is not None and not ranks else set() for pairs, ranks in zip(about, tried, strict=True)]
+    if any(pairs is None for pairs in rest):  # the teacher's pairs were all excluded: look forward over every pair
+        for row, ranks in enumerate(look_forward_ranks(ctx, only=rest)):
+            tried[row] = tried[row] or ranks
+    return tried
 
 
 def pairs_about(record: Record, tried: dict[int, int], attribute: str | None) -> dict[int, int]:

@@ -24,10 +24,13 @@ from ireid.core.synthetic.world import plan_identities, world_records
 from ireid.core.vocabulary.parse import parse_question
 from ireid.questioner.lookforward import (
     _choose,
+    _taught_ranks,
     answered_pair,
     build_targets,
     gallery_groups,
     look_forward_batch,
+    look_forward_ranks,
+    pairs_about,
     selector_tensors,
     target_attribute_counts,
 )
@@ -251,6 +254,27 @@ def test_expected_targets_ask_what_the_annotated_rule_chooses_and_follow_its_pat
     assert any(t["rounds"][0]["question"] != o["rounds"][0]["question"] for t, o in zip(taught, oracle, strict=True)), (
         "the teacher is not the oracle"
     )
+
+
+def test_the_teachers_pairs_alone_are_looked_forward_unless_none_can_be_tried(world) -> None:
+    """The expected targets try only the pairs about the teacher's attribute where the bank has one, and every pair
+    where it has none (no attribute, one the bank lacks, or its pair already in the text): the same choice as
+    trying every pair first."""
+    records, retriever, gallery = world
+    text_of = retrieval_text_reader()
+    dialogues = [Dialogue(r.initial_description) for r in records[:8]]
+    stated = records[3].qas[0]  # its answer already in the text: the teacher's pair cannot be tried
+    dialogues[3] = Dialogue(f"{records[3].initial_description} {clean_answer(stated.answer)}")
+    scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
+    ctx = RoundContext(1, records[:8], dialogues, scores, gallery, retriever, text_of)
+    taught = ExpectedGainRule(annotated=True).choose(ctx)
+    taught[1] = None
+    taught[2] = "not-an-attribute"
+    taught[3] = parse_question(stated.question).attribute
+    full, short = look_forward_ranks(ctx), _taught_ranks(ctx, taught)
+    for record, attribute, every, some in zip(records[:8], taught, full, short, strict=True):
+        assert (pairs_about(record, every, attribute) or every) == (pairs_about(record, some, attribute) or some)
+    assert sum(map(len, short)) < sum(map(len, full))  # fewer pairs were tried
 
 
 def test_gallery_groups_cut_the_split_by_identity_and_targets_stay_inside_their_group(world, tmp_path: Path) -> None:
