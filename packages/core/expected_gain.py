@@ -128,8 +128,10 @@ class ExpectedGainRule:
             return [None] * len(ctx.dialogues)
         encoded = encode_continuations(ctx.retriever, prefixes, endings)
         images = ctx.gallery.embeddings.float()
-        if self.annotated:  # every gallery record's values, read once per call
-            table = {a: annotated_values(ctx.gallery.records, a) for a in {a for _, todo, _ in plans for a in todo}}
+        if self.annotated:  # every gallery record's answers [V, N], read once per call
+            asked = {a for _, todo, _ in plans for a in todo}
+            values = {a: annotated_values(ctx.gallery.records, a) for a in asked}
+            table = {a: one_hot_answers(values[a], len(ATTRIBUTES[a].values)) for a in asked}
         chosen: list[str | None] = [None] * len(ctx.dialogues)
         offset = 0
         for i, todo, counts in plans:
@@ -148,7 +150,7 @@ class ExpectedGainRule:
             if self.annotated:
                 answer = torch.zeros(*valid.shape, len(pool))
                 for k, (attribute, count) in enumerate(zip(todo, counts, strict=True)):
-                    answer[k, :count] = one_hot_answers(table[attribute][pool], count)
+                    answer[k, :count] = table[attribute][:, pool]
             else:
                 logits = (after[..., pool] / self.answer_temperature).masked_fill(~valid[..., None], float("-inf"))
                 answer = torch.softmax(logits, dim=1)
