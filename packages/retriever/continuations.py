@@ -51,7 +51,7 @@ def encode_continuations(
     for start in range(0, len(texts), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(texts)), device=ids.device)
         group = owner[rows]
-        parts.append(_continue(text, ids[rows], shared[group], pooled[rows], keys[group], values[group]))
+        parts.append(_continue(text, ids[rows], shared[group], pooled[rows], keys, values, group))
     projected = encoding.features.clip.text_projection(torch.cat(parts))
     return F.normalize(projected.float(), dim=-1)
 
@@ -94,26 +94,24 @@ def _prefix_cache(text: nn.Module, ids: Tensor, shared: Tensor) -> tuple[Tensor,
     return keys, values
 
 
-def _continue(text: nn.Module, ids: Tensor, start: Tensor, pooled: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+def _continue(
+    text: nn.Module, ids: Tensor, start: Tensor, pooled: Tensor, keys: Tensor, values: Tensor, group: Tensor
+) -> Tensor:
     """[C, D] the final-LayerNorm hidden state at the pooled token of each continuation: its tokens from `start` to
-    its pooled token, attending to its group's cached prefix (`keys`, `values`: [C, layers, heads, S, head_dim])."""
+    its pooled token, attending to its `group`'s cached prefix (`keys`, `values`: [G, layers, heads, S, head_dim],
+    gathered a layer at a time, so that one layer's copy per continuation is held). Places after a continuation's
+    pooled token are padding: causal attention keeps them out of every token that is read."""
     length = int((pooled - start).max()) + 1
-    offsets = torch.arange(length, device=ids.device)
-    positions = (start[:, None] + offsets).clamp(max=ids.shape[1] - 1)
-    own = offsets[None, :] <= (pooled - start)[:, None]  # [C, L] the continuation's real tokens
+    positions = (start[:, None] + torch.arange(length, device=ids.device)).clamp(max=ids.shape[1] - 1)
     hidden = text.embeddings(input_ids=ids.gather(1, positions), position_ids=positions)
-    prefix_width = keys.shape[3]
-    sees_prefix = torch.arange(prefix_width, device=ids.device)[None, :] < start[:, None]  # [C, S]
+    sees_prefix = torch.arange(keys.shape[3], device=ids.device)[None, :] < start[:, None]  # [C, S]
     causal = torch.ones(length, length, dtype=torch.bool, device=ids.device).tril()
-    mask = torch.cat(
-        [sees_prefix[:, None, :].expand(-1, length, -1), causal[None].expand(len(ids), -1, -1) & own[:, None, :]],
-        dim=2,
-    )[:, None]  # [C, 1, L, S + L]
+    mask = torch.cat([sees_prefix[:, None, :].expand(-1, length, -1), causal[None].expand(len(ids), -1, -1)], dim=2)
     for depth, layer in enumerate(text.encoder.layers):
         q, k, v = _heads(layer, hidden)
-        k = torch.cat([keys[:, depth], k], dim=2)
-        v = torch.cat([values[:, depth], v], dim=2)
-        hidden = _finish_layer(layer, hidden, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        k = torch.cat([keys[group, depth], k], dim=2)
+        v = torch.cat([values[group, depth], v], dim=2)
+        hidden = _finish_layer(layer, hidden, F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None]))
     return text.final_layer_norm(hidden[torch.arange(len(ids), device=ids.device), pooled - start])
 
 

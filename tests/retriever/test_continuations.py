@@ -86,3 +86,14 @@ def test_bad_calls_are_refused(net: RetrieverNet):
         encode_continuations(net, ["a"], [[]])
     with pytest.raises(ValueError, match="batch_size"):
         encode_continuations(net, ["a"], [["b"]], batch_size=0)
+
+
+def test_a_left_padding_tokenizer_falls_back_to_the_joined_texts(net: RetrieverNet):
+    """Positions count from the first token only with right padding; otherwise the joined texts are encoded."""
+    net.tokenizer.padding_side = "left"
+    try:
+        with torch.no_grad():
+            whole = net.encode_text(joined(PREFIXES, ENDINGS))
+        assert torch.allclose(encode_continuations(net, PREFIXES, ENDINGS), whole, atol=1e-6)
+    finally:
+        net.tokenizer.padding_side = "right"
