@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,29 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None = None) ->
     atomic_write_json(path, {"benchmark": name, "machine": machine(), **payload})
     print(f"wrote {path}")
     return path
+
+
+def demo_checkpoint(demo: Path, step: str) -> Path:
+    """The checkpoint of a finished step of an `ireid demo` folder (`retriever`, `llava-reid/joint`, ...); its path
+    is relative to where the demo ran, the folder above `runs/`, when it does not resolve from here."""
+    path = Path(json.loads((demo / step / "done.json").read_text())["ckpt"])
+    return path if path.is_absolute() or path.exists() else demo.parent.parent / path
+
+
+def diagnose_demos(
+    argv: Sequence[str] | None,
+    description: str,
+    default_out: Path,
+    diagnose: Callable[[Path], dict[str, Any]],
+    markdown: Callable[[list[dict[str, Any]]], str],
+) -> int:
+    """The command line of a diagnosis over demo folders: one row per folder, then the JSON and the printed table."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("demos", nargs="+", type=Path, help="`ireid demo --out` folders, one per world seed")
+    parser.add_argument("--out", type=Path, default=default_out)
+    args = parser.parse_args(argv)
+    rows = [diagnose(demo) for demo in args.demos]
+    table = markdown(rows)
+    atomic_write_json(args.out, {"demos": rows, "markdown": table})
+    print(table)
+    return 0

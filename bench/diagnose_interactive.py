@@ -15,7 +15,6 @@ Writes `bench/results/diagnose_interactive.json` and prints Markdown tables with
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections.abc import Sequence
@@ -24,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchlib import demo_checkpoint, diagnose_demos
 from torch import Tensor
 
 from ireid.core.gallery import encode_split
 from ireid.core.loader import iter_samples, load_records
 from ireid.core.records import evenly_spaced
 from ireid.core.rounds import retrieval_text_reader
-from ireid.core.shards import atomic_write_json
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES
 from ireid.interactive.reference import retriever_reference
 from ireid.retriever.inference import ModuleRetriever
@@ -120,10 +119,7 @@ def final_round(results: Path) -> dict[str, dict[str, float]]:
 
 
 def diagnose(demo: Path) -> dict[str, Any]:
-    done = json.loads((demo / "retriever" / "done.json").read_text())
-    ckpt = Path(done["ckpt"])
-    ckpt = ckpt if ckpt.is_absolute() or ckpt.exists() else demo.parent.parent / ckpt
-    retriever = ModuleRetriever.from_checkpoint(ckpt)
+    retriever = ModuleRetriever.from_checkpoint(demo_checkpoint(demo, "retriever"))
     data = Path(json.loads((demo / "eval" / "config.json").read_text())["data_dir"])  # `--data` or the demo's world
     return {
         "demo": str(demo),
@@ -162,15 +158,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("demos", nargs="+", type=Path, help="`ireid demo --out` folders, one per world seed")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/diagnose_interactive.json"))
-    args = parser.parse_args(argv)
-    rows = [diagnose(demo) for demo in args.demos]
-    table = markdown(rows)
-    atomic_write_json(args.out, {"demos": rows, "markdown": table})
-    print(table)
-    return 0
+    out = Path("bench/results/diagnose_interactive.json")
+    return diagnose_demos(argv, __doc__.split("\n")[0], out, diagnose, markdown)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ Writes `bench/results/diagnose_questioner.json` and prints a Markdown table.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -23,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchlib import demo_checkpoint, diagnose_demos
 
 from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
 from ireid.core.protocols import Dialogue
 from ireid.core.records import evenly_spaced
-from ireid.core.shards import atomic_write_json
 from ireid.core.vocabulary.parse import parse_question
 from ireid.interactive.strategies.target_frequency import TargetFrequency
 from ireid.questioner.inference import LlavaReidQuestioner
@@ -40,12 +38,6 @@ DIALOGUES = 100
 BEAMS = 8  # the interactive config's question_beams
 
 
-def _ckpt(demo: Path, step: str) -> Path:
-    """A finished step's checkpoint; its path is relative to where the demo ran (the folder above `runs/`)."""
-    path = Path(json.loads((demo / step / "done.json").read_text())["ckpt"])
-    return path if path.is_absolute() or path.exists() else demo.parent.parent / path
-
-
 def _attribute(question: str) -> str | None:
     parsed = parse_question(question)
     return parsed.attribute if parsed is not None else None
@@ -54,10 +46,10 @@ def _attribute(question: str) -> str | None:
 @torch.no_grad()
 def image_use(demo: Path) -> dict[str, float]:
     """Round 0 with the top candidates against random people: the share of the same attribute and question."""
-    retriever = ModuleRetriever.from_checkpoint(_ckpt(demo, "retriever"))
+    retriever = ModuleRetriever.from_checkpoint(demo_checkpoint(demo, "retriever"))
     gallery = encode_split(retriever, demo / "data", "test")
     store = ImageStore.from_shards(demo / "data", "test")
-    questioner = LlavaReidQuestioner.from_checkpoint(_ckpt(demo, "llava-reid/joint"), candidates=BEAMS)
+    questioner = LlavaReidQuestioner.from_checkpoint(demo_checkpoint(demo, "llava-reid/joint"), candidates=BEAMS)
     records = evenly_spaced(load_records(demo / "data", "test"), DIALOGUES)
     dialogues = [Dialogue(r.initial_description) for r in records]
     shown = questioner.num_images
@@ -106,15 +98,8 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("demos", nargs="+", type=Path, help="`ireid demo --out` folders, one per world seed")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/diagnose_questioner.json"))
-    args = parser.parse_args(argv)
-    rows = [diagnose(demo) for demo in args.demos]
-    table = markdown(rows)
-    atomic_write_json(args.out, {"demos": rows, "markdown": table})
-    print(table)
-    return 0
+    out = Path("bench/results/diagnose_questioner.json")
+    return diagnose_demos(argv, __doc__.split("\n")[0], out, diagnose, markdown)
 
 
 if __name__ == "__main__":
