@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -73,12 +74,19 @@ def diagnose_demos(
     diagnose: Callable[[Path], dict[str, Any]],
     markdown: Callable[[list[dict[str, Any]]], str],
 ) -> int:
-    """The command line of a diagnosis over demo folders: one row per folder, then the JSON and the printed table."""
+    """The command line of a diagnosis over demo folders: one row per folder, then the JSON and the printed table; a
+    folder that is not a finished demo ends the run with one line naming it (exit status 2)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("demos", nargs="+", type=Path, help="`ireid demo --out` folders, one per world seed")
     parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
-    rows = [diagnose(demo) for demo in args.demos]
+    rows = []
+    for demo in args.demos:
+        try:
+            rows.append(diagnose(demo))
+        except (OSError, KeyError, ValueError) as error:  # not a finished demo folder: say which, in one line
+            print(f"error: {demo}: not a finished `ireid demo` folder ({error})", file=sys.stderr)
+            return 2
     table = markdown(rows)
     atomic_write_json(args.out, {"demos": rows, "markdown": table})
     print(table)
