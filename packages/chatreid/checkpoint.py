@@ -20,6 +20,7 @@ from accelerate import init_empty_weights
 from torch import Tensor, nn
 from transformers import ProcessorMixin, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
+from ireid.chatreid.person_tower import install_person_tower
 from ireid.core.factory import Qwen2VLImageOnlyProcessor
 
 CHECKPOINT_KEY = "chat_reid"
@@ -52,13 +53,21 @@ def restore_processor(files: dict[str, str]) -> ProcessorMixin:
         return Qwen2VLImageOnlyProcessor.from_pretrained(tmp, local_files_only=True)
 
 
-def checkpoint_meta(stage: int, model: nn.Module, files: dict[str, str], merger_in_encoder: bool) -> dict[str, Any]:
-    """The `CHECKPOINT_KEY` entry: plain types only, so `weights_only=True` reads it."""
+def checkpoint_meta(
+    stage: int,
+    model: nn.Module,
+    files: dict[str, str],
+    merger_in_encoder: bool,
+    person_vision: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `CHECKPOINT_KEY` entry: plain types only, so `weights_only=True` reads it. `person_vision` is the
+    architecture of a person tower in place of Qwen2-VL's own encoder (`person_tower.py`)."""
     return {
         "stage": stage,
         "config": model.config.to_json_string(),
         "processor_files": files,
         "merger_in_encoder": merger_in_encoder,
+        "person_vision": person_vision,
     }
 
 
@@ -72,6 +81,7 @@ class StoredModel:
     processor_files: dict[str, str]
     merger_in_encoder: bool
     state: dict[str, Tensor]
+    person_vision: dict[str, Any] | None = None
 
     def processor(self) -> ProcessorMixin:
         return restore_processor(self.processor_files)
@@ -81,6 +91,8 @@ class StoredModel:
         config = Qwen2VLConfig.from_dict(json.loads(self.config_json))
         with init_empty_weights():
             model = Qwen2VLForConditionalGeneration(config)
+        if self.person_vision is not None:
+            install_person_tower(model, self.person_vision)
         try:
             model.load_state_dict(self.state, strict=True, assign=True)
         except RuntimeError as error:
@@ -108,5 +120,11 @@ def read_checkpoint(path: Path | str, expect_stage: int | None = None) -> Stored
         if name.startswith(STATE_PREFIX)
     }
     return StoredModel(
-        path, meta["stage"], meta["config"], meta["processor_files"], bool(meta["merger_in_encoder"]), state
+        path,
+        meta["stage"],
+        meta["config"],
+        meta["processor_files"],
+        bool(meta["merger_in_encoder"]),
+        state,
+        meta.get("person_vision"),
     )

@@ -17,8 +17,10 @@ from torch import nn
 from transformers import ProcessorMixin, Qwen2VLForConditionalGeneration
 
 from ireid.chatreid.checkpoint import checkpoint_meta, processor_files, read_checkpoint
+from ireid.chatreid.person_tower import install_person_tower
 from ireid.chatreid.stages import carry_vision, check_stage, freeze_vision, set_vision_eval
 from ireid.core.factory import build_model
+from ireid.core.person_vision import VisionTowerFile
 from ireid.core.tokenizer import dataset_tokenizer
 
 
@@ -35,6 +37,7 @@ class ChatReIDNetwork:
     stage: int
     merger_in_encoder: bool = True
     processor_files: dict[str, str] | None = None  # the processor's saved files, taken once when built
+    person_vision: dict[str, Any] | None = None  # a person tower's architecture in place of the own encoder
 
     @property
     def vision_frozen(self) -> bool:
@@ -61,7 +64,7 @@ class ChatReIDNetwork:
         """What a checkpoint carries besides weights so that `load_network` needs the file alone."""
         if self.processor_files is None:
             self.processor_files = processor_files(self.processor)
-        return checkpoint_meta(self.stage, self.model, self.processor_files, self.merger_in_encoder)
+        return checkpoint_meta(self.stage, self.model, self.processor_files, self.merger_in_encoder, self.person_vision)
 
 
 def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -82,6 +85,7 @@ def load_network(
         stored.stage,
         stored.merger_in_encoder,
         dict(stored.processor_files),
+        stored.person_vision,
     )
 
 
@@ -107,6 +111,21 @@ def build_source(
     return built.model, built.processor
 
 
+def _with_tower(overrides: dict[str, Any] | None, person_vision: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A tiny source's overrides for a person tower: the processor cuts the tower's patches and normalises pixels
+    as the tower was trained."""
+    if person_vision is None:
+        return overrides
+    merged = dict(overrides or {})
+    merged["vision_config"] = {**merged.get("vision_config", {}), "patch_size": person_vision["config"]["patch_size"]}
+    merged["processor"] = {
+        **merged.get("processor", {}),
+        "image_mean": list(person_vision["mean"]),
+        "image_std": list(person_vision["std"]),
+    }
+    return merged
+
+
 def build_network(
     stage: int,
     source: str = "tiny",
@@ -119,27 +138,48 @@ def build_network(
     seed: int = 0,
     dtype: torch.dtype | str | None = None,
     gradient_checkpointing: bool = False,
+    vision_checkpoint: str | Path | None = None,
 ) -> ChatReIDNetwork:
     """One stage's network, in train mode, ready to tune (arguments as `ChatReIDModule`'s).
 
     Stage 1 starts from `source`. Stage 2 takes the vision encoder of `init_from` (a stage-1 checkpoint) into a
     fresh source model; stage 3 takes the whole `init_from` model (a stage-2 checkpoint) and freezes its vision
-    encoder. Without `init_from`, stages 2 and 3 start from `source` (the paper's ablations).
+    encoder. Without `init_from`, stages 2 and 3 start from `source` (the paper's ablations). `vision_checkpoint`
+    (a vision tower file) puts a frozen person tower in place of a tiny source's encoder (`person_tower.py`); a
+    stage-2 or stage-3 `init_from` brings its own.
     """
     check_stage(stage)
     if stage == 1 and init_from:
         raise ValueError("stage 1 starts from the pre-trained source (`model`); init_from is for stages 2 and 3")
+    tower = VisionTowerFile.load(vision_checkpoint) if vision_checkpoint else None
     if stage == 3 and init_from:
         stored = read_checkpoint(init_from, expect_stage=2)
         model, processor = stored.model(_torch_dtype(dtype)), stored.processor()
+        person_vision = stored.person_vision
     else:
+        stored = read_checkpoint(init_from, expect_stage=1) if stage == 2 and init_from else None
+        person_vision = stored.person_vision if stored is not None else None
+        if tower is not None and person_vision is None:
+            person_vision = tower.architecture()
+        if person_vision is not None and source != "tiny":
+            raise ValueError("a person tower replaces the vision encoder of tiny models only")
         model, processor = build_source(
-            source, data_dir=data_dir, vocab_size=vocab_size, overrides=overrides, seed=seed, dtype=dtype
+            source,
+            data_dir=data_dir,
+            vocab_size=vocab_size,
+            overrides=_with_tower(overrides, person_vision),
+            seed=seed,
+            dtype=dtype,
         )
-        if stage == 2 and init_from:
-            stored = read_checkpoint(init_from, expect_stage=1)
+        if person_vision is not None:
+            visual = install_person_tower(model, person_vision)
+            if tower is not None:
+                visual.load_tower(tower, str(vision_checkpoint))
+        if stored is not None:
             carry_vision(model, stored.state, merger_in_encoder, str(init_from))
-    network = ChatReIDNetwork(model.train(), processor, stage, merger_in_encoder, processor_files(processor))
+    network = ChatReIDNetwork(
+        model.train(), processor, stage, merger_in_encoder, processor_files(processor), person_vision
+    )
     if network.vision_frozen:
         freeze_vision(network.model, merger_in_encoder)
     if gradient_checkpointing:

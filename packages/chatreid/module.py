@@ -39,6 +39,10 @@ class ChatReIDModule(L.LightningModule):
         dtype: weights dtype when loading (`bfloat16` for `bf16-true` training; None keeps float32 for
             `bf16-mixed`).
         gradient_checkpointing: recompute activations in the backward pass (real models on GPUs).
+        vision_checkpoint: a vision tower file (a trained retriever's image encoder, written by
+            `ireid.retriever.inference.export_vision_tower`): frozen in place of a tiny model's vision encoder,
+            with a merger that learns to read it (`person_tower.py`). A stage-2 or stage-3 `init_from` carries
+            its own tower.
         lr, weight_decay, warmup_fraction, min_lr_factor: AdamW, linear warm-up over that share of the steps,
             then cosine decay to `lr * min_lr_factor`. Norms and biases get no weight decay.
     """
@@ -59,6 +63,7 @@ class ChatReIDModule(L.LightningModule):
         weight_decay: float = 0.0,
         warmup_fraction: float = 0.03,
         min_lr_factor: float = 0.0,
+        vision_checkpoint: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -73,6 +78,7 @@ class ChatReIDModule(L.LightningModule):
             seed=seed,
             dtype=dtype,
             gradient_checkpointing=gradient_checkpointing,
+            vision_checkpoint=vision_checkpoint,
         )
         # registered here, not inside a wrapper module, so the state-dict keys stay `model.<HF parameter name>`
         self.model: Qwen2VLForConditionalGeneration = self.network.model

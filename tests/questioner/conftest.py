@@ -6,7 +6,6 @@ import io
 import json
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -16,8 +15,6 @@ from ireid.core.shards import ShardWriter
 from ireid.questioner.model import QuestionerModel, build_questioner_model
 from ireid.questioner.module import QuestionerModule
 from ireid.questioner.tokenizer import questioner_tokenizer
-from ireid.retriever.inference import export_vision_tower
-from ireid.retriever.module import RetrieverModule
 from ireid.selector.data import SyntheticSelectorData
 from ireid.selector.model import Selector
 from ireid.selector.module import SelectorWarmup
@@ -98,18 +95,6 @@ def selector_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("selector") / "warmup.ckpt"
     trainer.save_checkpoint(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def tower_file(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained tiny retriever's image encoder as a vision tower file, and its checkpoint beside it."""
-    torch.manual_seed(0)
-    module = RetrieverModule(str(tiny_world), losses="sdm", text_length=64)
-    folder = tmp_path_factory.mktemp("tower")
-    ckpt = folder / "retriever.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": L.__version__}, ckpt)  # fmt: skip
-    return export_vision_tower(ckpt, folder / "tower.pt")
 
 
 @pytest.fixture(scope="module")

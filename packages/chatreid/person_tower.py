@@ -1,0 +1,134 @@
+"""A trained retriever's eyes as Qwen2-VL's vision encoder: LLaVA's recipe of a pretrained CLIP tower, frozen.
+
+A tiny Qwen2-VL trained from scratch learns captions but not identity: its own 32-wide ViT never separates two
+people in the same colours. A trained retriever's image encoder (a vision tower file, `ireid.core.person_vision`)
+was trained for exactly that. `PersonTowerVisual` takes the place of `model.model.visual`:
+
+1. it rebuilds each image from the processor's flat patches (Qwen2-VL's layout: merge windows of 2×2 patches,
+   each patch channels × temporal copies × pixels), so the processor, the chat template and the image-token
+   counts stay Qwen2-VL's own;
+2. runs the frozen CLIP tower on it (its learned position grid needs the crop size it was trained at);
+3. gives every merge window of 2×2 patch states, together with the class state, to a `merger` MLP that learns
+   to project them into the decoder's width. The class state is the summary the retriever's identity embedding
+   is read from; each image token carries it, so the decoder can compare two people token by token.
+
+The tower never trains; the merger trains as Qwen2-VL's merger does (stages 1 and 2, and it is carried and frozen
+with the encoder in stage 3). A checkpoint records the tower's architecture (`person_vision`), so restoring needs
+the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import CLIPVisionConfig, CLIPVisionModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
+
+
+class PersonTowerMerger(nn.Module):
+    """A merge window's 2×2 patch states and the image's class state → one decoder embedding (Qwen2-VL's
+    PatchMerger with the class state as a fifth input)."""
+
+    def __init__(self, context_dim: int, dim: int, merge_size: int):
+        super().__init__()
+        self.inputs = merge_size**2 + 1
+        self.ln_q = nn.LayerNorm(context_dim, eps=1e-6)
+        width = context_dim * self.inputs
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, dim))
+
+    def forward(self, windows: Tensor, cls: Tensor) -> Tensor:
+        """`windows` [images, windows, merge², D], `cls` [images, D] → [images × windows, dim]."""
+        cls = cls[:, None, None, :].expand(-1, windows.shape[1], 1, -1)
+        x = self.ln_q(torch.cat([windows, cls], dim=2))
+        return self.mlp(x.flatten(2)).flatten(0, 1)
+
+
+class PersonTowerVisual(nn.Module):
+    """Qwen2-VL's `visual` with a frozen person CLIP tower inside (module docstring)."""
+
+    def __init__(self, architecture: dict[str, Any], dim: int, merge_size: int, temporal_patch_size: int):
+        super().__init__()
+        config = CLIPVisionConfig.from_dict(dict(architecture["config"]))
+        self.image_hw = tuple(int(s) for s in architecture["image_hw"])
+        self.patch_size = config.patch_size
+        self.spatial_merge_size = merge_size
+        self.temporal_patch_size = temporal_patch_size
+        grid = (self.image_hw[0] // self.patch_size, self.image_hw[1] // self.patch_size)
+        if grid[0] % merge_size or grid[1] % merge_size:
+            raise ValueError(f"the tower's {grid[0]}x{grid[1]} patch grid does not split into {merge_size}² windows")
+        self.grid_hw = grid
+        self.tower = CLIPVisionModel(config)
+        resize_vision_positions(self.tower, self.image_hw)
+        self.tower.requires_grad_(False)
+        self.merger = PersonTowerMerger(config.hidden_size, dim, merge_size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """What Qwen2-VL casts pixel values to before calling its visual module."""
+        return self.merger.mlp[0].weight.dtype
+
+    def load_tower(self, tower: VisionTowerFile, where: str) -> None:
+        """The tower file's weights (strict: another architecture is an error naming `where`)."""
+        try:
+            vision_transformer(self.tower).load_state_dict(tower.state, strict=True)
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise ValueError(f"{where}: field 'state' does not fit the person tower: {first}") from None
+
+    def train(self, mode: bool = True) -> PersonTowerVisual:
+        """The tower stays in eval mode: it is frozen whatever the stage."""
+        super().train(mode)
+        self.tower.eval()
+        return self
+
+    def images(self, patches: Tensor, grid_thw: Tensor) -> Tensor:
+        """The processor's flat patches back to images [N, C, H, W] (the first temporal copy of each)."""
+        m, p, tp = self.spatial_merge_size, self.patch_size, self.temporal_patch_size
+        sizes = grid_thw.tolist()
+        for t, h, w in sizes:
+            if t != 1 or (h, w) != self.grid_hw:
+                height, width = h * p, w * p
+                raise ValueError(
+                    f"an image reaches the person tower as {t} frame(s) of {height}x{width}; the tower reads one "
+                    f"{self.image_hw[0]}x{self.image_hw[1]} image (set the data's image sizes to that)"
+                )
+        gh, gw = self.grid_hw
+        x = patches.reshape(len(sizes), gh // m, gw // m, m, m, -1, tp, p, p)[:, :, :, :, :, :, 0]
+        # (n, bh, bw, mh, mw, C, ph, pw) → (n, C, bh, mh, ph, bw, mw, pw)
+        return x.permute(0, 5, 1, 3, 6, 2, 4, 7).reshape(len(sizes), -1, gh * p, gw * p)
+
+    def forward(self, hidden_states: Tensor, grid_thw: Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
+        images = self.images(hidden_states, grid_thw)
+        with torch.no_grad():
+            states = self.tower(pixel_values=images.to(self.tower.dtype)).last_hidden_state
+        states = states.to(self.dtype)
+        m = self.spatial_merge_size
+        gh, gw = self.grid_hw
+        patches = states[:, 1:].reshape(len(images), gh // m, m, gw // m, m, -1)
+        windows = patches.permute(0, 1, 3, 2, 4, 5).reshape(len(images), (gh // m) * (gw // m), m * m, -1)
+        merged = self.merger(windows, states[:, 0])
+        return BaseModelOutputWithPooling(last_hidden_state=states, pooler_output=merged)
+
+
+def install_person_tower(model: nn.Module, architecture: dict[str, Any]) -> PersonTowerVisual:
+    """Replace a Qwen2-VL model's vision encoder by a person tower of `architecture`
+    (`VisionTowerFile.architecture()`); the tower's weights are loaded separately (or come with a checkpoint)."""
+    vision = model.config.vision_config
+    patch = architecture["config"].get("patch_size")
+    if vision.patch_size != patch:
+        raise ValueError(
+            f"the model's vision_config.patch_size is {vision.patch_size}, the person tower's {patch}: the processor "
+            "must cut the tower's patches"
+        )
+    reference = model.model.visual.merger.mlp[0].weight
+    visual = PersonTowerVisual(
+        architecture, model.config.text_config.hidden_size, vision.spatial_merge_size, vision.temporal_patch_size
+    ).to(dtype=reference.dtype)
+    if reference.device.type != "meta":  # a model restored without initialisation gets its weights assigned
+        visual.to(reference.device)
+    model.model.visual = visual
+    return visual
