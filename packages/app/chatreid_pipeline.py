@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from ireid.chatreid import instructions_cli
 from ireid.chatreid.data import ConversationData
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
+from ireid.core.person_vision import VisionTowerFile
 from ireid.core.shards import atomic_write_json
+from ireid.retriever.inference import export_vision_tower
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "chatreid"
 CHAINS = {"1+2+3": (1, 2, 3), "2+3": (2, 3), "3": (3,)}
@@ -53,6 +56,8 @@ class ChatReIDBudget:
     max_queries: int | None = None
     tau: float = 0.0
     max_candidates: int = 20
+    # the retriever's image encoder as every chain's frozen vision encoder (`ireid.chatreid.person_tower`)
+    person_tower: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.chains) - set(CHAINS))
@@ -76,8 +81,27 @@ def build_instructions_once(data_dir: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def train_chain(chain: str, out: Path, data_dir: Path, instructions: Path, budget: ChatReIDBudget, seed: int) -> Path:
-    """The chain's stages in order under `out`; returns the last stage's best checkpoint."""
+def tower_overrides(out: Path, retriever_ckpt: Path) -> list[str]:
+    """Every stage's arguments for seeing through the retriever's eyes: its image encoder as a vision tower file
+    (written once, atomically) and images kept at the tower's crop size, which stage 2 would otherwise shrink."""
+    tower = out / "person-tower.pt"
+    if not tower.is_file():
+        export_vision_tower(retriever_ckpt, tower)
+    size = list(VisionTowerFile.load(tower).image_hw)
+    return ["--model.vision_checkpoint", str(tower), "--data.max_image_size", json.dumps(size)]
+
+
+def train_chain(
+    chain: str,
+    out: Path,
+    data_dir: Path,
+    instructions: Path,
+    budget: ChatReIDBudget,
+    seed: int,
+    extra: Sequence[str] = (),
+) -> Path:
+    """The chain's stages in order under `out` (`extra`: arguments for every stage); returns the last stage's
+    best checkpoint."""
     previous: Path | None = None
     for stage in CHAINS[chain]:
         folder = out / f"stage{stage}"
@@ -87,6 +111,7 @@ def train_chain(chain: str, out: Path, data_dir: Path, instructions: Path, budge
             "--seed_everything", str(seed),
             "--trainer.max_steps", str(budget.steps[stage - 1]),
             "--model.init_from", str(previous) if previous is not None else "null",
+            *extra,
             *budget.overrides,
         ]  # fmt: skip
         previous = fit_step(
@@ -136,9 +161,10 @@ def chatreid_rows(
 ) -> dict[str, dict[str, float]]:
     """Per chain `chatreid:<chain>` and the retriever alone: mAP and Rank-1 of each task (percent)."""
     instructions = build_instructions_once(data_dir, out / "instructions", seed)
+    extra = tower_overrides(out, retriever_ckpt) if budget.person_tower else []
     rows: dict[str, dict[str, float]] = {}
     for chain in budget.chains:
-        ckpt = train_chain(chain, out / chain, data_dir, instructions, budget, seed)
+        ckpt = train_chain(chain, out / chain, data_dir, instructions, budget, seed, extra)
         tasks = evaluate_chain(ckpt, retriever_ckpt, data_dir, out / chain / "eval.json", budget)
         rows[f"chatreid:{chain}"] = {f"{t} {m}": r["model"][k] for t, r in tasks.items() for m, k in METRICS}
         rows["retriever alone"] = {f"{t} {m}": r["baseline"][k] for t, r in tasks.items() for m, k in METRICS}

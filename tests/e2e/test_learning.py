@@ -154,3 +154,35 @@ def test_a_comparison_shows_only_the_metrics_that_were_measured() -> None:
     table = markdown_table({1: rows})
     assert "| | standard mAP |" in table and "text-to-image" not in table
     assert "| **chatreid:1+2+3** (learned) | 20.0 ± 0.0 |" in table and "standard mAP: -10.0" in table
+
+
+def test_a_person_tower_reaches_every_stage_of_every_chain(tower_file: Path, tmp_path: Path, monkeypatch) -> None:
+    """`chatreid.person_tower`: the seed's retriever is exported once, and each stage sees through it at its size."""
+    from ireid.app import chatreid_pipeline
+    from ireid.core.person_vision import VisionTowerFile
+
+    calls: list[tuple[str, list[str]]] = []
+
+    def fit_step(name, folder, *_args, checkpoints=None, **_kwargs):
+        calls.append((name, list(_args[-1])))
+        return folder / "best.ckpt"
+
+    monkeypatch.setattr(chatreid_pipeline, "fit_step", fit_step)
+    monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed: out)
+    scores = {"model": {"mAP": 1.0, "R1": 2.0}, "baseline": {"mAP": 3.0, "R1": 4.0}}
+    monkeypatch.setattr(chatreid_pipeline, "evaluate_chain", lambda *_a, **_k: {"standard": scores})
+    budget = chatreid_pipeline.ChatReIDBudget(person_tower=True)
+    retriever = tower_file.parent / "retriever.ckpt"
+    rows = chatreid_pipeline.chatreid_rows(tmp_path, tmp_path / "data", retriever, budget, seed=1)
+    assert rows["chatreid:1+2+3"] == {"standard mAP": 1.0, "standard R@1": 2.0}
+    exported = tmp_path / "person-tower.pt"
+    assert len(calls) == 6, "stages 1, 2, 3 + 2, 3 + 3"
+    for name, overrides in calls:
+        at = overrides.index("--model.vision_checkpoint")
+        assert overrides[at + 1] == str(exported), name
+        assert overrides[overrides.index("--data.max_image_size") + 1] == "[128, 64]", name
+    mine, theirs = VisionTowerFile.load(exported), VisionTowerFile.load(tower_file)
+    assert all(torch.equal(mine.state[k], theirs.state[k]) for k in theirs.state)
+    written = exported.stat().st_mtime_ns
+    chatreid_pipeline.chatreid_rows(tmp_path, tmp_path / "data", retriever, budget, seed=1)
+    assert exported.stat().st_mtime_ns == written, "exported once"
