@@ -15,11 +15,25 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from transformers import ProcessorMixin, Qwen2VLForConditionalGeneration
 
 from ireid.chatreid.checkpoint import CHECKPOINT_KEY
 from ireid.chatreid.encoding import IGNORE_INDEX
 from ireid.chatreid.model import ChatReIDNetwork, build_network
+
+LOSS_AVERAGES = ("token", "sample")
+
+
+def sample_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged within each conversation, then over the conversations that have targets."""
+    targets = labels[:, 1:]
+    tokens = F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    counts = (targets != IGNORE_INDEX).sum(1)
+    has = counts > 0
+    return (tokens.sum(1)[has] / counts[has]).mean()
 
 
 class ChatReIDModule(L.LightningModule):
@@ -43,6 +57,9 @@ class ChatReIDModule(L.LightningModule):
             `ireid.retriever.inference.export_vision_tower`): frozen in place of a tiny model's vision encoder,
             with a merger that learns to read it (`person_tower.py`). A stage-2 or stage-3 `init_from` carries
             its own tower.
+        loss_average: "token" (every assistant token weighs the same, the usual causal-LM loss) or "sample" (each
+            conversation's mean token loss, averaged over the batch): a one-token Yes/No answer then weighs as
+            much as a gallery answer of twenty tokens. Validation reports the token mean either way.
         lr, weight_decay, warmup_fraction, min_lr_factor: AdamW, linear warm-up over that share of the steps,
             then cosine decay to `lr * min_lr_factor`. Norms and biases get no weight decay.
     """
@@ -64,8 +81,11 @@ class ChatReIDModule(L.LightningModule):
         warmup_fraction: float = 0.03,
         min_lr_factor: float = 0.0,
         vision_checkpoint: str | None = None,
+        loss_average: str = "token",
     ):
         super().__init__()
+        if loss_average not in LOSS_AVERAGES:
+            raise ValueError(f"loss_average must be one of {LOSS_AVERAGES}, got {loss_average!r}")
         self.save_hyperparameters()
         self.network: ChatReIDNetwork = build_network(
             stage,
@@ -102,7 +122,11 @@ class ChatReIDModule(L.LightningModule):
 
     # --- steps ------------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        if self.hparams.loss_average == "sample":
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            loss = sample_mean_loss(self.model(**inputs).logits, batch["labels"])
+        else:
+            loss = self.model(**batch).loss
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
