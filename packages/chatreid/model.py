@@ -151,7 +151,6 @@ def build_network(
     check_stage(stage)
     if stage == 1 and init_from:
         raise ValueError("stage 1 starts from the pre-trained source (`model`); init_from is for stages 2 and 3")
-    tower = VisionTowerFile.load(vision_checkpoint) if vision_checkpoint else None
     if stage == 3 and init_from:
         stored = read_checkpoint(init_from, expect_stage=2)
         model, processor = stored.model(_torch_dtype(dtype)), stored.processor()
@@ -159,7 +158,9 @@ def build_network(
     else:
         stored = read_checkpoint(init_from, expect_stage=1) if stage == 2 and init_from else None
         person_vision = stored.person_vision if stored is not None else None
-        if tower is not None and person_vision is None:
+        tower = None  # read only where nothing carries a tower: the stage-1 checkpoint's weights would replace it
+        if person_vision is None and vision_checkpoint:
+            tower = VisionTowerFile.load(vision_checkpoint)
             person_vision = tower.architecture()
         if person_vision is not None and source != "tiny":
             raise ValueError("a person tower replaces the vision encoder of tiny models only")

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
+from ireid.core.person_vision import VisionTowerFile, resize_vision_positions
 
 
 class PersonTowerMerger(nn.Module):
@@ -73,11 +73,7 @@ class PersonTowerVisual(nn.Module):
 
     def load_tower(self, tower: VisionTowerFile, where: str) -> None:
         """The tower file's weights (strict: another architecture is an error naming `where`)."""
-        try:
-            vision_transformer(self.tower).load_state_dict(tower.state, strict=True)
-        except RuntimeError as error:
-            first = str(error).splitlines()[0]
-            raise ValueError(f"{where}: field 'state' does not fit the person tower: {first}") from None
+        tower.copy_into(self.tower, where, "the person tower")
 
     def train(self, mode: bool = True) -> PersonTowerVisual:
         """The tower stays in eval mode: it is frozen whatever the stage."""

@@ -99,6 +99,15 @@ class VisionTowerFile:
         atomic_write_bytes(path, buffer.getvalue())
         return path
 
+    def copy_into(self, model: nn.Module, where: str, what: str) -> None:
+        """These weights into `model`'s CLIP vision transformer (`vision_transformer`), strictly: another
+        architecture is an error naming `where` (the file) and `what` (the tower it was meant for)."""
+        try:
+            vision_transformer(model).load_state_dict(self.state, strict=True)
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise ValueError(f"{where}: field 'state' does not fit {what}: {first}") from None
+
     @classmethod
     def load(cls, path: str | Path) -> VisionTowerFile:
         """Read with `weights_only=True`; errors name the file and the field."""

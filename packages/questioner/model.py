@@ -136,12 +136,7 @@ def person_vision_overrides(overrides: dict[str, Any], person_vision: dict[str, 
 
 def load_person_tower(model: nn.Module, tower: VisionTowerFile, where: str) -> None:
     """Copy a vision tower file's weights into the person tower `build_questioner_model` made (strict)."""
-    vision = vision_transformer(model.model.vision_tower)
-    try:
-        vision.load_state_dict(tower.state, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ValueError(f"{where}: field 'state' does not fit the questioner's vision tower: {first}") from None
+    tower.copy_into(model.model.vision_tower, where, "the questioner's vision tower")
 
 
 class QuestionerModel(nn.Module):
