@@ -7,14 +7,20 @@ was trained for exactly that. `PersonTowerVisual` takes the place of `model.mode
 1. it rebuilds each image from the processor's flat patches (Qwen2-VL's layout: merge windows of 2×2 patches,
    each patch channels × temporal copies × pixels), so the processor, the chat template and the image-token
    counts stay Qwen2-VL's own;
-2. runs the frozen CLIP tower on it (its learned position grid needs the crop size it was trained at);
-3. gives every merge window of 2×2 patch states, together with the class state, to a `merger` MLP that learns
-   to project them into the decoder's width. The class state is the summary the retriever's identity embedding
-   is read from; each image token carries it, so the decoder can compare two people token by token.
+2. runs the frozen CLIP tower on it (its learned position grid needs the crop size it was trained at) and maps
+   every token into the retriever's embedding space as the retriever does (final LayerNorm, visual projection);
+3. gives every merge window of 2×2 patch features to a `merger` MLP that projects them into the decoder's width,
+   and adds to each image token a projection of the image's *identity embedding*, the unit class feature the
+   retriever ranks people by. Two images of one person then share a component in every image token, so the
+   decoder can compare people token by token.
 
-The tower never trains; the merger trains as Qwen2-VL's merger does (stages 1 and 2, and it is carried and frozen
-with the encoder in stage 3). A checkpoint records the tower's architecture (`person_vision`), so restoring needs
-the checkpoint alone.
+Why the projected features: the tower's raw last states are dominated by a few large dimensions common to every
+image (cosine ≈ 0.97 between different people in the synthetic world, token norm ≈ 150); through the final
+LayerNorm and the projection, two people's identity embeddings are nearly orthogonal, as retrieval trained them.
+
+The tower and its projection never train; the merger trains as Qwen2-VL's merger does (stages 1 and 2, and it is
+carried and frozen with the encoder in stage 3). A checkpoint records the tower's architecture (`person_vision`),
+so restoring needs the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -22,29 +28,30 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ireid.core.person_vision import VisionTowerFile, resize_vision_positions
+from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
 
 
 class PersonTowerMerger(nn.Module):
-    """A merge window's 2×2 patch states and the image's class state → one decoder embedding (Qwen2-VL's
-    PatchMerger with the class state as a fifth input)."""
+    """A merge window's 2×2 patch features → one decoder embedding (Qwen2-VL's PatchMerger), plus a projection of
+    the image's identity embedding added to every window's embedding."""
 
     def __init__(self, context_dim: int, dim: int, merge_size: int):
         super().__init__()
-        self.inputs = merge_size**2 + 1
         self.ln_q = nn.LayerNorm(context_dim, eps=1e-6)
-        width = context_dim * self.inputs
+        width = context_dim * merge_size**2
         self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, dim))
+        self.ln_identity = nn.LayerNorm(context_dim, eps=1e-6)
+        self.identity = nn.Linear(context_dim, dim)
 
-    def forward(self, windows: Tensor, cls: Tensor) -> Tensor:
-        """`windows` [images, windows, merge², D], `cls` [images, D] → [images × windows, dim]."""
-        cls = cls[:, None, None, :].expand(-1, windows.shape[1], 1, -1)
-        x = self.ln_q(torch.cat([windows, cls], dim=2))
-        return self.mlp(x.flatten(2)).flatten(0, 1)
+    def forward(self, windows: Tensor, identity: Tensor) -> Tensor:
+        """`windows` [images, windows, merge², E], `identity` [images, E] → [images × windows, dim]."""
+        merged = self.mlp(self.ln_q(windows).flatten(2))
+        return (merged + self.identity(self.ln_identity(identity))[:, None]).flatten(0, 1)
 
 
 class PersonTowerVisual(nn.Module):
@@ -63,8 +70,10 @@ class PersonTowerVisual(nn.Module):
         self.grid_hw = grid
         self.tower = CLIPVisionModel(config)
         resize_vision_positions(self.tower, self.image_hw)
+        self.projection = nn.Linear(config.hidden_size, int(architecture["projection_dim"]), bias=False)
         self.tower.requires_grad_(False)
-        self.merger = PersonTowerMerger(config.hidden_size, dim, merge_size)
+        self.projection.requires_grad_(False)
+        self.merger = PersonTowerMerger(self.projection.out_features, dim, merge_size)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -72,8 +81,9 @@ class PersonTowerVisual(nn.Module):
         return self.merger.mlp[0].weight.dtype
 
     def load_tower(self, tower: VisionTowerFile, where: str) -> None:
-        """The tower file's weights (strict: another architecture is an error naming `where`)."""
+        """The tower file's weights and projection (strict: another architecture is an error naming `where`)."""
         tower.copy_into(self.tower, where, "the person tower")
+        tower.copy_projection_into(self.projection, where)
 
     def train(self, mode: bool = True) -> PersonTowerVisual:
         """The tower stays in eval mode: it is frozen whatever the stage."""
@@ -97,23 +107,29 @@ class PersonTowerVisual(nn.Module):
         # (n, bh, bw, mh, mw, C, ph, pw) → (n, C, bh, mh, ph, bw, mw, pw)
         return x.permute(0, 5, 1, 3, 6, 2, 4, 7).reshape(len(sizes), -1, gh * p, gw * p)
 
-    def forward(self, hidden_states: Tensor, grid_thw: Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
-        images = self.images(hidden_states, grid_thw)
+    def features(self, images: Tensor) -> Tensor:
+        """[N, 1 + patches, E]: every token in the retriever's embedding space (final LayerNorm, projection)."""
         with torch.no_grad():
             states = self.tower(pixel_values=images.to(self.tower.dtype)).last_hidden_state
-        states = states.to(self.dtype)
+            return self.projection(vision_transformer(self.tower).post_layernorm(states))
+
+    def forward(self, hidden_states: Tensor, grid_thw: Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
+        images = self.images(hidden_states, grid_thw)
+        features = self.features(images).to(self.dtype)
         m = self.spatial_merge_size
         gh, gw = self.grid_hw
-        patches = states[:, 1:].reshape(len(images), gh // m, m, gw // m, m, -1)
+        patches = features[:, 1:].reshape(len(images), gh // m, m, gw // m, m, -1)
         windows = patches.permute(0, 1, 3, 2, 4, 5).reshape(len(images), (gh // m) * (gw // m), m * m, -1)
-        merged = self.merger(windows, states[:, 0])
-        return BaseModelOutputWithPooling(last_hidden_state=states, pooler_output=merged)
+        merged = self.merger(windows, F.normalize(features[:, 0], dim=-1))
+        return BaseModelOutputWithPooling(last_hidden_state=features, pooler_output=merged)
 
 
 def install_person_tower(model: nn.Module, architecture: dict[str, Any]) -> PersonTowerVisual:
     """Replace a Qwen2-VL model's vision encoder by a person tower of `architecture`
     (`VisionTowerFile.architecture()`); the tower's weights are loaded separately (or come with a checkpoint)."""
     vision = model.config.vision_config
+    if "projection_dim" not in architecture:
+        raise ValueError("the person tower's architecture has no 'projection_dim': export the tower file again")
     patch = architecture["config"].get("patch_size")
     if vision.patch_size != patch:
         raise ValueError(

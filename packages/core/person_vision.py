@@ -6,7 +6,8 @@ is an ordinary parameter.
 
 A trained retriever's image encoder can serve as the frozen vision tower of a LLaVA-style model (LLaVA uses CLIP
 the same way). A *vision tower file* carries what that needs, without the retriever's code: the CLIP vision
-config, the person-crop size, the pixel normalisation and the vision model's weights.
+config, the person-crop size, the pixel normalisation, the vision model's weights and the visual projection into
+the retriever's embedding space (where its identity embedding lives).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from ireid.core.shards import atomic_write_bytes
 
-VISION_TOWER_FORMAT = "ireid.person-vision-tower/1"
+VISION_TOWER_FORMAT = "ireid.person-vision-tower/2"
 
 
 class PersonVisionEmbeddings(nn.Module):
@@ -78,23 +79,32 @@ def resize_vision_positions(model: nn.Module, size_hw: tuple[int, int]) -> None:
 
 @dataclass
 class VisionTowerFile:
-    """A trained person vision tower: `config` (a CLIPVisionConfig dict), `image_hw`, pixel `mean`/`std`, and
-    `state`, the weights of the vision transformer (`vision_transformer`) with person-shaped positions."""
+    """A trained person vision tower: `config` (a CLIPVisionConfig dict), `image_hw`, pixel `mean`/`std`, `state`,
+    the weights of the vision transformer (`vision_transformer`) with person-shaped positions, and `projection`,
+    the retriever's visual projection [embedding dim, hidden size] (no bias, as CLIP's)."""
 
     config: dict[str, Any]
     image_hw: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     state: dict[str, Tensor]
+    projection: Tensor
 
     def architecture(self) -> dict[str, Any]:
         """What rebuilding the tower needs, weights aside (plain types: it goes into hyper-parameters)."""
-        return {"config": self.config, "image_hw": list(self.image_hw), "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "config": self.config,
+            "image_hw": list(self.image_hw),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "projection_dim": int(self.projection.shape[0]),
+        }
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         buffer = io.BytesIO()
-        torch.save({"format": VISION_TOWER_FORMAT, **self.architecture(), "state": self.state}, buffer)
+        record = {"format": VISION_TOWER_FORMAT, **self.architecture(), "state": self.state}
+        torch.save({**record, "projection": self.projection}, buffer)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
         return path
@@ -108,6 +118,13 @@ class VisionTowerFile:
             first = str(error).splitlines()[0]
             raise ValueError(f"{where}: field 'state' does not fit {what}: {first}") from None
 
+    def copy_projection_into(self, linear: nn.Linear, where: str) -> None:
+        """The visual projection into `linear`; another shape is an error naming `where` (the file)."""
+        if linear.weight.shape != self.projection.shape:
+            shapes = f"{tuple(self.projection.shape)} against {tuple(linear.weight.shape)}"
+            raise ValueError(f"{where}: field 'projection' does not fit the person tower: {shapes}")
+        linear.weight.data.copy_(self.projection)
+
     @classmethod
     def load(cls, path: str | Path) -> VisionTowerFile:
         """Read with `weights_only=True`; errors name the file and the field."""
@@ -117,8 +134,10 @@ class VisionTowerFile:
         data = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(data, dict) or data.get("format") != VISION_TOWER_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{path}: field 'format' must be {VISION_TOWER_FORMAT!r}, got {found!r}")
-        for key in ("config", "image_hw", "mean", "std", "state"):
+            hint = " (export it again from the retriever checkpoint)" if str(found).startswith("ireid.") else ""
+            raise ValueError(f"{path}: field 'format' must be {VISION_TOWER_FORMAT!r}, got {found!r}{hint}")
+        for key in ("config", "image_hw", "mean", "std", "state", "projection"):
             if key not in data:
                 raise ValueError(f"{path}: missing field {key!r}")
-        return cls(data["config"], tuple(data["image_hw"]), tuple(data["mean"]), tuple(data["std"]), data["state"])
+        fields = (data["config"], tuple(data["image_hw"]), tuple(data["mean"]), tuple(data["std"]), data["state"])
+        return cls(*fields, data["projection"])

@@ -167,4 +167,5 @@ def export_vision_tower(ckpt: Path | str, out: Path | str) -> Path:
         mean=CLIP_MEAN,
         std=CLIP_STD,
         state={name: tensor.detach().clone() for name, tensor in vision.state_dict().items()},
+        projection=net.features.clip.visual_projection.weight.detach().clone(),
     ).save(out)

@@ -1,5 +1,6 @@
 """A retriever's image encoder as ChatReID's vision encoder: the processor's patches become the tower's images
-again, the merger reads patch and class states, the tower never trains, checkpoints restore it."""
+again, the merger reads the retriever's patch features and identity embedding, the tower never trains,
+checkpoints restore it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ireid.chatreid.model import build_network
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.person_tower import PersonTowerVisual
 from ireid.core.person_vision import VisionTowerFile
+from ireid.retriever.inference import load_retriever
 from tests.chatreid.conftest import fit, stage_data
 
 
@@ -40,26 +42,31 @@ def test_the_processor_patches_become_the_normalised_images_again(network, tower
     torch.testing.assert_close(rebuilt, expected, atol=1e-5, rtol=0)
 
 
-def test_each_image_token_reads_its_window_and_the_class_state(network):
+def test_each_image_token_reads_its_window_and_the_retrievers_identity_embedding(network, tower_file: Path):
     visual: PersonTowerVisual = network.model.model.visual
     batch = network.processor.image_processor(images=[crop(2)], return_tensors="pt")
     out = visual(batch["pixel_values"], batch["image_grid_thw"])
-    states = visual.tower(pixel_values=visual.images(batch["pixel_values"], batch["image_grid_thw"])).last_hidden_state
+    retriever = load_retriever(tower_file.parent / "retriever.ckpt")
+    with torch.no_grad():
+        pixels = visual.images(batch["pixel_values"], batch["image_grid_thw"])
+        tokens = retriever.features.image_tokens(pixels)  # the retriever's own projected tokens
+        identity = retriever.features.encode_images(pixels)  # and the embedding it ranks people by
     gh, gw = visual.grid_hw
-    grid = states[0, 1:].reshape(gh, gw, -1)
+    grid = tokens[0, 1:].reshape(gh, gw, -1)
     merger = visual.merger
-    window = torch.cat([grid[2:4, 0:2].reshape(4, -1), states[0, :1]])  # window (1, 0): rows 2-3, columns 0-1
-    expected = merger.mlp(merger.ln_q(window).reshape(1, -1))[0]
+    window = grid[2:4, 0:2].reshape(1, -1, grid.shape[-1])  # window (1, 0): rows 2-3, columns 0-1
+    expected = merger.mlp(merger.ln_q(window).flatten(1))[0] + merger.identity(merger.ln_identity(identity))[0]
     assert out.pooler_output.shape == (gh * gw // 4, network.model.config.text_config.hidden_size)
-    torch.testing.assert_close(out.pooler_output[gw // 2], expected)
+    torch.testing.assert_close(out.pooler_output[gw // 2], expected, atol=1e-5, rtol=1e-4)
 
 
 def test_the_tower_is_the_files_and_stays_frozen(network, tower_file: Path):
     tower = VisionTowerFile.load(tower_file)
     state = network.model.model.visual.tower.state_dict()
     assert state.keys() == tower.state.keys() and all(torch.equal(state[k], tower.state[k]) for k in state)
+    assert torch.equal(network.model.model.visual.projection.weight, tower.projection)
     trainable = {n for n, p in network.model.named_parameters() if p.requires_grad}
-    assert not any(".visual.tower." in n for n in trainable), "the tower never trains"
+    assert not any(".visual.tower." in n or ".visual.projection." in n for n in trainable), "the tower never trains"
     assert any(".visual.merger." in n for n in trainable), "the merger learns to read it"
     network.model.train()
     assert not network.model.model.visual.tower.training

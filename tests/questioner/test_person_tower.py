@@ -61,9 +61,20 @@ def test_a_tower_file_is_checked_when_read(tower_file, tmp_path) -> None:
     assert tower.architecture()["config"]["patch_size"] == tower.config["patch_size"]
     again = VisionTowerFile.load(tower.save(tmp_path / "again.pt"))
     assert again.image_hw == tower.image_hw and all(torch.equal(again.state[k], v) for k, v in tower.state.items())
+    retriever = load_retriever(tower_file.parent / "retriever.ckpt")
+    assert torch.equal(again.projection, retriever.features.clip.visual_projection.weight)
+    assert tower.architecture()["projection_dim"] == retriever.features.embed_dim
     torch.save({"format": "something else"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"bad\.pt: field 'format'"):
         VisionTowerFile.load(tmp_path / "bad.pt")
+    torch.save({"format": "ireid.person-vision-tower/1"}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="export it again"):
+        VisionTowerFile.load(tmp_path / "old.pt")
+    record = torch.load(tower_file, weights_only=True)
+    del record["projection"]
+    torch.save(record, tmp_path / "short.pt")
+    with pytest.raises(ValueError, match=r"short\.pt: missing field 'projection'"):
+        VisionTowerFile.load(tmp_path / "short.pt")
     with pytest.raises(FileNotFoundError, match="vision tower file not found"):
         VisionTowerFile.load(tmp_path / "missing.pt")
 
