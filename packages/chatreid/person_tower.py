@@ -14,9 +14,11 @@ was trained for exactly that. `PersonTowerVisual` takes the place of `model.mode
    retriever ranks people by. Two images of one person then share a component in every image token, so the
    decoder can compare people token by token.
 
-Why the projected features: the tower's raw last states are dominated by a few large dimensions common to every
-image (cosine ≈ 0.97 between different people in the synthetic world, token norm ≈ 150); through the final
-LayerNorm and the projection, two people's identity embeddings are nearly orthogonal, as retrieval trained them.
+Why the projected features and a separate identity path: a merger fed the tower's raw last states, the class state
+among them, gave image tokens dominated by a part common to every image (cosine ≈ 0.97 between different people in
+the synthetic world, norm ≈ 150), and the decoder never learned to compare people. Through the final LayerNorm
+and the projection, two people's identity embeddings are nearly orthogonal (mean cosine ≈ 0.1), as retrieval
+trained them.
 
 The tower and its projection never train; the merger trains as Qwen2-VL's merger does (stages 1 and 2, and it is
 carried and frozen with the encoder in stage 3). A checkpoint records the tower's architecture (`person_vision`),
