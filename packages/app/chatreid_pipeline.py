@@ -24,7 +24,7 @@ from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.person_vision import VisionTowerFile
 from ireid.core.shards import atomic_write_json
-from ireid.retriever.inference import export_vision_tower
+from ireid.retriever.inference import ensure_vision_tower
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "chatreid"
 CHAINS = {"1+2+3": (1, 2, 3), "2+3": (2, 3), "3": (3,)}
@@ -84,9 +84,7 @@ def build_instructions_once(data_dir: Path, out: Path, seed: int) -> Path:
 def tower_overrides(out: Path, retriever_ckpt: Path) -> list[str]:
     """Every stage's arguments for seeing through the retriever's eyes: its image encoder as a vision tower file
     (written once, atomically) and images kept at the tower's crop size, which stage 2 would otherwise shrink."""
-    tower = out / "person-tower.pt"
-    if not tower.is_file():
-        export_vision_tower(retriever_ckpt, tower)
+    tower = ensure_vision_tower(retriever_ckpt, out / "person-tower.pt")
     size = list(VisionTowerFile.load(tower).image_hw)
     return ["--model.vision_checkpoint", str(tower), "--data.max_image_size", json.dumps(size)]
 

@@ -28,7 +28,7 @@ from ireid.questioner.cli import QuestionerCLI
 from ireid.questioner.data import QuestionerData
 from ireid.questioner.lookforward import build_targets, selector_tensors
 from ireid.questioner.module import QuestionerModule
-from ireid.retriever.inference import ModuleRetriever, export_vision_tower
+from ireid.retriever.inference import ModuleRetriever, ensure_vision_tower
 from ireid.selector.cli import SelectorCLI
 from ireid.selector.data import SelectorData, save_selector_tensors
 from ireid.selector.module import SelectorWarmup
@@ -107,9 +107,7 @@ def train_llava_reid(out: Path, data_dir: Path, retriever_ckpt: Path, budget: Ll
         ],
         subclass_mode_data=True,
     )  # fmt: skip
-    tower = out / "vision-tower.pt"
-    if not tower.is_file():
-        export_vision_tower(retriever_ckpt, tower)
+    tower = ensure_vision_tower(retriever_ckpt, out / "vision-tower.pt")
     data_args = [
         *seed_args,
         "--data.lookforward", str(targets),

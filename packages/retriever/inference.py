@@ -32,6 +32,7 @@ __all__ = [
     "embed_image_folder",
     "encode_images",
     "encode_text",
+    "ensure_vision_tower",
     "export_vision_tower",
     "image_embedder",
     "load_checkpoint",
@@ -169,3 +170,17 @@ def export_vision_tower(ckpt: Path | str, out: Path | str) -> Path:
         state={name: tensor.detach().clone() for name, tensor in vision.state_dict().items()},
         projection=net.features.clip.visual_projection.weight.detach().clone(),
     ).save(out)
+
+
+def ensure_vision_tower(ckpt: Path | str, out: Path | str) -> Path:
+    """`out` as a vision tower file of `ckpt`, exported unless it already holds one that reads: a pipeline's
+    tower derives from its retriever alone, so a file of an older format (or a damaged one) is written again
+    instead of stopping a resumed run."""
+    out = Path(out)
+    if out.is_file():
+        try:
+            VisionTowerFile.load(out)
+            return out
+        except ValueError:
+            pass
+    return export_vision_tower(ckpt, out)

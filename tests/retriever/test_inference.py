@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from ireid.core.loader import SkipCounter
+from ireid.core.person_vision import VisionTowerFile
 from ireid.retriever import inference
+from ireid.retriever.inference import ensure_vision_tower
 from ireid.retriever.model import RetrieverNet, RetrieverSettings, build_retriever_net
 from ireid.retriever.module import RetrieverModule
 from tests.helpers import jpeg, png
@@ -82,3 +84,19 @@ def test_checkpoint_errors(net: RetrieverNet, tmp_path: Path):
     hparams = {"data_dir": net.settings.data_dir, "losses": "sdm+id", "num_ids": 12, "text_length": 64}
     with pytest.raises(RuntimeError, match="classifier"):  # strict: a head without weights is an error
         inference.retriever_from_checkpoint({"hyper_parameters": hparams, "state_dict": net.state_dict()})
+
+
+def test_a_pipelines_tower_file_is_kept_when_it_reads_and_written_again_when_stale(tower_file, tmp_path) -> None:
+    retriever = tower_file.parent / "retriever.ckpt"
+    kept = tmp_path / "kept.pt"
+    kept.write_bytes(tower_file.read_bytes())
+    stamp = kept.stat().st_mtime_ns
+    assert ensure_vision_tower(retriever, kept) == kept and kept.stat().st_mtime_ns == stamp
+    stale = tmp_path / "stale.pt"
+    record = torch.load(tower_file, weights_only=True)
+    del record["projection"]
+    torch.save({**record, "format": "ireid.person-vision-tower/1"}, stale)
+    ensure_vision_tower(retriever, stale)
+    assert torch.equal(VisionTowerFile.load(stale).projection, VisionTowerFile.load(tower_file).projection)
+    missing = ensure_vision_tower(retriever, tmp_path / "new" / "tower.pt")
+    assert VisionTowerFile.load(missing).image_hw == VisionTowerFile.load(tower_file).image_hw
