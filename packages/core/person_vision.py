@@ -103,8 +103,8 @@ class VisionTowerFile:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         buffer = io.BytesIO()
-        record = {"format": VISION_TOWER_FORMAT, **self.architecture(), "state": self.state}
-        torch.save({**record, "projection": self.projection}, buffer)
+        weights = {"state": self.state, "projection": self.projection}
+        torch.save({"format": VISION_TOWER_FORMAT, **self.architecture(), **weights}, buffer)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
         return path
