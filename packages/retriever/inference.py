@@ -177,10 +177,13 @@ def ensure_vision_tower(ckpt: Path | str, out: Path | str) -> Path:
     tower derives from its retriever alone, so a file of an older format (or a damaged one) is written again
     instead of stopping a resumed run."""
     out = Path(out)
-    if out.is_file():
-        try:
-            VisionTowerFile.load(out)
-            return out
-        except ValueError:
-            pass
-    return export_vision_tower(ckpt, out)
+    return out if out.is_file() and _tower_file_reads(out) else export_vision_tower(ckpt, out)
+
+
+def _tower_file_reads(path: Path) -> bool:
+    """Whether `path` loads as a vision tower file of the current format."""
+    try:
+        VisionTowerFile.load(path)
+    except ValueError:
+        return False
+    return True
