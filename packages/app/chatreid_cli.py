@@ -1,6 +1,7 @@
 """`ireid chatreid`: ChatReID's instruction data, its Re-ID evaluation (paper §4.1) and questions about a small gallery.
 
 ireid chatreid build-instructions ...      the instruction data engine (ireid.chatreid.instructions_cli)
+ireid chatreid mine-look-alikes --retriever-ckpt R --data D --out F   each image's closest other people (stage 2 option)
 ireid chatreid eval --task standard text-to-image --model-ckpt M --retriever-ckpt R --data D [--tau] [--max-queries]
 ireid chatreid ask --model-ckpt M --images a.jpg b.jpg --text "Is the person in both images the same?"
 """
@@ -19,9 +20,11 @@ from ireid.chatreid import instructions_cli
 from ireid.chatreid.eval_tasks import TASKS, TaskDataError, build_task
 from ireid.chatreid.evaluation import TaskResult, evaluate_task, format_table
 from ireid.chatreid.inference import ChatReID
+from ireid.chatreid.look_alikes import look_alikes_from_gallery, save_look_alikes
+from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
 from ireid.core.loader import iter_samples
-from ireid.core.shards import atomic_write_json
+from ireid.core.shards import ShardError, atomic_write_json
 from ireid.retriever.inference import ModuleRetriever
 
 
@@ -36,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     instructions_cli.configure(build)
     build.set_defaults(run=instructions_cli.run)
+    mine = commands.add_parser(
+        "mine-look-alikes", help="each image's closest other people by a retriever, for stage 2's distractors"
+    )
+    configure_mine(mine)
+    mine.set_defaults(run=run_mine)
     evaluate = commands.add_parser("eval", help="Re-ID tasks: retriever filter, then ChatReID ranks (paper §4.1)")
     configure_eval(evaluate)
     evaluate.set_defaults(run=run_eval)
@@ -51,6 +59,32 @@ def _fail(message: str) -> int:
 
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ------------------------------------------------------------------------------------------------ mine-look-alikes
+
+
+def configure_mine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retriever-ckpt", type=Path, required=True, help="retriever checkpoint that ranks the images")
+    parser.add_argument("--data", type=Path, required=True, help="image data set (shard folder)")
+    parser.add_argument("--split", default="train", help="the split the instructions are built from (default train)")
+    parser.add_argument("--top-k", type=int, default=20, help="look-alikes kept per image (default 20)")
+    parser.add_argument("--out", type=Path, required=True, help="look-alike file (JSON)")
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    if not args.retriever_ckpt.is_file():
+        return _fail(f"--retriever-ckpt {args.retriever_ckpt}: no such file")
+    if not args.data.is_dir():
+        return _fail(f"--data {args.data}: no such folder")
+    try:
+        gallery = encode_split(ModuleRetriever.from_checkpoint(args.retriever_ckpt), args.data, args.split)
+        found = look_alikes_from_gallery(gallery, args.top_k)
+    except (ShardError, ValueError) as error:
+        return _fail(str(error))
+    source = {"retriever_ckpt": str(args.retriever_ckpt), "data": str(args.data), "split": args.split}
+    print(f"look-alikes of {len(found)} images: {save_look_alikes(args.out, found, args.top_k, source)}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------- eval

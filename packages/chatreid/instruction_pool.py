@@ -4,6 +4,13 @@ What counts as a match is decided here once: the same person (`pid`) for image q
 same outfit for a text (whose words describe that outfit); every attribute value shown and equal for an
 attribute query. A distractor must be unmistakably not a match: another person, and for text or attribute
 queries one whose shown attributes contradict the query where both state a value.
+
+Two options change the image-to-image pairs, as departures from the paper offered for small models:
+- `image_match="appearance"`: an image query matches only the same person in the same outfit and modality seen by
+  another camera, and its distractors share its modality. ChatReID's rule (`"person"`) also counts other outfits
+  and infrared views, which an appearance model cannot match, so a small decoder learns nothing from them.
+- `look_alikes`: for each image, other people a retriever ranks close to it (`look_alikes.py`); a share
+  `look_alike_share` of image distractors is drawn from them instead of from everyone.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 from ireid.core.records import Record
 
 Predicate = Callable[[Record], bool]
+IMAGE_MATCH_RULES = ("person", "appearance")
 
 
 @dataclass(frozen=True)
@@ -60,18 +68,29 @@ def fits(query: Mapping[str, str], shown: Mapping[str, str]) -> bool:
 
 @dataclass
 class Pool:
-    """One split's records and their indices; `seed` orders what is visited in turn (stage-1 images)."""
+    """One split's records and their indices; `seed` orders what is visited in turn (stage-1 images).
+
+    `image_match`, `look_alikes` and `look_alike_share` set the image-to-image pairs (module docstring)."""
 
     records: list[Record]
     seed: int = 0
+    image_match: str = "person"
+    look_alikes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    look_alike_share: float = 0.0
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.records:
             raise ValueError("no records to build instructions from")
+        if self.image_match not in IMAGE_MATCH_RULES:
+            raise ValueError(f"image_match must be one of {IMAGE_MATCH_RULES}, got {self.image_match!r}")
+        if not 0.0 <= self.look_alike_share <= 1.0:
+            raise ValueError(f"look_alike_share must be in [0, 1], got {self.look_alike_share}")
         self.by_pid: dict[int, list[Record]] = {}
+        self.by_key: dict[str, Record] = {}
         for record in self.records:
             self.by_pid.setdefault(record.pid, []).append(record)
+            self.by_key[record.key] = record
         self.annotated = all(record.attributes for record in self.records)
         self.rgb = [record for record in self.records if record.modality == "rgb"]
 
@@ -84,6 +103,28 @@ class Pool:
     def of_person(self, record: Record, predicate: Predicate | None = None) -> list[Record]:
         """The person's other images (optionally filtered), in data-set order."""
         return [r for r in self.by_pid[record.pid] if r.key != record.key and (predicate is None or predicate(r))]
+
+    def image_matches(self, query: Record) -> list[Record]:
+        """The images an image query matches under `image_match`, in data-set order."""
+        if self.image_match == "person":
+            return self.of_person(query)
+        return self.of_person(
+            query,
+            lambda r: r.clothes_id == query.clothes_id and r.modality == query.modality and r.camid != query.camid,
+        )
+
+    def image_distractors(self, rng: random.Random, query: Record, count: int) -> list[Record]:
+        """`count` images of other people for an image query (of its modality under the `appearance` rule); each is
+        one of the query's look-alikes with probability `look_alike_share`, while unused look-alikes remain."""
+
+        def other(record: Record) -> bool:
+            return record.pid != query.pid and (self.image_match == "person" or record.modality == query.modality)
+
+        alikes = [self.by_key[key] for key in self.look_alikes.get(query.key, ()) if key in self.by_key]
+        alikes = [record for record in alikes if other(record)]
+        hard = sum(rng.random() < self.look_alike_share for _ in range(count)) if alikes else 0
+        chosen = rng.sample(alikes, min(hard, len(alikes)))
+        return chosen + self.pick(rng, count - len(chosen), other, exclude=chosen)
 
     def not_describing(self, text_record: Record) -> Predicate:
         """Images that the texts of `text_record` cannot describe: another person whose shown attributes

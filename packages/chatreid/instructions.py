@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ireid.chatreid import tasks_stage1, tasks_stage2, tasks_stage3
 from ireid.chatreid.conversations import TASKS_BY_STAGE, check_conversation, stage_prefix
 from ireid.chatreid.instruction_pool import Built, Pool, Task
+from ireid.chatreid.look_alikes import load_look_alikes
 from ireid.core.loader import load_records
 from ireid.core.seeding import derive_rng
 from ireid.core.shards import ShardWriter, atomic_write_json
@@ -109,13 +110,18 @@ def build_instructions(
     gallery: tuple[int, int] = DEFAULT_GALLERY,
     mix: Mapping[str, float] | None = None,
     shard_size: int = SHARD_SIZE,
+    image_match: str = "person",
+    look_alikes: Path | str | None = None,
+    look_alike_share: float = 0.5,
     resume: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write `{out}/stage{N}-*.tar` and `{out}/stage{N}.counts.json` from the records of `data`'s `split`.
 
     Tasks the data cannot pose (no infrared images, one outfit per person, no attributes) are skipped and their
-    share goes to the others; the summary (also the counts file) says which and why.
+    share goes to the others; the summary (also the counts file) says which and why. `image_match`,
+    `look_alikes` (a file of `look_alikes.py`) and `look_alike_share` set the image-to-image pairs of stage 2
+    (`instruction_pool.py`); the paper's pairs are the defaults.
     """
     if stage not in TASKS_BY_STAGE:
         raise ValueError(f"stage must be one of {sorted(TASKS_BY_STAGE)}, got {stage}")
@@ -123,7 +129,9 @@ def build_instructions(
     if not 2 <= low <= high:
         raise ValueError(f"gallery sizes need 2 <= min <= max, got min {low}, max {high}")
     out = Path(out)
-    pool = Pool(load_records(data, split), seed)
+    records = load_records(data, split)
+    alikes = load_look_alikes(look_alikes, {r.key for r in records}) if look_alikes is not None else {}
+    pool = Pool(records, seed, image_match, alikes, look_alike_share if alikes else 0.0)
     mix = dict(MIXES[stage] if mix is None else mix)
     skipped = {t.name: reason for t in STAGE_TASKS[stage] if (reason := t.unavailable(pool)) is not None}
     available = {task: w for task, w in mix.items() if task not in skipped and w > 0}
@@ -148,6 +156,9 @@ def build_instructions(
         "mix": {task: mix[task] for task in TASKS_BY_STAGE[stage]},
         "shard_size": shard_size,
     }
+    if image_match != "person" or look_alikes is not None:  # a departure is recorded; the paper's config is unchanged
+        config |= {"image_match": image_match, "look_alikes": None if look_alikes is None else str(look_alikes)}
+        config |= {"look_alike_share": pool.look_alike_share}
     prefix = stage_prefix(stage)
     tasks = {t.name: t for t in STAGE_TASKS[stage]}
     slots: Counter[str] = Counter()

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ireid.chatreid.instruction_pool import IMAGE_MATCH_RULES
 from ireid.chatreid.instructions import (
     DEFAULT_GALLERY,
     MIXES,
@@ -44,6 +45,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         + ", ".join(f"{task}={weight:g}" for task, weight in MIXES[2].items())
         + ")",
     )
+    parser.add_argument(
+        "--image-match",
+        choices=IMAGE_MATCH_RULES,
+        default="person",
+        help="stage 2 image pairs: 'person' (the paper: any outfit or modality) or 'appearance' (the same outfit and "
+        "modality, another camera; a departure for small models)",
+    )
+    parser.add_argument(
+        "--look-alikes",
+        type=Path,
+        help="file from `ireid chatreid mine-look-alikes`: stage 2 draws image distractors among each image's "
+        "look-alikes (a departure from the paper's random people)",
+    )
+    parser.add_argument(
+        "--look-alike-share",
+        type=float,
+        default=0.5,
+        help="share of image distractors drawn from the look-alikes (default 0.5)",
+    )
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help=f"samples per shard (default {SHARD_SIZE})")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -61,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             gallery=(args.gallery_min, args.gallery_max),
             mix=parse_mix(args.mix, args.stage),
             shard_size=args.shard_size,
+            image_match=args.image_match,
+            look_alikes=args.look_alikes,
+            look_alike_share=args.look_alike_share,
             resume=args.resume,
             progress=not args.quiet,
         )

@@ -1,6 +1,7 @@
 """Stage 2, fine-grained image retrieval: the seven tasks of the paper's Figure 4.
 
-Image queries match the same person in any outfit or modality (the stage mixes Re-ID settings); texts are a
+Image queries match the same person in any outfit or modality (the stage mixes Re-ID settings; the pool's
+`image_match` and `look_alikes` options change the image pairs, see `instruction_pool.py`); texts are a
 record's own text (captions, else fine description) and match the same person in the same outfit, shown by an
 image that does not hide what the text states. Yes/no tasks are positive half of the time.
 """
@@ -35,8 +36,8 @@ def _text(record: Record) -> str:
 
 
 def _seen_together(pool: Pool) -> list[Record]:
-    """Records whose person has another image."""
-    return pool.memo("seen-together", lambda: [r for r in pool.records if len(pool.by_pid[r.pid]) > 1])
+    """Records with another image that an image query of them matches."""
+    return pool.memo("seen-together", lambda: [r for r in pool.records if pool.image_matches(r)])
 
 
 def _with_text(pool: Pool) -> list[Record]:
@@ -62,7 +63,7 @@ def _needs(pool: Pool, seen_together: bool = False, texts: bool = False, attribu
     if len(pool.by_pid) < 2:
         return "the data shows fewer than two people"
     if seen_together and not _seen_together(pool):
-        return "no person has two images"
+        return f"no image has another that matches it (image_match={pool.image_match!r})"
     if texts and not _with_text(pool):
         return "no record has a text (captions or fine description)"
     if attributes and not pool.annotated:
@@ -73,9 +74,12 @@ def _needs(pool: Pool, seen_together: bool = False, texts: bool = False, attribu
 def _i2i_one_to_one(pool: Pool, rng: random.Random, slot: int, gallery: tuple[int, int]) -> Built | None:
     first = rng.choice(_seen_together(pool))
     if rng.random() < POSITIVE_SHARE:
-        second, answer = rng.choice(pool.of_person(first)), YES
+        second, answer = rng.choice(pool.image_matches(first)), YES
     else:
-        second, answer = pool.pick(rng, 1, lambda r: r.pid != first.pid)[0], NO
+        found = pool.image_distractors(rng, first, 1)
+        if not found:
+            return None
+        second, answer = found[0], NO
     pair = [first.key, second.key]
     rng.shuffle(pair)
     turn = Turn([])
@@ -86,9 +90,9 @@ def _i2i_one_to_one(pool: Pool, rng: random.Random, slot: int, gallery: tuple[in
 def _i2i_many_to_many(pool: Pool, rng: random.Random, slot: int, gallery: tuple[int, int]) -> Built | None:
     query = rng.choice(_seen_together(pool))
     size = rng.randint(*gallery)
-    same = pool.of_person(query)
+    same = pool.image_matches(query)
     matches = rng.sample(same, match_count(rng, size, len(same)))
-    others = pool.pick(rng, size - len(matches), lambda r: r.pid != query.pid)
+    others = pool.image_distractors(rng, query, size - len(matches))
     keys, positions = shuffle_gallery(rng, matches, others)
     turn = Turn([])
     turn.render(prompt("stage2_i2i_many_to_many"), images=[query.key], gallery=keys)
