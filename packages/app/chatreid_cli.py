@@ -78,13 +78,18 @@ def run_mine(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         return _fail(f"--data {args.data}: no such folder")
     try:
-        gallery = encode_split(ModuleRetriever.from_checkpoint(args.retriever_ckpt), args.data, args.split)
-        found = look_alikes_from_gallery(gallery, args.top_k)
+        count = mine_look_alikes(args.retriever_ckpt, args.data, args.split, args.top_k, args.out)
     except (ShardError, ValueError) as error:
         return _fail(str(error))
-    source = {"retriever_ckpt": str(args.retriever_ckpt), "data": str(args.data), "split": args.split}
-    print(f"look-alikes of {len(found)} images: {save_look_alikes(args.out, found, args.top_k, source)}")
+    print(f"look-alikes of {count} images: {args.out}")
     return 0
+
+
+def mine_look_alikes(retriever_ckpt: Path, data: Path, split: str, top_k: int, out: Path) -> int:
+    """Write the look-alike file of `data`'s `split` by the retriever's image embeddings; returns the image count."""
+    found = look_alikes_from_gallery(encode_split(ModuleRetriever.from_checkpoint(retriever_ckpt), data, split), top_k)
+    save_look_alikes(out, found, top_k, {"retriever_ckpt": str(retriever_ckpt), "data": str(data), "split": split})
+    return len(found)
 
 
 # ---------------------------------------------------------------------------------------------------------- eval

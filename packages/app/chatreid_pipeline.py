@@ -19,6 +19,7 @@ from typing import Any
 from ireid.app import chatreid_cli
 from ireid.app.stages import fit_step
 from ireid.chatreid import instructions_cli
+from ireid.chatreid.conversations import TASKS_BY_STAGE
 from ireid.chatreid.data import ConversationData
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
@@ -58,6 +59,11 @@ class ChatReIDBudget:
     max_candidates: int = 20
     # the retriever's image encoder as every chain's frozen vision encoder (`ireid.chatreid.person_tower`)
     person_tower: bool = False
+    # A departure for small models: stage 2 first trains on image pairs alone, matched by appearance, for
+    # pair_steps[0] steps against random people, then pair_steps[1] steps against the retriever's look-alikes, and
+    # goes on with the paper's stage-2 data (`ireid.chatreid.instruction_pool`). [0, 0]: the paper's stage 2.
+    pair_steps: list[int] = field(default_factory=lambda: [0, 0])
+    pair_samples: int = 9000  # conversations of each pair set
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.chains) - set(CHAINS))
@@ -65,20 +71,53 @@ class ChatReIDBudget:
             raise ValueError(f"config field 'chatreid.chains': unknown {unknown}; known: {list(CHAINS)}")
         if len(self.steps) != 3:
             raise ValueError(f"config field 'chatreid.steps': one step count per stage (3), got {self.steps}")
+        if len(self.pair_steps) != 2 or min(self.pair_steps) < 0:
+            raise ValueError(f"config field 'chatreid.pair_steps': two step counts >= 0, got {self.pair_steps}")
 
 
 def build_instructions_once(data_dir: Path, out: Path, seed: int) -> Path:
     """The three stages' conversations (`ireid chatreid build-instructions`), resumed; a stage whose counts file
     exists is finished."""
     for stage in (1, 2, 3):
-        if (out / f"stage{stage}.counts.json").is_file():
-            continue
-        parser = argparse.ArgumentParser()
-        instructions_cli.configure(parser)
-        args = ["--stage", str(stage), "--data", str(data_dir), "--out", str(out), "--seed", str(seed), "--resume"]
-        if instructions_cli.run(parser.parse_args([*args, "--quiet"])) != 0:
-            raise RuntimeError(f"{out}: building the stage-{stage} instructions failed")
+        engine_once(out, stage, ["--data", str(data_dir), "--seed", str(seed)])
     return out
+
+
+def engine_once(out: Path, stage: int, args: Sequence[str]) -> None:
+    """`ireid chatreid build-instructions` of one stage into `out`, resumed; finished when its counts file exists."""
+    if (out / f"stage{stage}.counts.json").is_file():
+        return
+    parser = argparse.ArgumentParser()
+    instructions_cli.configure(parser)
+    argv = ["--stage", str(stage), "--out", str(out), *args, "--resume", "--quiet"]
+    if instructions_cli.run(parser.parse_args(argv)) != 0:
+        raise RuntimeError(f"{out}: building the stage-{stage} instructions failed")
+
+
+LOOK_ALIKES = 20  # per image: the size of the evaluation's filter (`max_candidates`)
+PAIR_MIX = "i2i_one_to_one=1," + ",".join(f"{task}=0" for task in TASKS_BY_STAGE[2] if task != "i2i_one_to_one")
+
+
+def build_pair_instructions(
+    data_dir: Path, out: Path, retriever_ckpt: Path, budget: ChatReIDBudget, seed: int
+) -> list[tuple[Path, int]]:
+    """The pair sets that open stage 2 (`budget.pair_steps`), each built once: one-to-one image pairs matched by
+    appearance, against random people, then against the look-alikes the retriever mines on the train split."""
+    sets = []
+    for name, steps in zip(("pairs-random", "pairs-look-alikes"), budget.pair_steps, strict=True):
+        if steps == 0:
+            continue
+        folder = out / name
+        args = ["--data", str(data_dir), "--seed", str(seed), "--samples", str(budget.pair_samples)]
+        args += ["--mix", PAIR_MIX, "--image-match", "appearance"]
+        if name == "pairs-look-alikes":
+            alikes = out / "look-alikes.json"
+            if not alikes.is_file():
+                chatreid_cli.mine_look_alikes(retriever_ckpt, data_dir, "train", LOOK_ALIKES, alikes)
+            args += ["--look-alikes", str(alikes), "--look-alike-share", "1"]
+        engine_once(folder, 2, args)
+        sets.append((folder, steps))
+    return sets
 
 
 def tower_overrides(out: Path, retriever_ckpt: Path) -> list[str]:
@@ -97,23 +136,28 @@ def train_chain(
     budget: ChatReIDBudget,
     seed: int,
     extra: Sequence[str] = (),
+    pairs: Sequence[tuple[Path, int]] = (),
 ) -> Path:
-    """The chain's stages in order under `out` (`extra`: arguments for every stage); returns the last stage's
-    best checkpoint."""
+    """The chain's stages in order under `out` (`extra`: arguments for every stage; `pairs`: conversation sets
+    and steps that stage 2 trains on first, in order); returns the last stage's best checkpoint."""
+    runs = [(f"stage{stage}", stage, instructions, budget.steps[stage - 1]) for stage in CHAINS[chain]]
+    if 2 in CHAINS[chain]:
+        at = CHAINS[chain].index(2)
+        runs[at:at] = [(f"stage2-{folder.name}", 2, folder, steps) for folder, steps in pairs]
     previous: Path | None = None
-    for stage in CHAINS[chain]:
-        folder = out / f"stage{stage}"
+    for name, stage, conversations, steps in runs:
+        folder = out / name
         overrides = [
-            "--data.conversations_dir", str(instructions),
+            "--data.conversations_dir", str(conversations),
             "--data.data_dir", str(data_dir),
             "--seed_everything", str(seed),
-            "--trainer.max_steps", str(budget.steps[stage - 1]),
+            "--trainer.max_steps", str(steps),
             "--model.init_from", str(previous) if previous is not None else "null",
             *extra,
             *budget.overrides,
         ]  # fmt: skip
         previous = fit_step(
-            f"chatreid {chain} stage {stage}",
+            f"chatreid {chain} {name}",
             folder,
             ChatReIDCLI,
             ChatReIDModule,
@@ -160,9 +204,10 @@ def chatreid_rows(
     """Per chain `chatreid:<chain>` and the retriever alone: mAP and Rank-1 of each task (percent)."""
     instructions = build_instructions_once(data_dir, out / "instructions", seed)
     extra = tower_overrides(out, retriever_ckpt) if budget.person_tower else []
+    pairs = build_pair_instructions(data_dir, out, retriever_ckpt, budget, seed)
     rows: dict[str, dict[str, float]] = {}
     for chain in budget.chains:
-        ckpt = train_chain(chain, out / chain, data_dir, instructions, budget, seed, extra)
+        ckpt = train_chain(chain, out / chain, data_dir, instructions, budget, seed, extra, pairs)
         tasks = evaluate_chain(ckpt, retriever_ckpt, data_dir, out / chain / "eval.json", budget)
         rows[f"chatreid:{chain}"] = {f"{t} {m}": r["model"][k] for t, r in tasks.items() for m, k in METRICS}
         rows["retriever alone"] = {f"{t} {m}": r["baseline"][k] for t, r in tasks.items() for m, k in METRICS}

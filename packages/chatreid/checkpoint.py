@@ -103,8 +103,9 @@ class StoredModel:
         return model.eval()
 
 
-def read_checkpoint(path: Path | str, expect_stage: int | None = None) -> StoredModel:
-    """Read a ChatReID Lightning checkpoint safely (tensors and plain types only, memory-mapped)."""
+def read_checkpoint(path: Path | str, expect_stage: int | tuple[int, ...] | None = None) -> StoredModel:
+    """Read a ChatReID Lightning checkpoint safely (tensors and plain types only, memory-mapped); a checkpoint of
+    a stage other than `expect_stage` (one stage or several) is refused."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -112,8 +113,10 @@ def read_checkpoint(path: Path | str, expect_stage: int | None = None) -> Stored
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a ChatReID checkpoint (no '{CHECKPOINT_KEY}' entry)")
-    if expect_stage is not None and meta["stage"] != expect_stage:
-        raise CheckpointError(f"{path}: a stage-{meta['stage']} checkpoint, expected stage {expect_stage}")
+    expected = (expect_stage,) if isinstance(expect_stage, int) else expect_stage
+    if expected is not None and meta["stage"] not in expected:
+        wanted = " or ".join(str(stage) for stage in expected)
+        raise CheckpointError(f"{path}: a stage-{meta['stage']} checkpoint, expected stage {wanted}")
     state = {
         name[len(STATE_PREFIX) :]: tensor
         for name, tensor in checkpoint["state_dict"].items()

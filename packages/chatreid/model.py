@@ -143,7 +143,8 @@ def build_network(
     """One stage's network, in train mode, ready to tune (arguments as `ChatReIDModule`'s).
 
     Stage 1 starts from `source`. Stage 2 takes the vision encoder of `init_from` (a stage-1 checkpoint) into a
-    fresh source model; stage 3 takes the whole `init_from` model (a stage-2 checkpoint) and freezes its vision
+    fresh source model, or the whole model of a stage-2 `init_from` (stage 2 continued on other data: a
+    curriculum); stage 3 takes the whole `init_from` model (a stage-2 checkpoint) and freezes its vision
     encoder. Without `init_from`, stages 2 and 3 start from `source` (the paper's ablations). `vision_checkpoint`
     (a vision tower file) puts a frozen person tower in place of a tiny source's encoder (`person_tower.py`); a
     stage-2 or stage-3 `init_from` brings its own.
@@ -151,12 +152,11 @@ def build_network(
     check_stage(stage)
     if stage == 1 and init_from:
         raise ValueError("stage 1 starts from the pre-trained source (`model`); init_from is for stages 2 and 3")
-    if stage == 3 and init_from:
-        stored = read_checkpoint(init_from, expect_stage=2)
+    stored = read_checkpoint(init_from, expect_stage=2 if stage == 3 else (1, 2)) if init_from else None
+    if stored is not None and stored.stage == 2:
         model, processor = stored.model(_torch_dtype(dtype)), stored.processor()
         person_vision = stored.person_vision
     else:
-        stored = read_checkpoint(init_from, expect_stage=1) if stage == 2 and init_from else None
         person_vision = stored.person_vision if stored is not None else None
         tower = None  # read only where nothing carries a tower: the stage-1 checkpoint's weights would replace it
         if person_vision is None and vision_checkpoint:

@@ -48,6 +48,15 @@ def test_merger_can_travel_with_the_decoder(stages):
     assert all(torch.equal(state[k], trained1[k]) for k in vit), "trained ViT"
 
 
+def test_stage2_continues_a_stage2_model_whole(stages):
+    """A curriculum inside stage 2: a stage-2 `init_from` brings its decoder too, and everything still trains."""
+    module = ChatReIDModule(2, data_dir=str(stages.world), init_from=str(stages.ckpts[2]))
+    assert same(module.model.state_dict(), read_checkpoint(stages.ckpts[2], expect_stage=2).state)
+    assert all(p.requires_grad for p in module.model.parameters())
+    with pytest.raises(CheckpointError, match="stage-3 checkpoint, expected stage 1 or 2"):
+        ChatReIDModule(2, data_dir=str(stages.world), init_from=str(stages.ckpts[3]))
+
+
 def test_stage3_keeps_the_encoder_frozen_while_the_decoder_trains(stages):
     module = stages.modules[3]
     assert same(stages.starts[3], read_checkpoint(stages.ckpts[2], expect_stage=2).state), "the whole stage-2 model"

@@ -89,8 +89,9 @@ def test_unknown_parts_and_no_seeds_are_clear_errors(tmp_path: Path, capsys) -> 
 
 @pytest.mark.slow
 def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, monkeypatch, capsys) -> None:
-    """Every Table 4 chain trains in its own folders (the stage configs fix one), starts where the chain says, is
-    scored beside the retriever alone, and a rerun reads every number back."""
+    """Every Table 4 chain trains in its own folders (the stage configs fix one), starts where the chain says (stage 2
+    opening with the pair sets when asked), is scored beside the retriever alone, and a rerun reads every number
+    back."""
     chatreid_world = ["--ids-train", "8", "--ids-val", "2", "--ids-test", "4", "--outfits-per-id", "2"]
     short = ["--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--data.val_fraction", "0.25"]
     short += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -105,6 +106,8 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
             "steps": [2, 2, 2],
             "overrides": short,
             "max_queries": 3,
+            "pair_steps": [2, 2],
+            "pair_samples": 24,
         },
     }
     (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
@@ -121,12 +124,23 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
             done = json.loads((seed_dir / chain / f"stage{stage}" / "done.json").read_text())
             assert Path(done["ckpt"]).parent == (seed_dir / chain / f"stage{stage}" / "checkpoints").resolve()
 
-    def started_from(chain: str) -> str | None:
-        ckpt = json.loads((seed_dir / chain / "stage2" / "done.json").read_text())["ckpt"]
-        return torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]["init_from"]
+    def ckpt(chain: str, run: str) -> str:
+        return json.loads((seed_dir / chain / run / "done.json").read_text())["ckpt"]
 
-    stage1 = json.loads((seed_dir / "1+2+3" / "stage1" / "done.json").read_text())["ckpt"]
-    assert started_from("2+3") is None and started_from("1+2+3") == stage1
+    def started_from(chain: str, run: str) -> str | None:
+        return torch.load(ckpt(chain, run), map_location="cpu", weights_only=True)["hyper_parameters"]["init_from"]
+
+    for chain, first in (("1+2+3", ckpt("1+2+3", "stage1")), ("2+3", None)):  # stage 2 opens with the pair sets
+        assert started_from(chain, "stage2-pairs-random") == first
+        assert started_from(chain, "stage2-pairs-look-alikes") == ckpt(chain, "stage2-pairs-random")
+        assert started_from(chain, "stage2") == ckpt(chain, "stage2-pairs-look-alikes")
+        assert started_from(chain, "stage3") == ckpt(chain, "stage2")
+    alikes = json.loads((seed_dir / "look-alikes.json").read_text())
+    assert alikes["top_k"] == 20 and alikes["source"]["split"] == "train"
+    for name in ("pairs-random", "pairs-look-alikes"):
+        written = json.loads((seed_dir / name / "stage2.config.json").read_text())
+        assert written["image_match"] == "appearance" and written["samples"] == 24
+        assert (written["look_alikes"] is not None) == (name == "pairs-look-alikes")
 
     def never(*_args, **_kwargs):
         raise AssertionError("a finished step ran again")
