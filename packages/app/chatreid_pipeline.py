@@ -21,6 +21,7 @@ from ireid.app.stages import fit_step
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
 from ireid.chatreid.data import ConversationData
+from ireid.chatreid.instruction_pool import IMAGE_MATCH_RULES
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.person_vision import VisionTowerFile
@@ -64,6 +65,7 @@ class ChatReIDBudget:
     # goes on with the paper's stage-2 data (`ireid.chatreid.instruction_pool`). [0, 0]: the paper's stage 2.
     pair_steps: list[int] = field(default_factory=lambda: [0, 0])
     pair_samples: int = 9000  # conversations of each pair set
+    image_match: str = "person"  # stage 2's own image pairs: the paper's rule, or "appearance" (a departure)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.chains) - set(CHAINS))
@@ -71,15 +73,19 @@ class ChatReIDBudget:
             raise ValueError(f"config field 'chatreid.chains': unknown {unknown}; known: {list(CHAINS)}")
         if len(self.steps) != 3:
             raise ValueError(f"config field 'chatreid.steps': one step count per stage (3), got {self.steps}")
+        if self.image_match not in IMAGE_MATCH_RULES:
+            raise ValueError(
+                f"config field 'chatreid.image_match': one of {IMAGE_MATCH_RULES}, got {self.image_match!r}"
+            )
         if len(self.pair_steps) != 2 or min(self.pair_steps) < 0:
             raise ValueError(f"config field 'chatreid.pair_steps': two step counts >= 0, got {self.pair_steps}")
 
 
-def build_instructions_once(data_dir: Path, out: Path, seed: int) -> Path:
-    """The three stages' conversations (`ireid chatreid build-instructions`), resumed; a stage whose counts file
-    exists is finished."""
+def build_instructions_once(data_dir: Path, out: Path, seed: int, image_match: str = "person") -> Path:
+    """The three stages' conversations (`ireid chatreid build-instructions`, stage 2's image pairs by `image_match`)
+    in `out`, resumed; a stage whose counts file exists is finished."""
     for stage in (1, 2, 3):
-        engine_once(out, stage, ["--data", str(data_dir), "--seed", str(seed)])
+        engine_once(out, stage, ["--data", str(data_dir), "--seed", str(seed), "--image-match", image_match])
     return out
 
 
@@ -202,7 +208,8 @@ def chatreid_rows(
     out: Path, data_dir: Path, retriever_ckpt: Path, budget: ChatReIDBudget, seed: int
 ) -> dict[str, dict[str, float]]:
     """Per chain `chatreid:<chain>` and the retriever alone: mAP and Rank-1 of each task (percent)."""
-    instructions = build_instructions_once(data_dir, out / "instructions", seed)
+    folder = "instructions" if budget.image_match == "person" else f"instructions-{budget.image_match}"
+    instructions = build_instructions_once(data_dir, out / folder, seed, budget.image_match)
     extra = tower_overrides(out, retriever_ckpt) if budget.person_tower else []
     pairs = build_pair_instructions(data_dir, out, retriever_ckpt, budget, seed)
     rows: dict[str, dict[str, float]] = {}

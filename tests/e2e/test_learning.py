@@ -108,6 +108,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
             "max_queries": 3,
             "pair_steps": [2, 2],
             "pair_samples": 24,
+            "image_match": "appearance",
         },
     }
     (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
@@ -137,6 +138,9 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
         assert started_from(chain, "stage3") == ckpt(chain, "stage2")
     alikes = json.loads((seed_dir / "look-alikes.json").read_text())
     assert alikes["top_k"] == 20 and alikes["source"]["split"] == "train"
+    assert json.loads((seed_dir / "instructions-appearance" / "stage2.config.json").read_text())["image_match"] == (
+        "appearance"
+    )
     for name in ("pairs-random", "pairs-look-alikes"):
         written = json.loads((seed_dir / name / "stage2.config.json").read_text())
         assert written["image_match"] == "appearance" and written["samples"] == 24
@@ -182,7 +186,7 @@ def test_a_person_tower_reaches_every_stage_of_every_chain(tower_file: Path, tmp
         return folder / "best.ckpt"
 
     monkeypatch.setattr(chatreid_pipeline, "fit_step", fit_step)
-    monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed: out)
+    monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed, rule: out)
     scores = {"model": {"mAP": 1.0, "R1": 2.0}, "baseline": {"mAP": 3.0, "R1": 4.0}}
     monkeypatch.setattr(chatreid_pipeline, "evaluate_chain", lambda *_a, **_k: {"standard": scores})
     budget = chatreid_pipeline.ChatReIDBudget(person_tower=True)
