@@ -66,6 +66,7 @@ class ChatReIDBudget:
     pair_steps: list[int] = field(default_factory=lambda: [0, 0])
     pair_samples: int = 9000  # conversations of each pair set
     image_match: str = "person"  # stage 2's own image pairs: the paper's rule, or "appearance" (a departure)
+    stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one question (a departure)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.chains) - set(CHAINS))
@@ -77,16 +78,26 @@ class ChatReIDBudget:
             raise ValueError(
                 f"config field 'chatreid.image_match': one of {IMAGE_MATCH_RULES}, got {self.image_match!r}"
             )
+        if not 0.0 <= self.stage3_pairs < 1.0:
+            raise ValueError(f"config field 'chatreid.stage3_pairs': a share in [0, 1), got {self.stage3_pairs}")
         if len(self.pair_steps) != 2 or min(self.pair_steps) < 0:
             raise ValueError(f"config field 'chatreid.pair_steps': two step counts >= 0, got {self.pair_steps}")
 
 
-def build_instructions_once(data_dir: Path, out: Path, seed: int, image_match: str = "person") -> Path:
-    """The three stages' conversations (`ireid chatreid build-instructions`, stage 2's image pairs by `image_match`)
-    in `out`, resumed; a stage whose counts file exists is finished."""
+def build_instructions_once(data_dir: Path, out: Path, seed: int, budget: ChatReIDBudget) -> Path:
+    """The three stages' conversations (`ireid chatreid build-instructions`) with the budget's departures, in a
+    folder of `out` named after them, resumed; a stage whose counts file exists is finished."""
+    folder = out / "instructions"
+    if budget.image_match != "person":
+        folder = folder.with_name(f"{folder.name}-{budget.image_match}")
+    if budget.stage3_pairs > 0:
+        folder = folder.with_name(f"{folder.name}-stage3-pairs-{budget.stage3_pairs:g}")
     for stage in (1, 2, 3):
-        engine_once(out, stage, ["--data", str(data_dir), "--seed", str(seed), "--image-match", image_match])
-    return out
+        args = ["--data", str(data_dir), "--seed", str(seed), "--image-match", budget.image_match]
+        if stage == 3 and budget.stage3_pairs > 0:  # the paper's six tasks weigh 1 together
+            args += ["--mix", f"i2i_one_to_one={budget.stage3_pairs / (1 - budget.stage3_pairs):.6g}"]
+        engine_once(folder, stage, args)
+    return folder
 
 
 def engine_once(out: Path, stage: int, args: Sequence[str]) -> None:
@@ -208,8 +219,7 @@ def chatreid_rows(
     out: Path, data_dir: Path, retriever_ckpt: Path, budget: ChatReIDBudget, seed: int
 ) -> dict[str, dict[str, float]]:
     """Per chain `chatreid:<chain>` and the retriever alone: mAP and Rank-1 of each task (percent)."""
-    folder = "instructions" if budget.image_match == "person" else f"instructions-{budget.image_match}"
-    instructions = build_instructions_once(data_dir, out / folder, seed, budget.image_match)
+    instructions = build_instructions_once(data_dir, out, seed, budget)
     extra = tower_overrides(out, retriever_ckpt) if budget.person_tower else []
     pairs = build_pair_instructions(data_dir, out, retriever_ckpt, budget, seed)
     rows: dict[str, dict[str, float]] = {}

@@ -50,6 +50,7 @@ TASKS_BY_STAGE: dict[int, tuple[str, ...]] = {
         "reid_text_to_image",
         "reid_attribute",
         "reid_multimodal",
+        "i2i_one_to_one",  # stage 2's question replayed; weight 0 unless asked (a departure: `instructions.MIXES`)
     ),
 }
 # Images before the gallery; None: the task has no gallery images.

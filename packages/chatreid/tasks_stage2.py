@@ -184,8 +184,9 @@ def _attribute_annotation(pool: Pool, rng: random.Random, slot: int, gallery: tu
     return Built(turn.keys, conversation(turn, answer), [])
 
 
+I2I_ONE_TO_ONE = Task("i2i_one_to_one", _i2i_one_to_one, lambda pool: _needs(pool, seen_together=True))
 TASKS = (
-    Task("i2i_one_to_one", _i2i_one_to_one, lambda pool: _needs(pool, seen_together=True)),
+    I2I_ONE_TO_ONE,
     Task("i2i_many_to_many", _i2i_many_to_many, lambda pool: _needs(pool, seen_together=True)),
     Task("t2i_one_to_one", _t2i_one_to_one, lambda pool: _needs(pool, texts=True)),
     Task("t2i_many_to_one", _t2i_many_to_one, lambda pool: _needs(pool, texts=True)),

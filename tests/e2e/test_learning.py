@@ -109,6 +109,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
             "pair_steps": [2, 2],
             "pair_samples": 24,
             "image_match": "appearance",
+            "stage3_pairs": 0.25,
         },
     }
     (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
@@ -138,9 +139,10 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
         assert started_from(chain, "stage3") == ckpt(chain, "stage2")
     alikes = json.loads((seed_dir / "look-alikes.json").read_text())
     assert alikes["top_k"] == 20 and alikes["source"]["split"] == "train"
-    assert json.loads((seed_dir / "instructions-appearance" / "stage2.config.json").read_text())["image_match"] == (
-        "appearance"
-    )
+    instructions = seed_dir / "instructions-appearance-stage3-pairs-0.25"
+    assert json.loads((instructions / "stage2.config.json").read_text())["image_match"] == "appearance"
+    stage3 = json.loads((instructions / "stage3.counts.json").read_text())["counts"]
+    assert stage3["i2i_one_to_one"] == round(sum(stage3.values()) / 4), stage3
     for name in ("pairs-random", "pairs-look-alikes"):
         written = json.loads((seed_dir / name / "stage2.config.json").read_text())
         assert written["image_match"] == "appearance" and written["samples"] == 24
@@ -186,7 +188,7 @@ def test_a_person_tower_reaches_every_stage_of_every_chain(tower_file: Path, tmp
         return folder / "best.ckpt"
 
     monkeypatch.setattr(chatreid_pipeline, "fit_step", fit_step)
-    monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed, rule: out)
+    monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed, budget: out)
     scores = {"model": {"mAP": 1.0, "R1": 2.0}, "baseline": {"mAP": 3.0, "R1": 4.0}}
     monkeypatch.setattr(chatreid_pipeline, "evaluate_chain", lambda *_a, **_k: {"standard": scores})
     budget = chatreid_pipeline.ChatReIDBudget(person_tower=True)

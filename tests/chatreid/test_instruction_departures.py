@@ -1,4 +1,5 @@
-"""Stage 2's image-pair options: appearance matches, look-alike distractors, and the look-alike file."""
+"""The instruction engine's departures from the paper: appearance matches, look-alike distractors and their file,
+stage 3's replayed one-to-one question."""
 
 from __future__ import annotations
 
@@ -121,3 +122,19 @@ def test_mine_command_writes_a_file_the_engine_reads(chatreid_world, retriever_c
     assert all(records[o].pid != records[k].pid for k, v in table.items() for o in v)
     assert main([*args[:-2], "--out", str(out), "--split", "nope"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_stage3_replays_the_one_to_one_question_only_when_asked(chatreid_world, records, tmp_path):  # noqa: F811
+    paper = build_instructions(chatreid_world, tmp_path / "paper", 3, samples=120, progress=False)
+    assert paper["counts"]["i2i_one_to_one"] == 0, "the paper's stage 3 has six tasks"
+    mix = parse_mix("i2i_one_to_one=0.5", 3)  # the six keep 1/6 each: a third of the samples
+    build_instructions(
+        chatreid_world, tmp_path / "replay", 3, samples=120, mix=mix, image_match="appearance", progress=False
+    )
+    replayed = [s for s in read_conversations(tmp_path / "replay", 3) if s["task"] == "i2i_one_to_one"]
+    assert len(replayed) == 40 and {s["messages"][-1]["content"][0]["text"] for s in replayed} == {"Yes", "No"}
+    for sample in replayed:
+        first, second = (records[key] for key in sample["images"])
+        match = sample["messages"][-1]["content"][0]["text"] == "Yes"
+        assert match == (first.pid == second.pid) and first.modality == second.modality
+        assert not match or first.clothes_id == second.clothes_id
