@@ -49,8 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--image-match",
         choices=IMAGE_MATCH_RULES,
         default="person",
-        help="stage 2 image pairs: 'person' (the paper: any outfit or modality) or 'appearance' (the same outfit and "
-        "modality, another camera; a departure for small models)",
+        help="image pairs (stage 2's, and the one-to-one question stage 3 may replay): 'person' (the paper: any "
+        "outfit or modality) or 'appearance' (the same outfit and modality, another camera; a departure)",
     )
     parser.add_argument(
         "--look-alikes",
