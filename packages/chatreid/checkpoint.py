@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from transformers import ProcessorMixin, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 from ireid.chatreid.person_tower import install_person_tower
+from ireid.core.checkpoints import read_checkpoint_file
 from ireid.core.factory import Qwen2VLImageOnlyProcessor
 
 CHECKPOINT_KEY = "chat_reid"
@@ -107,11 +108,9 @@ def read_checkpoint(path: Path | str, expect_stage: int | tuple[int, ...] | None
     """Read a ChatReID Lightning checkpoint safely (tensors and plain types only, memory-mapped); a checkpoint of
     a stage other than `expect_stage` (one stage or several) is refused."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict) or "state_dict" not in checkpoint:
+    checkpoint = read_checkpoint_file(path, "ChatReID checkpoint", mmap=True)
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: not a ChatReID checkpoint (no '{CHECKPOINT_KEY}' entry)")
     expected = (expect_stage,) if isinstance(expect_stage, int) else expect_stage
     if expected is not None and meta["stage"] not in expected:

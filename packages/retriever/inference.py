@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ireid.core.checkpoints import read_checkpoint_file
 from ireid.core.loader import SkipCounter
 from ireid.core.person_vision import VisionTowerFile, vision_transformer
 from ireid.retriever.continuations import encode_continuations
@@ -43,10 +44,7 @@ __all__ = [
 
 def load_checkpoint(ckpt: Path | str) -> dict[str, Any]:
     """A Lightning checkpoint's contents on CPU, loaded safely (weights_only=True)."""
-    ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    return torch.load(ckpt, map_location="cpu", weights_only=True)
+    return read_checkpoint_file(ckpt, "retriever checkpoint")
 
 
 def retriever_from_checkpoint(checkpoint: dict[str, Any]) -> RetrieverNet:

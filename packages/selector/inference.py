@@ -11,7 +11,6 @@ LightningModule (`ireid.selector.module`) is not imported, so serving a selector
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ireid.core.checkpoints import read_checkpoint_file
 from ireid.selector.model import Selector
 
 CONFIG_KEY = "selector_config"  # where `SelectorWarmup` records `Selector.config` among its hyper-parameters
@@ -56,15 +56,7 @@ def selector_from_state(config: Mapping[str, Any], state_dict: Mapping[str, Tens
 
 def read_checkpoint(path: str | Path, what: str = "selector checkpoint") -> dict[str, Any]:
     """A checkpoint file as a dict, read with `weights_only=True`; a missing or foreign file is an error naming it."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a {what} (torch.load failed: {error})") from error
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
-        raise ValueError(f"{path}: not a {what}, expected a dict with field 'state_dict'")
-    return checkpoint
+    return read_checkpoint_file(path, what)
 
 
 def read_selector_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:

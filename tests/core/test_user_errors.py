@@ -13,7 +13,16 @@ def test_a_missing_file_is_one_line_and_status_2(tmp_path, capsys) -> None:
     code = ireid_main(["lookforward", "--retriever-ckpt", str(tmp_path / "none.ckpt"), "--data", str(tmp_path),
                        "--out", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("error: ") and "none.ckpt: checkpoint not found" in err
+    assert code == 2 and err.startswith("error: ") and "none.ckpt: retriever checkpoint not found" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    code = ireid_main(["chatreid", "mine-look-alikes", "--retriever-ckpt", str(tmp_path / "notes.ckpt"),
+                       "--data", str(tmp_path), "--out", str(tmp_path / "out.json")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "notes.ckpt: not a retriever checkpoint (torch.load with weights_only=True refused" in err
     assert len(err.splitlines()) == 1
 
 
