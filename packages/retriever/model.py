@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +32,7 @@ from ireid.retriever.losses import make_id_classifier
 from ireid.retriever.mlm import CrossModalMLM
 
 EXTRA_LOSSES = ("id", "mlm", "attr")
+TEXT_CHUNK = 32  # texts per length bucket of `ClipFeatures.text_pooled` (16 and 32 time alike on 2 cores)
 
 
 def resize_text_positions(model: CLIPModel, length: int) -> None:
@@ -68,13 +70,37 @@ class ClipFeatures(nn.Module):
         out = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
         return self.clip.text_projection(out.last_hidden_state), self.clip.text_projection(out.pooler_output)
 
+    def text_pooled(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = TEXT_CHUNK
+    ) -> torch.Tensor:
+        """[B, E] the pooled EOT token projected, texts encoded in length-sorted chunks, each cut to its longest.
+
+        Under CLIP's causal mask nothing after a text's EOT reaches it, so a right-padded batch gives the same
+        features however it is cut, while the padding's work is saved: a batch of partial descriptions (0 to
+        every answer) is about half padding. A left-padded batch is encoded whole.
+        """
+        lengths = attention_mask.sum(1)
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        if not torch.equal(attention_mask.bool(), positions < lengths[:, None]):
+            return self.text_tokens(input_ids, attention_mask)[1]
+        order = torch.argsort(lengths, descending=True)
+        parts = []
+        for rows in order.split(chunk):
+            width = int(lengths[rows[0]])
+            out = self.clip.text_model(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width])
+            parts.append(out.pooler_output)
+        return self.clip.text_projection(torch.cat(parts)[torch.argsort(order)])
+
+    def image_pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, E] the post-LayerNorm CLS token projected: `image_tokens(...)[:, 0]` without the other tokens' work."""
+        return self.clip.visual_projection(self.clip.vision_model(pixel_values=pixel_values).pooler_output)
+
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Only the CLS token is normalised and projected: what retrieval needs, without the MLM's token work."""
-        pooled = self.clip.vision_model(pixel_values=pixel_values).pooler_output  # post-LayerNorm CLS
-        return F.normalize(self.clip.visual_projection(pooled).float(), dim=-1)
+        return F.normalize(self.image_pooled(pixel_values).float(), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_tokens(input_ids, attention_mask)[1].float(), dim=-1)
+        return F.normalize(self.text_pooled(input_ids, attention_mask).float(), dim=-1)
 
 
 # --- the network and its heads --------------------------------------------------------------------------
@@ -159,9 +185,13 @@ class RetrieverEncoding:
     device: torch.device
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        # NumPy, then one copy: the tokenizer's own tensor conversion walks every id in Python (about twice as slow)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_length, return_tensors="np")
-        return {name: torch.from_numpy(enc[name]).to(self.device) for name in ("input_ids", "attention_mask")}
+        # Padded lists, then one NumPy array each: the tokenizer's own conversion ("np" or "pt") walks every id
+        # through Python checks, half the tokenising time of a batch of dialogue texts
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_length)
+        return {
+            name: torch.from_numpy(np.array(enc[name], dtype=np.int64)).to(self.device)
+            for name in ("input_ids", "attention_mask")
+        }
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """[B, E] L2-normalised float32 text embeddings."""

@@ -107,16 +107,21 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
     # --- training -----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images, pids = batch["images"], batch["pids"]
-        text = self.tokenize(batch["texts"])
-        image_tokens = self.features.image_tokens(images)
-        _, text_pooled = self.features.text_tokens(**text)
-        image_feats, text_feats = image_tokens[:, 0].float(), text_pooled.float()
+        texts, partial = batch["texts"], batch.get("partial_texts") or []
+        if self.use_mlm:  # the MLM head reads every token of both towers
+            text = self.tokenize(texts)
+            image_tokens = self.features.image_tokens(images)
+            image_feats = image_tokens[:, 0]
+        else:
+            image_feats = self.features.image_pooled(images)
+        # fine and partial texts in one call, so that its length buckets mix both
+        all_feats = self.features.text_pooled(**self.tokenize(texts + partial)).float()
+        image_feats, text_feats, partial_feats = image_feats.float(), all_feats[: len(texts)], all_feats[len(texts) :]
         # all-gathered across processes: every rank scores its texts against every rank's images
         scale = 1.0 / self.hparams.temperature
         terms = {"sdm": gathered_sdm_loss(image_feats, text_feats, pids, logit_scale=scale)}
-        if batch.get("partial_texts"):  # `partial_pairs`: the same images against a partial description each
-            _, partial_feats = self.features.text_tokens(**self.tokenize(batch["partial_texts"]))
-            terms["sdm_partial"] = gathered_sdm_loss(image_feats, partial_feats.float(), pids, scale)
+        if partial:  # `partial_pairs`: the same images against a partial description each
+            terms["sdm_partial"] = gathered_sdm_loss(image_feats, partial_feats, pids, scale)
         if self.use_id:
             terms["id"] = id_loss(self.classifier, image_feats, text_feats, pids)
         if self.use_mlm:

@@ -50,5 +50,34 @@ def test_vision_grid_becomes_person_shaped(clip):
     tokens = feats.image_tokens(torch.randn(2, 3, 128, 64))
     assert tokens.shape == (2, 1 + grid_h * grid_w, clip.config.projection_dim)
     assert torch.allclose(feats.encode_images(torch.randn(2, 3, 128, 64)).norm(dim=-1), torch.ones(2))
+    crops = torch.randn(2, 3, 128, 64)
+    assert torch.allclose(feats.image_pooled(crops), feats.image_tokens(crops)[:, 0], atol=1e-6)
     with pytest.raises(ValueError, match="expected images of"):
         feats.image_tokens(torch.randn(1, 3, 64, 64))
+
+
+def test_length_buckets_encode_as_one_padded_batch(clip):
+    """`text_pooled` cuts each length bucket to its longest text: features and gradients match one padded batch."""
+    feats = ClipFeatures(clip)
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([3, 17, 5, 9, 2, 12, 7, 17, 4])
+    width = int(lengths.max())
+    ids = torch.randint(3, 100, (len(lengths), width), generator=generator)
+    mask = (torch.arange(width) < lengths[:, None]).long()
+    ids = ids * mask  # right padding with id 0
+    ids[torch.arange(len(lengths)), lengths - 1] = clip.config.text_config.eos_token_id  # EOT ends each text
+
+    def pooled_and_grads(encode):
+        clip.zero_grad()
+        out = encode()
+        out.pow(2).sum().backward()
+        return out.detach(), [p.grad.clone() for p in clip.text_model.parameters() if p.grad is not None]
+
+    whole, whole_grads = pooled_and_grads(lambda: feats.text_tokens(ids, mask)[1])
+    bucketed, bucket_grads = pooled_and_grads(lambda: feats.text_pooled(ids, mask, chunk=2))
+    assert torch.allclose(bucketed, whole, atol=1e-5)
+    assert len(bucket_grads) == len(whole_grads)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(bucket_grads, whole_grads, strict=True))
+    # left padding cannot be cut from the right: the batch is encoded whole, with the same result
+    left_ids, left_mask = ids.flip(1), mask.flip(1)
+    assert torch.equal(feats.text_pooled(left_ids, left_mask, chunk=2), feats.text_tokens(left_ids, left_mask)[1])
