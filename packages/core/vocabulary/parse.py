@@ -15,6 +15,7 @@ phrased questions are recognised too, not only the world's templates.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -346,6 +347,7 @@ def _multiple_choice(stem_attribute: str | None, options: list[str]) -> ParsedQu
     return ParsedQuestion(attribute, options=tuple(r[attribute] for r in readings))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a bank's questions recur every round; the result is frozen
 def parse_question(question: str) -> ParsedQuestion | None:
     """Which attribute a question asks about (None when none can be identified).
 
