@@ -16,6 +16,7 @@ generated lists shaped like the demo's look-forward rounds (ceil(200 / t) candid
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -48,10 +49,20 @@ def measure(tree: Path, world: Path, config: str, steps: int) -> dict[str, Any] 
     module = RetrieverModule(str(world), **{k: v for k, v in composed["model"].items() if k != "data_dir"})
     module.log = lambda *args, **kwargs: None  # no trainer: logging is not what is timed
     start = time.perf_counter()
-    loader = iter(data.train_dataloader())
-    batches = [next(loader) for _ in range(steps)]
+    batches = take_batches(data.train_dataloader, steps)
     data_seconds = (time.perf_counter() - start) / steps
     return timed_steps(module, batches, torch.optim.Adam(module.parameters(), lr=1e-4), data_seconds)
+
+
+def take_batches(make_loader: Any, steps: int) -> list[Any]:
+    """`steps` batches, starting a new epoch when one runs out (a config's batch may outgrow the small world)."""
+    batches: list[Any] = []
+    while len(batches) < steps:
+        before = len(batches)
+        batches += itertools.islice(make_loader(), steps - len(batches))
+        if len(batches) == before:
+            raise SystemExit("the benchmark world yields no training batch")
+    return batches
 
 
 def timed_steps(module: Any, batches: list[Any], optimiser: Any, data_seconds: float) -> dict[str, Any]:
@@ -108,8 +119,7 @@ def measure_selector(composed: dict[str, Any], world: Path, steps: int) -> dict[
     module = SelectorWarmup(Selector(**model["net"]["init_args"]), num_select=model["num_select"], lr=model["lr"])
     module.log = lambda *args, **kwargs: None
     start = time.perf_counter()
-    loader = iter(data.train_dataloader())
-    batches = [next(loader) for _ in range(steps)]
+    batches = take_batches(data.train_dataloader, steps)
     data_seconds = (time.perf_counter() - start) / steps
     return timed_steps(module, batches, torch.optim.AdamW(module.parameters(), lr=model["lr"]), data_seconds)
 
