@@ -37,7 +37,8 @@ def trained(single_thread, tmp_path_factory):
     out = tmp_path_factory.mktemp("selector_run")
     data = ["--data.init_args.num_train", "3840", "--data.init_args.num_val", "256",
             "--data.init_args.num_candidates", "12", "--data.init_args.min_candidates", "12"]  # fmt: skip
-    selector_main(fit_args(out, "--trainer.max_steps", "60", "--trainer.val_check_interval", "30", *data))
+    # 60 steps left recall at chance + 0.30 on some CPUs (0.57 against 0.27); 200 reach about chance + 0.55
+    selector_main(fit_args(out, "--trainer.max_steps", "200", "--trainer.val_check_interval", "100", *data))
     events = EventAccumulator(str(next(out.rglob("events.out.tfevents.*")).parent))
     events.Reload()
     return out, events
