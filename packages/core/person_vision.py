@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ireid.core.checkpoints import read_torch_file
 from ireid.core.shards import atomic_write_bytes
 
 VISION_TOWER_FORMAT = "ireid.person-vision-tower/2"
@@ -129,9 +130,7 @@ class VisionTowerFile:
     def load(cls, path: str | Path) -> VisionTowerFile:
         """Read with `weights_only=True`; errors name the file and the field."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: vision tower file not found")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_torch_file(path, "vision tower file")
         if not isinstance(data, dict) or data.get("format") != VISION_TOWER_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             hint = " (export it again from the retriever checkpoint)" if str(found).startswith("ireid.") else ""

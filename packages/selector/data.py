@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from ireid.core.checkpoints import read_torch_file
 from ireid.core.shards import atomic_write_bytes
 
 FIELDS = {"dialogue": 2, "candidates": 3, "mask": 2}
@@ -56,10 +57,7 @@ def check_selector_tensors(tensors: Mapping[str, object], source: str) -> dict[s
 
 
 def load_selector_tensors(path: str | Path) -> dict[str, Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: selector data file not found")
-    return check_selector_tensors(torch.load(path, map_location="cpu", weights_only=True, mmap=True), str(path))
+    return check_selector_tensors(read_torch_file(path, "selector data file", mmap=True), str(path))
 
 
 def save_selector_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:

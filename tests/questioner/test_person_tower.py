@@ -77,6 +77,9 @@ def test_a_tower_file_is_checked_when_read(tower_file, tmp_path) -> None:
         VisionTowerFile.load(tmp_path / "short.pt")
     with pytest.raises(FileNotFoundError, match="vision tower file not found"):
         VisionTowerFile.load(tmp_path / "missing.pt")
+    (tmp_path / "text.pt").write_text("not a tower")
+    with pytest.raises(ValueError, match=r"text\.pt: not a vision tower file \(torch.load with weights_only=True"):
+        VisionTowerFile.load(tmp_path / "text.pt")
 
 
 def test_the_class_token_is_the_state_the_retriever_embeds(questioner, tiny_world, tower_file, tmp_path) -> None:

@@ -52,6 +52,9 @@ def test_tensor_file_errors_name_file_and_field(tmp_path):
         save_selector_tensors(path, {**batch, "candidates": batch["dialogue"]})
     with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
         load_selector_tensors(tmp_path / "nope.pt")
+    (tmp_path / "text.pt").write_text("not tensors")
+    with pytest.raises(ValueError, match=r"text\.pt: not a selector data file \(torch.load with weights_only=True"):
+        load_selector_tensors(tmp_path / "text.pt")
 
 
 def test_data_modules_batch_rows_of_one_length_cut_to_it(tmp_path):
