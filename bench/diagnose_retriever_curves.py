@@ -34,6 +34,8 @@ def read_run(folder: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(files[-1]), size_guidance={"scalars": 0})
     events.Reload()
     present = set(events.Tags()["scalars"])
+    if "train/sdm" not in present:  # not a retriever run, or an unreadable event file
+        raise ValueError(f"{files[-1]}: no 'train/sdm' scalars (not a retriever training log?)")
     return {tag: [(e.step, round(e.value, 4)) for e in events.Scalars(tag)] for tag in TAGS if tag in present}
 
 
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             rows.append(summary(name, read_run(Path(folder))))
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
     for row in rows:
