@@ -56,3 +56,13 @@ def clean_answer(answer: str) -> str:
     if not _TERMINATED.search(text):
         text += "."
     return text[0].upper() + text[1:]
+
+
+_LEADING_WORD = re.compile(r"^\W*([A-Za-z]+)")
+
+
+def parse_yes_no(reply: str) -> bool | None:
+    """A model's Yes/No reply: True for "Yes...", False for "No...", None for anything else (to be counted)."""
+    match = _LEADING_WORD.match(reply)
+    word = match.group(1).lower() if match else ""
+    return True if word == "yes" else False if word == "no" else None

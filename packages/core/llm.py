@@ -8,8 +8,10 @@ this process (`LocalChatLLM`: a tiny random model, SmolLM2 from its GGUF package
 
 from __future__ import annotations
 
+import base64
 import http.client
 import importlib.util
+import io
 import json
 import os
 import time
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from PIL import Image
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ireid.core.answers import parse_yes_no
 from ireid.core.factory import ModelNotAvailableError, build_model
 
 Message = dict[str, str]
@@ -193,6 +197,36 @@ class OpenAIChatLLM:
                 reason = getattr(error, "reason", error)
                 cause = getattr(reason, "strerror", None) or str(reason) or type(error).__name__
         raise ChatServerError(f"cannot reach the chat server at {self.url} after {self.max_retries} attempts: {cause}")
+
+
+class OpenAIVisionLLM(OpenAIChatLLM):
+    """A vision model behind an OpenAI-compatible server (vLLM, SGLang): a `VisionLanguageModel`.
+
+    Each prompt is one user turn; its image goes first, inline as a base64 PNG `image_url` part, the form both
+    servers accept. A Yes/No judgement asks for at most 3 tokens and reads the first word of the reply.
+    """
+
+    def judge(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> list[bool | None]:
+        return [parse_yes_no(r) for r in self.chat(_vision_turns(prompts, images), max_new_tokens=3)]
+
+    def reply(self, prompts: Sequence[str], images: Sequence[Image.Image | None], max_new_tokens: int) -> list[str]:
+        return self.chat(_vision_turns(prompts, images), max_new_tokens)
+
+
+def _vision_turns(prompts: Sequence[str], images: Sequence[Image.Image | None]) -> list[list[Any]]:
+    if len(prompts) != len(images):
+        raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
+    turns: list[list[Any]] = []
+    for prompt, image in zip(prompts, images, strict=True):
+        content: list[dict[str, Any]] = []
+        if image is not None:
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG")
+            url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+            content.append({"type": "image_url", "image_url": {"url": url}})
+        content.append({"type": "text", "text": prompt})
+        turns.append([{"role": "user", "content": content}])
+    return turns
 
 
 def _reply_text(raw: bytes, url: str) -> str:

@@ -94,3 +94,16 @@ class Witness(Protocol):
     """Answers questions from memory (the fine-grained description of the person they saw)."""
 
     def answer(self, questions: Sequence[str], memories: Sequence[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class VisionLanguageModel(Protocol):
+    """An MLLM asked about one image at a time (ICL's anchor localisation, VQA and aggregation; RDA's enrichment).
+
+    `judge` answers Yes (True) or No (False) to each (prompt, image); None where the reply is neither, so a caller
+    can count it. `reply` answers each prompt freely, about its image or, where the image is None, from text alone.
+    """
+
+    def judge(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> list[bool | None]: ...
+
+    def reply(self, prompts: Sequence[str], images: Sequence[Image.Image | None], max_new_tokens: int) -> list[str]: ...

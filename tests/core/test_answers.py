@@ -60,3 +60,11 @@ def test_short_questions_get_unknown() -> None:
     assert answer_for_short_question("  " + "x" * 14 + "  ") == UNKNOWN  # length counts without the padding
     assert answer_for_short_question("x" * 15) is None
     assert answer_for_short_question("What colour was the hat?") is None
+
+
+def test_yes_no_replies_are_read_from_their_first_word() -> None:
+    from ireid.core.answers import parse_yes_no
+
+    replies = ("Yes.", " yes, it does", '"No"', "NO", "no way")
+    assert [parse_yes_no(r) for r in replies] == [True, True, False, False, False]
+    assert [parse_yes_no(r) for r in ("", "Maybe.", "Yesterday", "I think yes", "Not sure")] == [None] * 5

@@ -323,3 +323,33 @@ def test_smollm2_answers_in_words() -> None:
     conversation: Sequence[Message] = [{"role": "user", "content": "What colour is the sky? Answer in one sentence."}]
     (reply,) = llm.chat([conversation], max_new_tokens=20)
     assert any(c.isalpha() for c in reply), reply
+
+
+def test_vision_prompts_send_the_image_inline_and_judge_reads_yes_or_no(serve: Callable[[Respond], ChatServer]) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ireid.core.llm import OpenAIVisionLLM
+
+    verdicts = {"a": "Yes, it does.", "b": "No.", "c": "It is hard to say."}
+
+    def respond(index: int, body: dict[str, Any]) -> tuple[int, bytes]:
+        parts = body["messages"][0]["content"]
+        text = parts[-1]["text"]
+        return 200, completion(verdicts.get(text, f"{len(parts)} parts"))
+
+    server = serve(respond)
+    model = OpenAIVisionLLM(server.base_url, "vision-model", timeout_s=2.0, backoff_s=0.01)
+    image = Image.new("RGB", (4, 8), (200, 10, 10))
+    assert model.judge(["a", "b", "c"], [image] * 3) == [True, False, None]
+    assert model.reply(["merge", "describe"], [None, image], max_new_tokens=20) == ["1 parts", "2 parts"]
+
+    body = next(b for _, b in server.requests if b["messages"][0]["content"][-1]["text"] == "describe")
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,") and body["max_tokens"] == 20
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == (4, 8) and sent.convert("RGB").getpixel((0, 0)) == (200, 10, 10)
+    judged = next(b for _, b in server.requests if b["messages"][0]["content"][-1]["text"] == "a")
+    assert judged["max_tokens"] == 3
