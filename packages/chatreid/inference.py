@@ -74,6 +74,15 @@ def _first_token(processor: ProcessorMixin, word: str) -> int:
     return ids[0]
 
 
+def _single_image_turn(prompt: str, image: Image.Image | None) -> Prompt:
+    """One user turn: the image (when there is one), then the prompt."""
+    if not prompt.strip():
+        raise ValueError("the prompt is empty")
+    content: list[dict[str, Any]] = [{"type": "image", "index": 0}] if image is not None else []
+    content.append({"type": "text", "text": prompt.strip()})
+    return [{"role": "user", "content": content}], [] if image is None else [image]
+
+
 class ChatReID:
     """Qwen2-VL with its processor, in eval mode, for scoring and answering (no gradients anywhere)."""
 
@@ -144,6 +153,24 @@ class ChatReID:
         if task not in self.prompts:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
         return self.yes_probability([pair_conversation(self.prompts[task], query, c) for c in candidates])
+
+    def judge(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> list[bool | None]:
+        """Yes where P(Yes) / (P(Yes) + P(No)) of the first answer token is above one half (a
+        `VisionLanguageModel`, as ICL's anchor localisation asks it); the image comes before the prompt."""
+        probabilities = self.yes_probability([_single_image_turn(p, i) for p, i in zip(prompts, images, strict=True)])
+        return [bool(p > 0.5) for p in probabilities.tolist()]
+
+    @torch.no_grad()
+    def reply(self, prompts: Sequence[str], images: Sequence[Image.Image | None], max_new_tokens: int) -> list[str]:
+        """Greedy answers to each prompt about its image (or about nothing, where it is None), in batches."""
+        turns = [_single_image_turn(p, i) for p, i in zip(prompts, images, strict=True)]
+        replies: list[str] = []
+        for start in range(0, len(turns), self.batch_size):
+            inputs = self._inputs(turns[start : start + self.batch_size])
+            generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            replies += [t.strip() for t in self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return replies
 
     @torch.no_grad()
     def ask(self, images: Sequence[Image.Image], text: str, max_new_tokens: int = 64) -> str:
