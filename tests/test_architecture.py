@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 PACKAGES = Path(__file__).resolve().parents[1] / "packages"
-COMPONENTS = {"core", "retriever", "selector", "questioner", "answerer", "chatreid", "interactive", "app"}
+COMPONENTS = {"core", "retriever", "selector", "questioner", "answerer", "chatreid", "icl", "interactive", "app"}
 ALLOWED = {
     "core": {"core"},
     "retriever": {"core"},
@@ -22,6 +22,7 @@ ALLOWED = {
     "questioner": {"core", "selector"},
     "answerer": {"core"},
     "chatreid": {"core"},
+    "icl": {"core"},
     "interactive": {"core"},
     "app": COMPONENTS,
 }

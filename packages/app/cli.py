@@ -1,4 +1,4 @@
-"""The `ireid` command: data, look-forward targets, evaluation, ChatReID and the demo.
+"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL and the demo.
 
 Each trainable package keeps its own LightningCLI program (`python -m ireid.<package> fit`).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ireid.app import chatreid_cli, data_cli, demo, eval_cli, learning_cli, lookforward_cli, selection_cli
+from ireid.app import chatreid_cli, data_cli, demo, eval_cli, icl_cli, learning_cli, lookforward_cli, selection_cli
 from ireid.core.user_errors import one_line_errors
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     lookforward_cli.configure(targets)
     targets.set_defaults(run=lookforward_cli.run)
     chatreid_cli.register(commands)
+    icl_cli.register(commands)
     demo_parser = commands.add_parser("demo", help="run the main job end to end on the embedded defaults")
     demo.configure(demo_parser)
     demo_parser.set_defaults(run=demo.run)

@@ -1,0 +1,153 @@
+"""What THI asks about gallery images, by key: does a text describe this image (Eq. 2), and what does the image
+show (the human-centred VQA of Eq. 4).
+
+`MLLMPerception` asks any `VisionLanguageModel` (the ChatReID model, an OpenAI-compatible server) with the
+prompt files. `AnnotatedPerception` reads the images' annotations instead, so it uses ground truth: perfect eyes,
+the upper bound of what THI can do with a retriever, as `oracle-lookforward` is for the dialogue strategies.
+`CachedPerception` remembers every answer, so a sweep over ξ and λ asks each pair once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from ireid.core.answers import clean_answer
+from ireid.core.images import ImageStore
+from ireid.core.prompts import read_prompt
+from ireid.core.protocols import VisionLanguageModel
+from ireid.core.records import Record
+from ireid.core.vocabulary.parse import parse_description
+from ireid.core.vocabulary.templates import statement
+
+PROMPTS = "ireid.icl"
+
+
+class Perception(Protocol):
+    """Answers THI's questions about gallery images named by key."""
+
+    name: str
+    uses_ground_truth: bool
+
+    def locate(self, texts: Sequence[str], keys: Sequence[str]) -> list[bool | None]:
+        """Eq. 2 for each (text, image): Yes (True), No (False), or None for a reply that is neither."""
+        ...
+
+    def describe(self, keys: Sequence[str]) -> list[list[str]]:
+        """Eq. 4: the answers to the human-centred questions about each image, as sentences worth keeping."""
+        ...
+
+
+def vqa_questions() -> list[str]:
+    """The human-centred questions of Eq. 4, one per line of `prompts/vqa_questions.txt`."""
+    return [line.strip() for line in read_prompt(PROMPTS, "vqa_questions.txt").splitlines() if line.strip()]
+
+
+class MLLMPerception:
+    """Eq. 2 and Eq. 4 asked of a vision-language model, one image per prompt."""
+
+    uses_ground_truth = False
+
+    def __init__(
+        self,
+        model: VisionLanguageModel,
+        images: ImageStore,
+        name: str = "mllm",
+        questions: Sequence[str] | None = None,
+        max_new_tokens: int = 40,
+    ):
+        self.model = model
+        self.images = images
+        self.name = name
+        self.questions = list(questions) if questions is not None else vqa_questions()
+        if not self.questions:
+            raise ValueError("THI needs at least one human-centred question")
+        self.max_new_tokens = max_new_tokens
+        self.locate_template = read_prompt(PROMPTS, "anchor_localisation.txt")
+
+    def locate(self, texts: Sequence[str], keys: Sequence[str]) -> list[bool | None]:
+        prompts = [self.locate_template.replace("{text}", text) for text in texts]
+        return self.model.judge(prompts, self.images.load(keys))
+
+    def describe(self, keys: Sequence[str]) -> list[list[str]]:
+        images = self.images.load(keys)
+        per_image = len(self.questions)
+        replies = self.model.reply(
+            self.questions * len(keys),
+            [image for image in images for _ in range(per_image)],
+            self.max_new_tokens,
+        )
+        answers = [clean_answer(r) for r in replies]
+        return [[a for a in answers[i * per_image : (i + 1) * per_image] if a] for i in range(len(keys))]
+
+
+# The human-centred topics of Eq. 4 in the synthetic vocabulary (gender is stated apart; age is not asked about).
+VQA_ATTRIBUTES = (
+    "hair_colour", "hair_length", "upper_type", "upper_colour", "upper_pattern", "upper_logo",
+    "lower_type", "lower_colour", "shoes_type", "shoes_colour", "glasses", "hat", "bag", "held_item", "scene",
+)  # fmt: skip
+
+
+class AnnotatedPerception:
+    """Perfect eyes (uses ground truth): answers from each gallery image's annotated attributes.
+
+    A text describes an image when every attribute it states has the image's value (`parse_description` of the
+    synthetic vocabulary); the VQA answers are one templated statement per human-centred attribute the image has.
+    """
+
+    name = "annotated"
+    uses_ground_truth = True
+
+    def __init__(self, records: Mapping[str, Record], seed: int = 0):
+        self.records = records
+        self.seed = seed
+
+    def _attributes(self, key: str) -> Mapping[str, str]:
+        record = self.records.get(key)
+        if record is None:
+            raise KeyError(f"annotated perception: no gallery record with key {key!r}")
+        if not record.attributes:
+            raise ValueError(f"annotated perception: record {key!r} has no 'attributes' to read (synthetic world only)")
+        return record.attributes
+
+    def locate(self, texts: Sequence[str], keys: Sequence[str]) -> list[bool | None]:
+        out: list[bool | None] = []
+        for text, key in zip(texts, keys, strict=True):
+            truth = self._attributes(key)
+            out.append(all(truth.get(a) == v for a, v in parse_description(text).items()))
+        return out
+
+    def describe(self, keys: Sequence[str]) -> list[list[str]]:
+        out = []
+        for key in keys:
+            truth = self._attributes(key)
+            rng = random.Random(f"{self.seed}:{key}")
+            gender = [f"The person is a {truth['gender']}."] if "gender" in truth else []
+            out.append(gender + [statement(truth, a, rng) for a in VQA_ATTRIBUTES if a in truth])
+        return out
+
+
+class CachedPerception:
+    """Remembers every answer of another perception, and counts the questions it passed on."""
+
+    def __init__(self, inner: Perception):
+        self.inner = inner
+        self.name = inner.name
+        self.uses_ground_truth = inner.uses_ground_truth
+        self._located: dict[tuple[str, str], bool | None] = {}
+        self._described: dict[str, list[str]] = {}
+
+    def locate(self, texts: Sequence[str], keys: Sequence[str]) -> list[bool | None]:
+        pairs = list(zip(texts, keys, strict=True))
+        missing = list(dict.fromkeys(p for p in pairs if p not in self._located))
+        if missing:
+            answers = self.inner.locate([t for t, _ in missing], [k for _, k in missing])
+            self._located.update(zip(missing, answers, strict=True))
+        return [self._located[p] for p in pairs]
+
+    def describe(self, keys: Sequence[str]) -> list[list[str]]:
+        missing = list(dict.fromkeys(k for k in keys if k not in self._described))
+        if missing:
+            self._described.update(zip(missing, self.inner.describe(missing), strict=True))
+        return [self._described[k] for k in keys]
