@@ -22,9 +22,10 @@ import torch
 from benchlib import device_note, synchronize, write_result
 from PIL import Image
 
+from ireid.core.lora import LoraSettings
 from ireid.core.protocols import Dialogue
 from ireid.core.synthetic.world import build_world
-from ireid.questioner.model import LoraSettings, QuestionerModel, build_questioner_model
+from ireid.questioner.model import QuestionerModel, build_questioner_model
 from ireid.questioner.tokenizer import questioner_tokenizer
 
 MODEL = {

@@ -14,7 +14,6 @@ them, so a checkpoint rebuilds the same way with or without Lightning.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 from transformers import DynamicCache, LlavaOnevisionForConditionalGeneration, PreTrainedTokenizerBase
 
 from ireid.core.factory import Built, build_model
+from ireid.core.lora import LoraSettings
 from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
 from ireid.core.protocols import Dialogue
 from ireid.core.vocabulary.asking import open_questions
@@ -33,9 +33,6 @@ from ireid.questioner.prompt import build_prompt, system_message
 from ireid.questioner.tower_cache import TowerCache
 from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
 from ireid.selector.model import Selector
-
-# Every linear layer of the language model (the LLaVA recipe: not the vision tower, not the projector).
-LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 ImageInput = bytes | Image.Image
 TOWER_CACHE_MB = 512  # a frozen tower's states by image: ~7,900 images of the demo's tower (129 × 128 fp32)
@@ -54,23 +51,6 @@ NETWORK_SETTINGS = (
     "class_token",
 )
 SELECTOR_PREFIX = "selector."  # the joint selector's weights in a questioner state dict
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA adapters (LLaVA-ReID Table 11: r 128, α 256, dropout 0.05) on `target_modules` (names or a regex)."""
-
-    r: int = 128
-    alpha: int = 256
-    dropout: float = 0.05
-    target_modules: str | list[str] = field(default=LANGUAGE_MODEL_LINEARS)
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> LoraSettings:
-        unknown = set(settings) - {"r", "alpha", "dropout", "target_modules"}
-        if unknown:
-            raise ValueError(f"lora: unknown field(s) {sorted(unknown)}; expected r, alpha, dropout, target_modules")
-        return cls(**settings)
 
 
 def build_questioner_model(

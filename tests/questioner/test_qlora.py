@@ -5,8 +5,9 @@ from __future__ import annotations
 import bitsandbytes as bnb
 from PIL import Image
 
+from ireid.core.lora import LoraSettings
 from ireid.core.protocols import Dialogue
-from ireid.questioner.model import LoraSettings, QuestionerModel, build_questioner_model
+from ireid.questioner.model import QuestionerModel, build_questioner_model
 from tests.questioner.conftest import TINY
 
 
