@@ -23,6 +23,7 @@ from transformers import ProcessorMixin, Qwen2VLConfig, Qwen2VLForConditionalGen
 from ireid.chatreid.person_tower import install_person_tower
 from ireid.core.checkpoints import read_checkpoint_file
 from ireid.core.factory import Qwen2VLImageOnlyProcessor
+from ireid.core.lora import LoraSettings, merge_lora_state
 
 CHECKPOINT_KEY = "chat_reid"
 STATE_PREFIX = "model."  # the LightningModule's attribute holding the HF model
@@ -60,21 +61,25 @@ def checkpoint_meta(
     files: dict[str, str],
     merger_in_encoder: bool,
     person_vision: dict[str, Any] | None = None,
+    lora: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `CHECKPOINT_KEY` entry: plain types only, so `weights_only=True` reads it. `person_vision` is the
-    architecture of a person tower in place of Qwen2-VL's own encoder (`person_tower.py`)."""
+    architecture of a person tower in place of Qwen2-VL's own encoder (`person_tower.py`); `lora` the settings of
+    adapters the state dict holds beside the frozen weights (merged in when read)."""
     return {
         "stage": stage,
         "config": model.config.to_json_string(),
         "processor_files": files,
         "merger_in_encoder": merger_in_encoder,
         "person_vision": person_vision,
+        "lora": lora,
     }
 
 
 @dataclass
 class StoredModel:
-    """A checkpoint's metadata and its HF model state dict (keys without the module prefix)."""
+    """A checkpoint's metadata and its HF model state dict (keys without the module prefix; LoRA adapters, where
+    the checkpoint has them, already merged into the weights they adapt)."""
 
     path: Path
     stage: int
@@ -121,6 +126,8 @@ def read_checkpoint(path: Path | str, expect_stage: int | tuple[int, ...] | None
         for name, tensor in checkpoint["state_dict"].items()
         if name.startswith(STATE_PREFIX)
     }
+    if meta.get("lora"):
+        state = merge_lora_state(state, LoraSettings.from_dict(meta["lora"]).scale)
     return StoredModel(
         path,
         meta["stage"],

@@ -20,6 +20,7 @@ from ireid.chatreid.checkpoint import checkpoint_meta, processor_files, read_che
 from ireid.chatreid.person_tower import install_person_tower
 from ireid.chatreid.stages import carry_vision, check_stage, freeze_vision, set_vision_eval
 from ireid.core.factory import build_model
+from ireid.core.lora import LoraSettings, inject_lora
 from ireid.core.person_vision import VisionTowerFile
 from ireid.core.tokenizer import dataset_tokenizer
 
@@ -38,6 +39,7 @@ class ChatReIDNetwork:
     merger_in_encoder: bool = True
     processor_files: dict[str, str] | None = None  # the processor's saved files, taken once when built
     person_vision: dict[str, Any] | None = None  # a person tower's architecture in place of the own encoder
+    lora: dict[str, Any] | None = None  # adapters on the decoder (`LoraSettings.to_dict`): only they train
 
     @property
     def vision_frozen(self) -> bool:
@@ -64,7 +66,9 @@ class ChatReIDNetwork:
         """What a checkpoint carries besides weights so that `load_network` needs the file alone."""
         if self.processor_files is None:
             self.processor_files = processor_files(self.processor)
-        return checkpoint_meta(self.stage, self.model, self.processor_files, self.merger_in_encoder, self.person_vision)
+        return checkpoint_meta(
+            self.stage, self.model, self.processor_files, self.merger_in_encoder, self.person_vision, self.lora
+        )
 
 
 def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -139,21 +143,23 @@ def build_network(
     dtype: torch.dtype | str | None = None,
     gradient_checkpointing: bool = False,
     vision_checkpoint: str | Path | None = None,
+    lora: LoraSettings | None = None,
 ) -> ChatReIDNetwork:
     """One stage's network, in train mode, ready to tune (arguments as `ChatReIDModule`'s).
 
     Stage 1 starts from `source`. Stage 2 takes the vision encoder of `init_from` (a stage-1 checkpoint) into a
     fresh source model, or the whole model of a stage-2 `init_from` (stage 2 continued on other data: a
     curriculum); stage 3 takes the whole `init_from` model (a stage-2 checkpoint) and freezes its vision
-    encoder. Without `init_from`, stages 2 and 3 start from `source` (the paper's ablations). `vision_checkpoint`
-    (a vision tower file) puts a frozen person tower in place of a tiny source's encoder (`person_tower.py`); a
-    stage-2 or stage-3 `init_from` brings its own.
+    encoder; a stage-3 `init_from` continues a stage-3 model (ICL's SFT of a ChatReID model). Without `init_from`,
+    stages 2 and 3 start from `source` (the paper's ablations). `vision_checkpoint` (a vision tower file) puts a
+    frozen person tower in place of a tiny source's encoder (`person_tower.py`); a stage-2 or stage-3 `init_from`
+    brings its own. `lora` puts adapters on the decoder's linear layers and trains only them (ICL Eq. 3).
     """
     check_stage(stage)
     if stage == 1 and init_from:
         raise ValueError("stage 1 starts from the pre-trained source (`model`); init_from is for stages 2 and 3")
-    stored = read_checkpoint(init_from, expect_stage=2 if stage == 3 else (1, 2)) if init_from else None
-    if stored is not None and stored.stage == 2:
+    stored = read_checkpoint(init_from, expect_stage=(2, 3) if stage == 3 else (1, 2)) if init_from else None
+    if stored is not None and stored.stage >= 2:
         model, processor = stored.model(_torch_dtype(dtype)), stored.processor()
         person_vision = stored.person_vision
     else:
@@ -179,10 +185,13 @@ def build_network(
         if stored is not None:
             carry_vision(model, stored.state, merger_in_encoder, str(init_from))
     network = ChatReIDNetwork(
-        model.train(), processor, stage, merger_in_encoder, processor_files(processor), person_vision
-    )
+        model.train(), processor, stage, merger_in_encoder, processor_files(processor), person_vision,
+        lora.to_dict() if lora is not None else None,
+    )  # fmt: skip
     if network.vision_frozen:
         freeze_vision(network.model, merger_in_encoder)
+    if lora is not None:
+        inject_lora(network.model, lora)
     if gradient_checkpointing:
         network.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         network.model.config.use_cache = False

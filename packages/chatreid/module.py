@@ -21,6 +21,7 @@ from transformers import ProcessorMixin, Qwen2VLForConditionalGeneration
 from ireid.chatreid.checkpoint import CHECKPOINT_KEY
 from ireid.chatreid.encoding import IGNORE_INDEX
 from ireid.chatreid.model import ChatReIDNetwork, build_network
+from ireid.core.lora import LoraSettings
 
 LOSS_AVERAGES = ("token", "sample")
 
@@ -60,6 +61,8 @@ class ChatReIDModule(L.LightningModule):
         loss_average: "token" (every assistant token weighs the same, the usual causal-LM loss) or "sample" (each
             conversation's mean token loss, averaged over the batch): a one-token Yes/No answer then weighs as
             much as a gallery answer of twenty tokens. Validation reports the token mean either way.
+        lora: LoRA adapters on the decoder's linear layers (`r`, `alpha`, `dropout`, `target_modules`; ICL's SFT:
+            r 8, α 16); only they train, and checkpoints hold them beside the frozen weights.
         lr, weight_decay, warmup_fraction, min_lr_factor: AdamW, linear warm-up over that share of the steps,
             then cosine decay to `lr * min_lr_factor`. Norms and biases get no weight decay.
     """
@@ -82,6 +85,7 @@ class ChatReIDModule(L.LightningModule):
         min_lr_factor: float = 0.0,
         vision_checkpoint: str | None = None,
         loss_average: str = "token",
+        lora: dict[str, Any] | None = None,
     ):
         super().__init__()
         if loss_average not in LOSS_AVERAGES:
@@ -99,6 +103,7 @@ class ChatReIDModule(L.LightningModule):
             dtype=dtype,
             gradient_checkpointing=gradient_checkpointing,
             vision_checkpoint=vision_checkpoint,
+            lora=LoraSettings.from_dict(lora) if lora is not None else None,
         )
         # registered here, not inside a wrapper module, so the state-dict keys stay `model.<HF parameter name>`
         self.model: Qwen2VLForConditionalGeneration = self.network.model

@@ -10,6 +10,7 @@ from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
 from ireid.core.factory import build_model
 from ireid.core.tokenizer import dataset_tokenizer
+from tests.chatreid.conftest import fit, stage_data
 
 
 def split(state: dict[str, torch.Tensor], merger_in_encoder: bool = True) -> tuple[dict, dict]:
@@ -70,8 +71,35 @@ def test_stage3_keeps_the_encoder_frozen_while_the_decoder_trains(stages):
     assert all_differ(end_decoder, start_decoder), "and moved the decoder"
 
 
+def test_lora_trains_only_adapters_and_the_checkpoint_reads_back_merged(stages, tmp_path):
+    """ICL's SFT: a stage-3 model continued with LoRA on its decoder; the checkpoint loads without peft."""
+    module = ChatReIDModule(
+        3, init_from=str(stages.ckpts[3]), lr=1e-2, warmup_fraction=0.0,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+    )  # fmt: skip
+    trainable = [n for n, p in module.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n and "language_model" in n for n in trainable)
+    ckpt = fit(module, stage_data(stages.world, stages.conversations, 3), 3, tmp_path / "sft.ckpt")
+
+    merged = read_checkpoint(ckpt, expect_stage=3).state
+    before = read_checkpoint(stages.ckpts[3], expect_stage=3).state
+    assert merged.keys() == before.keys(), "plain parameter names, adapters folded in"
+    adapted = [k for k in merged if k.endswith("self_attn.q_proj.weight")]
+    assert adapted and all(not torch.equal(merged[k], before[k]) for k in adapted)
+    untouched = [k for k in merged if k.startswith("model.visual.") or k.endswith("_layernorm.weight")]
+    assert untouched and all(torch.equal(merged[k], before[k]) for k in untouched)
+
+    # The merged model computes what the adapted one does.
+    module.eval()
+    tokens = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        expected = module.model(input_ids=tokens).logits
+        restored = ChatReID.from_checkpoint(ckpt).model(input_ids=tokens).logits
+    assert torch.allclose(restored, expected, atol=1e-5)
+
+
 def test_stages_refuse_the_wrong_previous_stage(stages):
-    with pytest.raises(CheckpointError, match="stage-1 checkpoint, expected stage 2"):
+    with pytest.raises(CheckpointError, match="stage-1 checkpoint, expected stage 2 or 3"):
         ChatReIDModule(3, init_from=str(stages.ckpts[1]))
     with pytest.raises(ValueError, match="stage 1 starts from the pre-trained source"):
         ChatReIDModule(1, data_dir=str(stages.world), init_from=str(stages.ckpts[2]))
