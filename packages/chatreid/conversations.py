@@ -11,7 +11,8 @@ A folder holds `stage{N}-NNNNNN.tar` shards with a `stage{N}.manifest.json` (wri
 The options of a task are its gallery images, `images[QUERY_IMAGES[task]:]`, except for `t2i_many_to_one`,
 whose options are the captions listed in its prompt. Images are not in these shards: they are read by key from
 the image data set folder.
-Task names are the engine's (`TASKS_BY_STAGE`): training reads only the engine's shards, so any other is an error.
+Task names are the engine's (`TASKS_BY_STAGE`) or those of ICL's SFT data (`EXTERNAL_TASKS`), which stage 3 trains
+on; any other is an error.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ TASKS_BY_STAGE: dict[int, tuple[str, ...]] = {
         "i2i_one_to_one",  # stage 2's question replayed; weight 0 unless asked (a departure: `instructions.MIXES`)
     ),
 }
+# Tasks other engines write for stage-3 training: ICL's SFT (`ireid.icl.sft`: Yes/No anchor localisation, VQA).
+EXTERNAL_TASKS: dict[int, tuple[str, ...]] = {3: ("icl_anchor", "icl_vqa")}
 # Images before the gallery; None: the task has no gallery images.
 QUERY_IMAGES: dict[str, int | None] = {
     "caption": None,
@@ -69,6 +72,8 @@ QUERY_IMAGES: dict[str, int | None] = {
     "reid_text_to_image": 0,
     "reid_attribute": 0,
     "reid_multimodal": 1,
+    "icl_anchor": None,
+    "icl_vqa": None,
 }
 OPTION_TASKS = frozenset({"t2i_many_to_one"})  # answer positions count captions, not gallery images
 FIELDS = ("stage", "task", "images", "messages", "answer_positions")
@@ -131,8 +136,9 @@ def check_conversation(d: Any, key: str, where: str) -> dict[str, Any]:
     stage, task = d["stage"], d["task"]
     if isinstance(stage, bool) or not isinstance(stage, int) or stage not in TASKS_BY_STAGE:
         raise _fail(where, "stage", f"{stage!r} is not one of {sorted(TASKS_BY_STAGE)}")
-    if not isinstance(task, str) or task not in TASKS_BY_STAGE[stage]:
-        raise _fail(where, "task", f"{task!r} is not a stage-{stage} task {TASKS_BY_STAGE[stage]}")
+    known = TASKS_BY_STAGE[stage] + EXTERNAL_TASKS.get(stage, ())
+    if not isinstance(task, str) or task not in known:
+        raise _fail(where, "task", f"{task!r} is not a stage-{stage} task {known}")
     match = SAMPLE_KEY_RE.match(key)
     if match is None or match["task"] != task:
         raise _fail(where, "task", f"{task!r} does not match the key {key!r} (expected '{task}-NNNNNNN')")

@@ -27,6 +27,7 @@ class RerankConfig:
     mllm: str = "annotated"  # annotated (uses ground truth) | chatreid:<ckpt> | openai:<base_url>#<model>
     query: str = "caption"  # caption | initial: what each record asks with
     max_queries: int | None = None
+    anchor_pairs: int = 200  # queries whose Yes/No answers on a match and a hard negative are scored (0: none)
     out: str = "runs/icl"
     thi: THISettings = field(default_factory=THISettings)
     sweep_xi: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])  # on thi.xi_from's scale

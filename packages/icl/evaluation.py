@@ -20,6 +20,7 @@ from ireid.core.gallery import Gallery
 from ireid.core.metrics import per_query_stats
 from ireid.core.records import Record
 from ireid.core.shards import atomic_write_bytes
+from ireid.icl.perception import Perception
 from ireid.icl.thi import THI
 
 QUERY_TEXTS = ("caption", "initial")
@@ -50,6 +51,35 @@ def calls_per_query(counts: dict[str, int], questions_per_image: int) -> float:
     return calls / max(counts["queries"], 1)
 
 
+def anchor_accuracy(
+    perception: Perception, texts: Sequence[str], base: torch.Tensor, pids: torch.Tensor, gallery: Gallery, count: int
+) -> dict[str, Any]:
+    """Eq. 2 on `count` queries (evenly spaced), each asked about an image of its own person (another image where
+    there is one) and about the image of another person its text ranks highest: the hard negative the SFT data
+    uses. Balanced, so always answering Yes (or No) scores 50 %."""
+    rows = torch.linspace(0, len(texts) - 1, min(count, len(texts))).round().long().unique().tolist()
+    positives, negatives = [], []
+    for i in rows:
+        same = (gallery.pids == pids[i]).nonzero().flatten().tolist()
+        if not same:
+            raise ValueError(f"query {i}: no gallery image of its person to ask about")
+        others = [j for j in same if gallery.keys[j] != gallery.keys[int(base[i].argmax())]] or same
+        positives.append(gallery.keys[others[0]])
+        masked = base[i].masked_fill(gallery.pids == pids[i], float("-inf"))
+        negatives.append(gallery.keys[int(masked.argmax())])
+    asked = [texts[i] for i in rows]
+    answers = perception.locate(asked + asked, positives + negatives)
+    yes = [a is True for a in answers[: len(rows)]]
+    no = [a is False for a in answers[len(rows) :]]
+    return {
+        "pairs": 2 * len(rows),
+        "accuracy": round(100.0 * (sum(yes) + sum(no)) / (2 * len(rows)), 2),
+        "yes_on_match": round(100.0 * sum(yes) / len(rows), 2),
+        "no_on_other_person": round(100.0 * sum(no) / len(rows), 2),
+        "unreadable": sum(a is None for a in answers),
+    }
+
+
 def evaluate_thi(
     thi: THI,
     texts: Sequence[str],
@@ -57,9 +87,10 @@ def evaluate_thi(
     gallery: Gallery,
     xis: Sequence[float] = (),
     lams: Sequence[float] = (),
+    anchor_pairs: int = 0,
 ) -> dict[str, Any]:
     """The retriever alone and with THI on the same queries, plus a ξ × λ sweep (each ξ reruns the anchor search,
-    so give THI a `CachedPerception` to ask each pair once)."""
+    so give THI a `CachedPerception` to ask each pair once) and, with `anchor_pairs`, the model's anchor accuracy."""
     base = gallery.scores(thi.encode_text(list(texts)))
     result = thi.rerank(texts, base, gallery.keys, gallery.embeddings)
 
@@ -82,6 +113,9 @@ def evaluate_thi(
         "top1_similarity": {q: round(float(top1.quantile(q)), 4) for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
         "anchor_is_match": _anchor_precision(result.anchors, pids, gallery.pids),
         "sweep": sweep,
+        "anchor_accuracy": anchor_accuracy(thi.perception, texts, base, pids, gallery, anchor_pairs)
+        if anchor_pairs > 0
+        else None,
     }
 
 

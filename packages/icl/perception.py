@@ -39,9 +39,52 @@ class Perception(Protocol):
         ...
 
 
-def vqa_questions() -> list[str]:
-    """The human-centred questions of Eq. 4, one per line of `prompts/vqa_questions.txt`."""
-    return [line.strip() for line in read_prompt(PROMPTS, "vqa_questions.txt").splitlines() if line.strip()]
+def anchor_prompt(text: str) -> str:
+    """Eq. 2's question about a query text (`prompts/anchor_localisation.txt`), asked with the image shown first."""
+    return read_prompt(PROMPTS, "anchor_localisation.txt").replace("{text}", text)
+
+
+# Each question's topic in the synthetic vocabulary: the attributes an annotated answer states.
+TOPIC_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "gender": ("gender",),
+    "hair": ("hair_length", "hair_colour"),
+    "upper": ("upper_type", "upper_colour"),
+    "pattern": ("upper_pattern", "upper_logo"),
+    "lower": ("lower_type", "lower_colour"),
+    "shoes": ("shoes_type", "shoes_colour"),
+    "glasses": ("glasses",),
+    "hat": ("hat",),
+    "bag": ("bag",),
+    "held": ("held_item",),
+    "scene": ("scene",),
+}
+
+
+def vqa_questions() -> list[tuple[str, str]]:
+    """The human-centred questions of Eq. 4 with their topics, one "topic: question" per line of
+    `prompts/vqa_questions.txt`; an unknown topic is an error naming the line."""
+    questions = []
+    for number, line in enumerate(read_prompt(PROMPTS, "vqa_questions.txt").splitlines(), start=2):
+        if line.strip():
+            topic, _, question = line.partition(":")
+            if topic.strip() not in TOPIC_ATTRIBUTES or not question.strip():
+                raise ValueError(f"prompts/vqa_questions.txt line {number}: expected '<topic>: <question>' with a "
+                                 f"topic of {sorted(TOPIC_ATTRIBUTES)}, got {line!r}")  # fmt: skip
+            questions.append((topic.strip(), question.strip()))
+    return questions
+
+
+def annotated_answer(attributes: Mapping[str, str], topic: str, rng: random.Random) -> str:
+    """The answer perfect eyes give to a topic's question: one templated sentence per attribute the image has."""
+    sentences = []
+    for attribute in TOPIC_ATTRIBUTES[topic]:
+        if attribute not in attributes:
+            continue
+        if attribute == "gender":
+            sentences.append(f"The person is a {attributes['gender']}.")
+        else:
+            sentences.append(statement(attributes, attribute, rng))
+    return " ".join(sentences)
 
 
 class MLLMPerception:
@@ -60,15 +103,13 @@ class MLLMPerception:
         self.model = model
         self.images = images
         self.name = name
-        self.questions = list(questions) if questions is not None else vqa_questions()
+        self.questions = list(questions) if questions is not None else [q for _, q in vqa_questions()]
         if not self.questions:
             raise ValueError("THI needs at least one human-centred question")
         self.max_new_tokens = max_new_tokens
-        self.locate_template = read_prompt(PROMPTS, "anchor_localisation.txt")
 
     def locate(self, texts: Sequence[str], keys: Sequence[str]) -> list[bool | None]:
-        prompts = [self.locate_template.replace("{text}", text) for text in texts]
-        return self.model.judge(prompts, self.images.load(keys))
+        return self.model.judge([anchor_prompt(text) for text in texts], self.images.load(keys))
 
     def describe(self, keys: Sequence[str]) -> list[list[str]]:
         images = self.images.load(keys)
@@ -82,18 +123,11 @@ class MLLMPerception:
         return [[a for a in answers[i * per_image : (i + 1) * per_image] if a] for i in range(len(keys))]
 
 
-# The human-centred topics of Eq. 4 in the synthetic vocabulary (gender is stated apart; age is not asked about).
-VQA_ATTRIBUTES = (
-    "hair_colour", "hair_length", "upper_type", "upper_colour", "upper_pattern", "upper_logo",
-    "lower_type", "lower_colour", "shoes_type", "shoes_colour", "glasses", "hat", "bag", "held_item", "scene",
-)  # fmt: skip
-
-
 class AnnotatedPerception:
     """Perfect eyes (uses ground truth): answers from each gallery image's annotated attributes.
 
     A text describes an image when every attribute it states has the image's value (`parse_description` of the
-    synthetic vocabulary); the VQA answers are one templated statement per human-centred attribute the image has.
+    synthetic vocabulary); the VQA answers are `annotated_answer`s to the questions' topics.
     """
 
     name = "annotated"
@@ -102,6 +136,7 @@ class AnnotatedPerception:
     def __init__(self, records: Mapping[str, Record], seed: int = 0):
         self.records = records
         self.seed = seed
+        self.topics = [topic for topic, _ in vqa_questions()]
 
     def _attributes(self, key: str) -> Mapping[str, str]:
         record = self.records.get(key)
@@ -123,8 +158,8 @@ class AnnotatedPerception:
         for key in keys:
             truth = self._attributes(key)
             rng = random.Random(f"{self.seed}:{key}")
-            gender = [f"The person is a {truth['gender']}."] if "gender" in truth else []
-            out.append(gender + [statement(truth, a, rng) for a in VQA_ATTRIBUTES if a in truth])
+            answers = (annotated_answer(truth, topic, rng) for topic in self.topics)
+            out.append([a for a in answers if a])
         return out
 
 
