@@ -12,16 +12,19 @@ import torch
 
 from ireid.answerer import build_witness
 from ireid.app.strategies import build_strategy, strategy_settings
+from ireid.app.thi_pipeline import ANNOTATED, build_thi, thi_settings
 from ireid.core.gallery import Gallery, encode_split
+from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
 from ireid.core.records import Record, evenly_spaced
 from ireid.core.rounds import retrieval_text_reader
 from ireid.core.shards import atomic_write_json
+from ireid.icl.thi import THIReranker
 from ireid.interactive.config import EvalConfig, RerankConfig, load_config
 from ireid.interactive.harness import StrategyResult, evaluate_strategy
 from ireid.interactive.reference import retriever_reference
 from ireid.interactive.report import markdown_report, write_report
-from ireid.interactive.session import Reranker
+from ireid.interactive.session import BaseModelAveraging, Reranker
 from ireid.retriever.inference import ModuleRetriever
 
 # Config keys that a command-line flag of the same name overrides.
@@ -43,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", dest="max_queries", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--rerank-ckpt", help="T-ReID re-ranking: base retriever checkpoint (weight 0.5)")
+    parser.add_argument(
+        "--thi", metavar="MLLM", help="ICL★ rows: THI re-ranks every round (annotated | chatreid:<ckpt> | openai:...)"
+    )
 
 
 def resolve_config(args: argparse.Namespace) -> EvalConfig:
@@ -51,11 +57,22 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     config = dataclasses.replace(config, **overrides)
     if getattr(args, "rerank_ckpt", None):
         config.rerank = RerankConfig(base_ckpt=args.rerank_ckpt)
+    if getattr(args, "thi", None):
+        config.thi = {**(config.thi or {}), "mllm": args.thi}
+    if config.thi is not None and config.rerank is not None:
+        raise ValueError("--thi and --rerank-ckpt (or config fields 'thi' and 'rerank'): one re-ranking at a time")
     return config
 
 
-def _reranker_factory(config: EvalConfig, gallery_dir: Path):
-    """Base-model similarities of each batch's initial descriptions against the base model's own gallery."""
+def _reranker_factory(config: EvalConfig, gallery_dir: Path, retriever: ModuleRetriever, gallery: Gallery):
+    """T-ReID: base-model similarities of each batch's initial descriptions against the base model's own gallery.
+    ICL's THI: one re-ranker (its answers cached) for every batch, each round's dialogue text as the query."""
+    if config.thi is not None:
+        mllm, settings = thi_settings(config.thi)
+        images = None if mllm == ANNOTATED else ImageStore.from_shards(gallery_dir, config.split)
+        records = {r.key: r for r in gallery.records}
+        reranker = THIReranker(build_thi(mllm, settings, retriever, records, images), gallery.keys, gallery.embeddings)
+        return lambda batch: reranker
     if config.rerank is None or not config.rerank.base_ckpt:
         return None
     base = ModuleRetriever.from_checkpoint(config.rerank.base_ckpt)
@@ -65,7 +82,7 @@ def _reranker_factory(config: EvalConfig, gallery_dir: Path):
     def reranker_for(batch: Sequence[Record]) -> Reranker:
         with torch.no_grad():
             scores = base_gallery.scores(base.encode_text([q.initial_description for q in batch]))
-        return Reranker(scores, weight)
+        return BaseModelAveraging(scores, weight)
 
     return reranker_for
 
@@ -88,7 +105,7 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
     queries = evenly_spaced(load_records(config.data_dir, config.split), config.max_queries)
     witness = build_witness(config.witness, tokenizer_dir=config.tokenizer_dir)
     text_of = retrieval_text_reader(with_questions=config.text == "questions+answers")
-    reranker_for = _reranker_factory(config, Path(config.data_dir))
+    reranker_for = _reranker_factory(config, Path(config.data_dir), retriever, gallery)
     results = []
     for name in config.strategies:
         strategy = build_strategy(name, config)
@@ -117,6 +134,15 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
         "retriever reads": config.text,
         "rounds": config.rounds,
     }
+    if config.thi is not None:
+        mllm, settings = thi_settings(config.thi)
+        uses = " (uses ground truth)" if mllm == ANNOTATED else ""
+        context["re-ranking"] = (
+            f"ICL★ THI on each round's dialogue text, MLLM {mllm}{uses}, K {settings.rounds}, ξ {settings.xi} "
+            f"({settings.xi_from}), λ {settings.lam}, aggregation {settings.aggregation}"
+        )
+    elif config.rerank is not None and config.rerank.base_ckpt:
+        context["re-ranking"] = "T-ReID, the base model's initial-description similarity averaged in (LLaVA-ReID §5.3)"
     return EvalOutcome(results, context, write_report(results, report_dir, context))
 
 

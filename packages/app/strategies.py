@@ -45,6 +45,7 @@ COMMON_SETTINGS = (
     "tokenizer_dir",
     "text",
     "rerank",
+    "thi",
 )
 SECTIONS = {
     "plugir": "plugir",

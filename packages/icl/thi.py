@@ -10,6 +10,7 @@ ranking).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -183,3 +184,19 @@ class THI:
         else:
             refined = torch.zeros(0, len(keys))
         return THIResult(thi_scores(base, refined, anchors, s.lam), anchors, refined, merged, xi, counts)
+
+
+class THIReranker:
+    """THI as the interactive harness's re-ranker: each round's dialogue text is the query, the gallery fixed.
+    `counts` add up what every call asked."""
+
+    def __init__(self, thi: THI, keys: Sequence[str], embeddings: Tensor):
+        self.thi = thi
+        self.keys = list(keys)
+        self.embeddings = embeddings
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, dialogue_scores: Tensor, texts: Sequence[str]) -> Tensor:
+        result = self.thi.rerank(texts, dialogue_scores, self.keys, self.embeddings)
+        self.counts.update(result.counts)
+        return result.scores

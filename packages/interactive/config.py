@@ -81,6 +81,9 @@ class EvalConfig:
     llava_reid: LlavaReIDConfig = field(default_factory=LlavaReIDConfig)
     target_frequency: TargetFrequencyConfig = field(default_factory=TargetFrequencyConfig)
     rerank: RerankConfig | None = None
+    # ICL's THI on each round's ranking, the dialogue's text as the query (`ireid.icl`): {"mllm": "annotated" |
+    # "chatreid:<ckpt>" | "openai:<url>#<model>", and any THISettings field: xi, xi_from, lam, rounds, aggregation, ...}
+    thi: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.text not in TEXT_MODES:
@@ -89,6 +92,8 @@ class EvalConfig:
             raise ValueError(f"config field 'rounds': must be at least 1, got {self.rounds}")
         if self.batch_size < 1:
             raise ValueError(f"config field 'batch_size': must be at least 1, got {self.batch_size}")
+        if self.thi is not None and self.rerank is not None:
+            raise ValueError("config fields 'thi' and 'rerank': one re-ranking per evaluation, not both")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -46,17 +46,20 @@ def _table(results: Sequence[StrategyResult], reranked: bool = False) -> list[st
     ]
 
 
-def _per_round_table(results: Sequence[StrategyResult]) -> list[str]:
+def _per_round_table(results: Sequence[StrategyResult], reranked: bool = False) -> list[str]:
     num_rounds = len(results[0].rounds) - 1
     header = ["Method", *(f"round {r}" for r in range(num_rounds + 1))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (num_rounds + 1)) + "|"]
     for result in results:
-        lines.append("| " + " | ".join([result.name, *(f"{m['R1']:.2f}" for m in result.rounds)]) + " |")
+        rounds = result.reranked_rounds if reranked else result.rounds
+        if rounds is not None:
+            lines.append("| " + " | ".join([result.name, *(f"{m['R1']:.2f}" for m in rounds)]) + " |")
     return lines
 
 
 def markdown_report(results: Sequence[StrategyResult], context: dict[str, Any]) -> str:
-    """Table 1-style summary (R@k and mAP in %, BRI lower is better), R@1 per round, and the T-ReID re-rank table."""
+    """Table 1-style summary (R@k and mAP in %, BRI lower is better), R@1 per round, and the re-ranked table (T-ReID
+    averaging or ICL's THI, as `context["re-ranking"]` says)."""
     if not results:
         raise ValueError("no strategy results to report")
     lines = ["# Interactive evaluation", ""]
@@ -73,9 +76,13 @@ def markdown_report(results: Sequence[StrategyResult], context: dict[str, Any]) 
     if any(r.reranked_rounds is not None for r in results):
         lines += [
             "",
-            "## With T-ReID re-ranking (base model's initial-description similarity averaged in, LLaVA-ReID §5.3)",
+            f"## With re-ranking: {context.get('re-ranking', 'T-ReID')}",
             "",
             *_table(results, reranked=True),
+            "",
+            "R@1 after each round, re-ranked:",
+            "",
+            *_per_round_table(results, reranked=True),
         ]
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -34,15 +34,23 @@ class BatchResult:
     conversations: list[dict[str, Any]]
 
 
+class Reranker(Protocol):
+    """Re-ranks each round's similarities [B, N] of a batch, given what the retriever read of each dialogue: T-ReID
+    averaging (LLaVA-ReID §5.3, `BaseModelAveraging`) or ICL's THI (`ireid.icl`). Scored beside the dialogue's own
+    ranking, never fed back into the dialogue."""
+
+    def __call__(self, dialogue_scores: Tensor, texts: Sequence[str]) -> Tensor: ...
+
+
 @dataclass
-class Reranker:
+class BaseModelAveraging:
     """T-ReID integration (LLaVA-ReID §5.3): average a base model's similarity for the initial description with
     the dialogue's similarity; `base_scores` [B, N] are the base model's, computed once per batch."""
 
     base_scores: Tensor
     weight: float = 0.5
 
-    def __call__(self, dialogue_scores: Tensor) -> Tensor:
+    def __call__(self, dialogue_scores: Tensor, texts: Sequence[str] = ()) -> Tensor:
         return self.weight * self.base_scores + (1 - self.weight) * dialogue_scores
 
 
@@ -65,7 +73,9 @@ def run_batch(
     pids = torch.tensor([q.pid for q in queries], dtype=torch.long)
     scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
     per_round = [per_query_stats(scores, pids, gallery.pids)]
-    reranked = [per_query_stats(reranker(scores), pids, gallery.pids)] if reranker else None
+    reranked = (
+        [per_query_stats(reranker(scores, [text_of(d) for d in dialogues]), pids, gallery.pids)] if reranker else None
+    )
     logs: list[list[dict[str, Any]]] = [[] for _ in queries]
     for t in range(1, rounds + 1):
         ctx = RoundContext(t, queries, dialogues, scores, gallery, retriever, text_of, seed)
@@ -80,7 +90,7 @@ def run_batch(
         stats = per_query_stats(scores, pids, gallery.pids)
         per_round.append(stats)
         if reranked is not None and reranker is not None:
-            reranked.append(per_query_stats(reranker(scores), pids, gallery.pids))
+            reranked.append(per_query_stats(reranker(scores, [text_of(d) for d in dialogues]), pids, gallery.pids))
         for i in asked:
             turn = dialogues[i].turns[-1]
             logs[i].append(

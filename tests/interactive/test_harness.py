@@ -19,7 +19,7 @@ from ireid.core.rounds import RoundContext, retrieval_text_reader
 from ireid.interactive.harness import evaluate_strategy
 from ireid.interactive.reference import REFERENCE_TEXTS, every_answer, retriever_reference
 from ireid.interactive.report import markdown_report, table_rounds, write_report
-from ireid.interactive.session import Reranker
+from ireid.interactive.session import BaseModelAveraging
 from ireid.interactive.strategies.annotated import RandomQuestions
 from ireid.interactive.strategies.initial import InitialOnly
 from ireid.questioner.lookforward import OracleLookForward
@@ -161,7 +161,8 @@ def test_random_asks_only_unused_questions_and_is_reproducible(world) -> None:
 
 def test_reranker_averages_base_and_dialogue_scores() -> None:
     base = torch.tensor([[1.0, 0.0]])
-    assert torch.equal(Reranker(base, 0.5)(torch.tensor([[0.0, 0.5]])), torch.tensor([[0.5, 0.25]]))
+    averaged = BaseModelAveraging(base, 0.5)(torch.tensor([[0.0, 0.5]]), ["a dialogue"])
+    assert torch.equal(averaged, torch.tensor([[0.5, 0.25]]))
 
 
 def test_report_files_and_table_shape(world, tmp_path: Path) -> None:

@@ -1,0 +1,59 @@
+"""`ireid icl build-sft` and `ireid icl rerank` on the tiny world, and THI's rows in `ireid eval interactive`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ireid.app.cli import main
+from ireid.chatreid.conversations import read_conversations
+from ireid.core.loader import load_records
+from ireid.icl.perception import anchor_prompt
+from ireid.icl.sft import ANCHOR_TASK
+
+
+def test_build_sft_writes_shards_the_chatreid_loader_reads(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sft"
+    ckpt = tower_file.parent / "retriever.ckpt"
+    assert main(["icl", "build-sft", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--out", str(out),
+                 "--samples", "60", "--negatives", "3"]) == 0  # fmt: skip
+    conversations = list(read_conversations(out, 3))
+    assert len(conversations) == 60
+    counts = json.loads((out / "stage3.counts.json").read_text())["counts"]
+    assert sum(counts.values()) == 60 and counts["icl_anchor Yes"] > 0 and counts["icl_anchor No"] > 0
+    pid = {r.key: r.pid for r in load_records(tiny_world, "train")}
+    caption_pid = {r.captions[0]: r.pid for r in load_records(tiny_world, "train")}
+    for c in conversations:
+        if c["task"] == ANCHOR_TASK:
+            text = c["messages"][0]["content"][1]["text"]
+            query_pid = next(p for caption, p in caption_pid.items() if anchor_prompt(caption) == text)
+            assert (pid[c["images"][0]] == query_pid) == (c["messages"][1]["content"][0]["text"] == "Yes")
+
+
+def test_rerank_with_perfect_eyes_scores_anchor_accuracy(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "icl"
+    ckpt = tower_file.parent / "retriever.ckpt"
+    assert main(["icl", "rerank", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--aggregation", "join",
+                 "--xi", "1.0", "--anchor-pairs", "6", "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "thi.json").read_text())
+    assert report["uses_ground_truth"] is True
+    # Perfect eyes: every anchor shows the query's person, and no Yes/No answer is wrong.
+    assert report["anchor_is_match"] in (None, 100.0)
+    assert report["anchor_accuracy"]["accuracy"] == 100.0 and report["anchor_accuracy"]["pairs"] == 12
+    assert report["thi"]["R1"] >= report["retriever"]["R1"]
+
+
+def test_eval_interactive_scores_thi_rows_beside_each_strategy(tiny_world: Path, tower_file: Path, tmp_path: Path):
+    out = tmp_path / "eval"
+    ckpt = tower_file.parent / "retriever.ckpt"
+    assert main(["eval", "interactive", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--out", str(out),
+                 "--strategies", "initial,oracle-lookforward", "--rounds", "2", "--thi", "annotated"]) == 0  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "## With re-ranking: ICL★ THI on each round's dialogue text, MLLM annotated (uses ground truth)" in report
+    strategies = json.loads((out / "results.json").read_text())["strategies"]
+    for strategy in strategies:
+        assert len(strategy["reranked_rounds"]) == 3 and "reranked_bri" in strategy
+        # The initial description is re-ranked the same way in every strategy's round 0.
+        assert strategy["reranked_rounds"][0] == strategies[0]["reranked_rounds"][0]
+    assert main(["eval", "interactive", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--out", str(out),
+                 "--thi", "annotated", "--rerank-ckpt", str(ckpt)]) == 2  # fmt: skip
