@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
+import yaml
+
 from ireid.app.cli import main
 from ireid.chatreid.conversations import read_conversations
+from ireid.chatreid.inference import ChatReID
+from ireid.chatreid.module import ChatReIDModule
+from ireid.chatreid.train_cli import main as train
+from ireid.core.images import ImageStore
+from ireid.core.lightning_cli import compose_config
 from ireid.core.loader import load_records
 from ireid.icl.perception import anchor_prompt
 from ireid.icl.sft import ANCHOR_TASK
@@ -57,3 +65,34 @@ def test_eval_interactive_scores_thi_rows_beside_each_strategy(tiny_world: Path,
         assert strategy["reranked_rounds"][0] == strategies[0]["reranked_rounds"][0]
     assert main(["eval", "interactive", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--out", str(out),
                  "--thi", "annotated", "--rerank-ckpt", str(ckpt)]) == 2  # fmt: skip
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "icl"
+
+
+def test_sft_config_trains_a_model_thi_can_ask(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
+    """`configs/icl/sft-synthetic.yaml` on `ireid icl build-sft`'s data, two steps; the checkpoint answers Eq. 2."""
+    ckpt = tower_file.parent / "retriever.ckpt"
+    assert main(["icl", "build-sft", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--out",
+                 str(tmp_path / "sft"), "--samples", "40", "--negatives", "3"]) == 0  # fmt: skip
+    config = compose_config(CONFIGS / "sft-synthetic.yaml")
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "checkpoints")
+    config["data"].update(conversations_dir=str(tmp_path / "sft"), data_dir=str(tiny_world), val_fraction=0.25)
+    config["model"]["vision_checkpoint"] = str(tower_file)
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(config))
+    short = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
+    assert train(["fit", "--config", str(path), *short]) == 0
+    model = ChatReID.from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
+    record = load_records(tiny_world, "test")[0]
+    image = ImageStore.from_shards(tiny_world, "test").load([record.key])
+    assert len(model.judge([anchor_prompt(record.captions[0])], image)) == 1
+
+
+def test_the_real_sft_config_fits_the_module_with_the_papers_lora() -> None:
+    config = compose_config(CONFIGS / "sft-real.yaml")
+    inspect.signature(ChatReIDModule).bind(**config["model"])  # every key is a module argument
+    assert config["model"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.05} and config["model"]["lr"] == 5e-5
+    assert config["trainer"]["max_epochs"] == 2 and config["data"]["stage"] == config["model"]["stage"] == 3
