@@ -104,13 +104,17 @@ class TrainSampleTransform:
         erase_prob: float = 0.5,
         crop_pad: int = 10,
         partial_pairs: bool = False,
+        rda_share: float = 1.0,
     ):
         if not 0.0 <= partial_text_prob <= 1.0:
             raise ValueError(f"partial_text_prob must be in [0, 1], got {partial_text_prob}")
         self.partial_pairs = partial_pairs
         self.image = ImageTransform(size_hw, train=True, pad=crop_pad, erase_p=erase_prob, seed=seed)
         self.text_field = text_field
+        if not 0.0 <= rda_share <= 1.0:
+            raise ValueError(f"rda_share must be in [0, 1], got {rda_share}")
         self.rda = rda
+        self.rda_share = rda_share
         self.partial_text_prob = partial_text_prob
         self.partial_source = partial_source
         self.rng = random.Random(seed)
@@ -121,13 +125,20 @@ class TrainSampleTransform:
             return False
         return self.rng.random() < self.partial_text_prob
 
+    def _rda(self, record: Record) -> bool:
+        """ICL §3.3 mixes augmented texts with the originals: `rda_share` of the draws recombine the RDA groups."""
+        if not (self.rda and record.rda_groups):
+            return False
+        # no draw at share 1, so runs that always recombine keep their random stream
+        return self.rda_share >= 1.0 or self.rng.random() < self.rda_share
+
     def __call__(self, sample: Sample) -> TrainPair | None:
         record = sample.record
         full_text = True
         if self._partial(record):
             text = partial_text(record.initial_description, partial_statements(record, self.partial_source), self.rng)
             full_text = False
-        elif self.rda and record.rda_groups:
+        elif self._rda(record):
             text = rda_text(record.rda_groups, self.rng)
         else:
             texts = record_texts(record, self.text_field)
@@ -197,6 +208,8 @@ class RetrievalDataModule(L.LightningDataModule):
     of `partial_source`: the Q&A answers or the sub-captions); the rest stay `text_field` (or RDA).
     `partial_pairs`: every training image also pairs with a partial description, matched by a second SDM term,
     so dialogue-shaped queries are learnt without taking fine texts away (which partial_text_prob does).
+    `rda`, `rda_share`: ICL's RDA (§3.3): that share of training texts recombine the record's `rda_groups`, the rest
+    stay `text_field`; the paper mixes the two (1.0: every text recombined).
     `cache_in_memory`: keep the decoded samples after the first epoch (about 25 kB per 128×64 image), so
     that later epochs only augment; with `num_workers > 0` the workers are kept alive to keep their caches.
     `erase_prob`, `crop_pad`: IRRA's random erasing probability and the padding of its random crop.
@@ -222,6 +235,7 @@ class RetrievalDataModule(L.LightningDataModule):
         erase_prob: float = 0.5,
         crop_pad: int = 10,
         partial_pairs: bool = False,
+        rda_share: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -251,6 +265,7 @@ class RetrievalDataModule(L.LightningDataModule):
                 hp.erase_prob,
                 hp.crop_pad,
                 hp.partial_pairs,
+                hp.rda_share,
             ),
             shuffle=True,
             shuffle_buffer=hp.shuffle_buffer,

@@ -128,3 +128,16 @@ def test_partial_pairs_give_every_image_a_second_partial_text():
     assert batch["partial_texts"] == [pairs[0].partial, bare.fine_description], "no initial: its own text again"
     unpaired = TrainSampleTransform((32, 16), "fine", rda=False, seed=0)(sample_of(record))
     assert collate_train([unpaired])["partial_texts"] is None
+
+
+def test_rda_share_mixes_recombined_and_original_texts():
+    groups = [["He wore a red top.", "His top was red."], ["No hat.", "He wore no hat."]]
+    record = make_record(0, rda_groups=groups)
+    original = record.fine_description
+    half = TrainSampleTransform((32, 16), "fine", rda=True, seed=0, rda_share=0.5)
+    texts = [half(sample_of(record)).text for _ in range(200)]
+    assert 60 < texts.count(original) < 140 and all(t == original or "top" in t for t in texts)
+    always = TrainSampleTransform((32, 16), "fine", rda=True, seed=0)
+    assert original not in {always(sample_of(record)).text for _ in range(50)}
+    with pytest.raises(ValueError, match="rda_share"):
+        TrainSampleTransform((32, 16), "fine", rda=True, seed=0, rda_share=2.0)
