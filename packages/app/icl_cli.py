@@ -2,6 +2,7 @@
 
 ireid icl rerank --config configs/icl/synthetic.yaml [--data D] [--retriever-ckpt R] [--mllm SOURCE] [--xi X] ...
 ireid icl build-sft --data D --retriever-ckpt R --out O [--samples N] [--vqa-share S] [--negatives K]
+ireid icl rda --data D --out O [--llm smollm2] [--mllm annotated] [--rewrites 3] [--max-records N]
 
 SOURCE names the MLLM: `annotated` (the images' annotations, uses ground truth: THI's upper bound),
 `chatreid:<checkpoint>` (a ChatReID model) or `openai:<base_url>#<model>` (a vision server such as vLLM or SGLang).
@@ -12,21 +13,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ireid.app.thi_pipeline import build_thi, text_negatives
+from ireid.app.thi_pipeline import ANNOTATED, build_perception, build_thi, text_negatives
 from ireid.chatreid.conversations import check_conversation, stage_prefix
 from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
-from ireid.core.loader import load_records
+from ireid.core.llm import OPENAI_PREFIX, load_chat_llm
+from ireid.core.loader import load_records, undecoded_samples
 from ireid.core.records import evenly_spaced
-from ireid.core.shards import ShardWriter, atomic_write_bytes, atomic_write_json
-from ireid.icl.config import RerankConfig, load_config
+from ireid.core.reply_cache import ReplyCache
+from ireid.core.shards import MANIFEST_SUFFIX, ShardWriter, atomic_write_bytes, atomic_write_json
+from ireid.core.tokenizer import dataset_tokenizer
+from ireid.icl.config import RerankConfig, ServerSettings, load_config
 from ireid.icl.evaluation import calls_per_query, evaluate_thi, markdown_table, plot_sweep, query_texts
+from ireid.icl.rda import RDAGenerator, RDASettings, consistency
 from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations
 from ireid.retriever.inference import ModuleRetriever
 
@@ -62,6 +69,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--negatives", type=int, default=10, help="each text's negatives: its top-K other people")
     sft.add_argument("--seed", type=int, default=0)
     sft.set_defaults(run=run_build_sft)
+    rda = commands.add_parser("rda", help="§3.3: a copy of a data set whose records carry RDA groups from an LLM")
+    rda.add_argument("--data", required=True, help="the data set (shard folder)")
+    rda.add_argument("--out", required=True, help="the copy (its other splits copied as they are); resumes")
+    rda.add_argument("--split", default="train")
+    rda.add_argument(
+        "--llm", default="smollm2", help="decomposition and rewriting: smollm2 | tiny | openai:URL#MODEL | dir"
+    )
+    rda.add_argument("--mllm", help="enrichment by VQA on each image: annotated | chatreid:<ckpt> | openai:URL#MODEL")
+    rda.add_argument("--rewrites", type=int, default=3)
+    rda.add_argument("--max-records", type=int, help="only the first N records get new groups; the others are copied")
+    rda.add_argument("--batch-size", type=int, default=32, help="records per batch of model calls")
+    rda.add_argument("--timeout-s", type=float, default=60.0, help="openai: seconds per request")
+    rda.add_argument("--max-retries", type=int, default=3, help="openai: attempts per request")
+    rda.set_defaults(run=run_rda)
 
 
 def resolve_config(args: argparse.Namespace) -> RerankConfig:
@@ -131,4 +152,66 @@ def run_rerank(args: argparse.Namespace) -> int:
               f"{a['yes_on_match']} %, No on another person {a['no_on_other_person']} %)")  # fmt: skip
     for name in ("thi.json", "thi.md", "thi_sweep.png"):
         print(f"{name}: {out / name}")
+    return 0
+
+
+def _copy_other_splits(data: Path, out: Path, split: str) -> None:
+    """Everything of the data set but the split's shards and manifest, copied once."""
+    for path in data.iterdir():
+        shard = path.name.startswith(f"{split}-") and path.suffix == ".tar"
+        if shard or path.name == f"{split}{MANIFEST_SUFFIX}":
+            continue
+        target = out / path.name
+        if not target.exists():
+            shutil.copytree(path, target) if path.is_dir() else shutil.copy2(path, target)
+
+
+def run_rda(args: argparse.Namespace) -> int:
+    data, out = Path(args.data), Path(args.out)
+    if args.batch_size < 1 or (args.max_records is not None and args.max_records < 0):
+        raise ValueError("--batch-size must be at least 1 and --max-records at least 0")
+    samples = undecoded_samples(data, args.split)
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_other_splits(data, out, args.split)
+    server = ServerSettings(timeout_s=args.timeout_s, max_retries=args.max_retries)
+    options = dataclasses.asdict(server) if args.llm.startswith(OPENAI_PREFIX) else {}
+    tokenizer_dir = Path(dataset_tokenizer(data).name_or_path) if args.llm == "tiny" else None  # a tiny LLM's words
+    llm = load_chat_llm(args.llm, tokenizer_dir=tokenizer_dir, **options)
+    perception = None
+    if args.mllm:
+        records = {s.record.key: s.record for s in samples}
+        images = None if args.mllm == ANNOTATED else ImageStore.from_shards(data, args.split)
+        perception = build_perception(args.mllm, records, images, server)
+    generator = RDAGenerator(llm, ReplyCache(out / "rda.cache.jsonl", args.llm), RDASettings(rewrites=args.rewrites),
+                             perception)  # fmt: skip
+    chosen = samples if args.max_records is None else samples[: args.max_records]
+    truth: Counter[str] = Counter()
+    start = time.perf_counter()
+    with ShardWriter(out, args.split, resume=True) as writer:
+        for begin in tqdm(range(0, len(chosen), args.batch_size), desc="RDA groups", unit="batch"):
+            batch = [s for s in chosen[begin : begin + args.batch_size] if s.record.key not in writer.written_keys]
+            if not batch:
+                continue
+            for sample, groups in zip(batch, generator.groups([s.record for s in batch]), strict=True):
+                if sample.record.attributes:
+                    truth.update(consistency(groups, sample.record.attributes))
+                record = dataclasses.replace(sample.record, rda_groups=groups)
+                writer.write(record, sample.image, "png" if sample.image[:4] == b"\x89PNG" else "jpg")  # type: ignore[index]
+        for sample in samples[len(chosen) :]:
+            writer.write(sample.record, sample.image, "png" if sample.image[:4] == b"\x89PNG" else "jpg")  # type: ignore[index]
+    seconds = time.perf_counter() - start
+    made = generator.counts["records"]
+    summary = {
+        "data": str(data), "split": args.split, "llm": args.llm, "mllm": args.mllm, "rewrites": args.rewrites,
+        "records_with_new_groups": len(chosen), "model_calls": generator.cache.asked, "counts": dict(generator.counts),
+        "seconds": round(seconds, 1), "records_per_minute": round(60 * made / max(seconds, 1e-9), 1),
+    }  # fmt: skip
+    if truth:
+        summary["consistency"] = {
+            kind: {"stating_an_attribute": round(100 * truth[f"{kind}_stating"] / max(truth[kind], 1), 1),
+                   "only_true_values": round(100 * truth[f"{kind}_true"] / max(truth[f"{kind}_stating"], 1), 1)}
+            for kind in ("sub_sentences", "rewrites")
+        }  # fmt: skip
+    atomic_write_json(out / "rda.summary.json", summary)
+    print(json.dumps(summary, indent=1))
     return 0

@@ -18,7 +18,7 @@ from ireid.core.loader import load_records
 from ireid.core.protocols import TextImageRetriever, VisionLanguageModel
 from ireid.core.records import Record
 from ireid.icl.config import ServerSettings
-from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception, Perception
+from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
 from ireid.icl.sft import hard_negatives
 from ireid.icl.thi import THI, MLLMAggregator, THISettings
 from ireid.retriever.inference import ModuleRetriever
@@ -39,6 +39,18 @@ def vision_model(source: str, server: ServerSettings | None = None) -> VisionLan
     raise ValueError(f"MLLM source {source!r}: expected annotated, chatreid:<ckpt> or openai:<base_url>#<model>")
 
 
+def build_perception(
+    mllm: str, records: Mapping[str, Record], images: ImageStore | None, server: ServerSettings | None = None
+) -> MLLMPerception | AnnotatedPerception:
+    """What answers about images by key: `mllm` asked with the images, or ("annotated") the records' annotations,
+    which uses ground truth."""
+    if mllm == ANNOTATED:
+        return AnnotatedPerception(records)
+    if images is None:
+        raise ValueError(f"MLLM {mllm!r} needs the images")
+    return MLLMPerception(vision_model(mllm, server), images, name=mllm.partition(":")[0])
+
+
 def build_thi(
     mllm: str,
     settings: THISettings,
@@ -47,21 +59,14 @@ def build_thi(
     images: ImageStore | None,
     server: ServerSettings | None = None,
 ) -> THI:
-    """THI over `retriever` asking `mllm` ("annotated": the records' annotations, which uses ground truth) about the
-    images by key; every answer is cached, so sweeps and repeated rounds ask each pair once."""
-    perception: Perception
+    """THI over `retriever` asking `mllm` about the images by key (`build_perception`); every answer is cached, so
+    sweeps and repeated rounds ask each pair once."""
+    if mllm == ANNOTATED and settings.aggregation == "mllm":
+        raise ValueError("THI setting 'aggregation': 'mllm' needs an MLLM; with the annotated perception use join")
+    perception = build_perception(mllm, records, images, server)
     aggregator = None
-    if mllm == ANNOTATED:
-        if settings.aggregation == "mllm":
-            raise ValueError("THI setting 'aggregation': 'mllm' needs an MLLM; with the annotated perception use join")
-        perception = AnnotatedPerception(records)
-    else:
-        if images is None:
-            raise ValueError(f"MLLM {mllm!r} needs the gallery's images")
-        model = vision_model(mllm, server)
-        perception = MLLMPerception(model, images, name=mllm.partition(":")[0])
-        if settings.aggregation == "mllm":
-            aggregator = MLLMAggregator(model, settings.max_words, settings.max_new_tokens)
+    if isinstance(perception, MLLMPerception) and settings.aggregation == "mllm":
+        aggregator = MLLMAggregator(perception.model, settings.max_words, settings.max_new_tokens)
     return THI(CachedPerception(perception), retriever.encode_text, settings, aggregator)
 
 
