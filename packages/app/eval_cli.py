@@ -68,10 +68,11 @@ def _reranker_factory(config: EvalConfig, gallery_dir: Path, retriever: ModuleRe
     """T-ReID: base-model similarities of each batch's initial descriptions against the base model's own gallery.
     ICL's THI: one re-ranker (its answers cached) for every batch, each round's dialogue text as the query."""
     if config.thi is not None:
-        mllm, settings = thi_settings(config.thi)
+        mllm, settings, server = thi_settings(config.thi)
         images = None if mllm == ANNOTATED else ImageStore.from_shards(gallery_dir, config.split)
         records = {r.key: r for r in gallery.records}
-        reranker = THIReranker(build_thi(mllm, settings, retriever, records, images), gallery.keys, gallery.embeddings)
+        thi = build_thi(mllm, settings, retriever, records, images, server)
+        reranker = THIReranker(thi, gallery.keys, gallery.embeddings)
         return lambda batch: reranker
     if config.rerank is None or not config.rerank.base_ckpt:
         return None
@@ -135,7 +136,7 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
         "rounds": config.rounds,
     }
     if config.thi is not None:
-        mllm, settings = thi_settings(config.thi)
+        mllm, settings, _ = thi_settings(config.thi)
         uses = " (uses ground truth)" if mllm == ANNOTATED else ""
         context["re-ranking"] = (
             f"ICL★ THI on each round's dialogue text, MLLM {mllm}{uses}, K {settings.rounds}, ξ {settings.xi} "

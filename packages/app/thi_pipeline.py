@@ -17,6 +17,7 @@ from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM
 from ireid.core.loader import load_records
 from ireid.core.protocols import TextImageRetriever, VisionLanguageModel
 from ireid.core.records import Record
+from ireid.core.settings import from_mapping
 from ireid.icl.config import ServerSettings
 from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
 from ireid.icl.sft import hard_negatives
@@ -70,17 +71,21 @@ def build_thi(
     return THI(CachedPerception(perception), retriever.encode_text, settings, aggregator)
 
 
-def thi_settings(options: Mapping[str, Any]) -> tuple[str, THISettings]:
-    """The MLLM source and THI settings of a config mapping ({"mllm": ..., and THISettings fields})."""
+def thi_settings(options: Mapping[str, Any]) -> tuple[str, THISettings, ServerSettings]:
+    """The MLLM source, THI settings and server settings of a config mapping: {"mllm": ..., "server": {timeout_s,
+    max_retries, max_workers}, and any THISettings field}."""
     options = dict(options)
     mllm = options.pop("mllm", ANNOTATED)
+    server = from_mapping(ServerSettings, options.pop("server", {}), "config field 'thi.server'")
     if mllm == ANNOTATED:
         options.setdefault("aggregation", "join")  # no model to write the merged query
     known = {f.name for f in dataclasses.fields(THISettings)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"config field 'thi': unknown key(s) {unknown}; expected mllm or one of {sorted(known)}")
-    return mllm, THISettings(**options)
+        raise ValueError(
+            f"config field 'thi': unknown key(s) {unknown}; expected mllm, server or one of {sorted(known)}"
+        )
+    return mllm, THISettings(**options), server
 
 
 def text_negatives(

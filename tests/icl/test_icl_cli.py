@@ -6,9 +6,11 @@ import inspect
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ireid.app.cli import main
+from ireid.app.thi_pipeline import thi_settings
 from ireid.chatreid.conversations import read_conversations
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
@@ -96,3 +98,23 @@ def test_the_real_sft_config_fits_the_module_with_the_papers_lora() -> None:
     inspect.signature(ChatReIDModule).bind(**config["model"])  # every key is a module argument
     assert config["model"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.05} and config["model"]["lr"] == 5e-5
     assert config["trainer"]["max_epochs"] == 2 and config["data"]["stage"] == config["model"]["stage"] == 3
+
+
+def test_an_unreachable_mllm_server_is_one_line_naming_it(tiny_world: Path, tower_file: Path, tmp_path: Path, capsys):
+    ckpt = tower_file.parent / "retriever.ckpt"
+    status = main(["icl", "rerank", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--mllm",
+                   "openai:http://127.0.0.1:9/v1#vision", "--max-retries", "1", "--timeout-s", "2",
+                   "--out", str(tmp_path / "icl")])  # fmt: skip
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # bars aside
+    assert status == 2 and len(errors) == 1 and "Traceback" not in errors[0]
+    assert errors[0].startswith("error: cannot reach the chat server at http://127.0.0.1:9/v1/chat/completions")
+    assert not (tmp_path / "icl" / "thi.json").exists()
+
+
+def test_thi_settings_from_an_evaluation_config() -> None:
+    mllm, settings, server = thi_settings({"mllm": "annotated", "xi": 0.4, "server": {"timeout_s": 5}})
+    assert mllm == "annotated" and settings.xi == 0.4 and settings.aggregation == "join" and server.timeout_s == 5
+    with pytest.raises(ValueError, match="unknown key"):
+        thi_settings({"mllm": "annotated", "threshold": 0.4})
+    with pytest.raises(ValueError, match=r"thi\.server"):
+        thi_settings({"server": {"timeout": 5}})
