@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import chatreid_cli
-from ireid.app.stages import fit_step
+from ireid.app.stages import REPO_CONFIGS, fit_step
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
 from ireid.chatreid.data import ConversationData
@@ -28,7 +28,7 @@ from ireid.core.person_vision import VisionTowerFile
 from ireid.core.shards import atomic_write_json
 from ireid.retriever.inference import ensure_vision_tower
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "chatreid"
+CONFIGS = REPO_CONFIGS / "chatreid"
 CHAINS = {"1+2+3": (1, 2, 3), "2+3": (2, 3), "3": (3,)}
 METRICS = (("mAP", "mAP"), ("R@1", "R1"))  # row metric name, key in a task's summary
 # ChatReID's world: second outfits (cloth-changing) and infrared cameras beside the default generator.

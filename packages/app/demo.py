@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, build_targets_once, targets_dir, train_llava_reid
-from ireid.app.stages import fit_step
+from ireid.app.stages import REPO_CONFIGS, fit_step
 from ireid.core.shards import atomic_write_json
 from ireid.core.synthetic import cli as synth_cli
 from ireid.interactive.config import load_config
@@ -34,7 +34,6 @@ from ireid.retriever.cli import RetrieverCLI
 from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # chatir runs an LLM for every question; on a 2-core CPU that alone exceeds the demo's time budget.
 DEMO_STRATEGIES = (
     "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "target-frequency", "llava-reid"

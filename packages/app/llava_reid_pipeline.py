@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ireid.app.stages import fit_step
+from ireid.app.stages import REPO_CONFIGS, fit_step
 from ireid.app.strategies import build_strategy
 from ireid.core.gallery import encode_split
 from ireid.core.loader import load_records
@@ -33,7 +33,7 @@ from ireid.selector.cli import SelectorCLI
 from ireid.selector.data import SelectorData, save_selector_tensors
 from ireid.selector.module import SelectorWarmup
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = REPO_CONFIGS
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any
 from ireid.core.lightning_cli import IreidCLI
 from ireid.core.shards import atomic_write_json
 
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ folder
+
 
 def minutes_to_hms(minutes: float) -> str:
     """Lightning's `max_time` format, DD:HH:MM:SS."""
