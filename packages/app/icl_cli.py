@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ireid.app.thi_pipeline import ANNOTATED, build_perception, build_thi, text_negatives
-from ireid.chatreid.conversations import check_conversation, stage_prefix
+from ireid.app.thi_pipeline import ANNOTATED, build_perception, build_thi, write_sft
 from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, load_chat_llm
@@ -34,7 +33,6 @@ from ireid.core.tokenizer import dataset_tokenizer
 from ireid.icl.config import RerankConfig, ServerSettings, load_config
 from ireid.icl.evaluation import calls_per_query, evaluate_thi, markdown_table, plot_sweep, query_texts
 from ireid.icl.rda import RDAGenerator, RDASettings, consistency
-from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations
 from ireid.retriever.inference import ModuleRetriever
 
 
@@ -97,24 +95,11 @@ def resolve_config(args: argparse.Namespace) -> RerankConfig:
 
 
 def run_build_sft(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
-    records, negatives = text_negatives(retriever, args.data, args.split, args.negatives)
-    counts: Counter[str] = Counter()
-    prefix = stage_prefix(STAGE)
-    with ShardWriter(out, prefix) as writer:
-        for key, sample in tqdm(
-            sft_conversations(records, negatives, args.samples, args.vqa_share, args.seed),
-            total=args.samples, desc="ICL SFT conversations", unit="sample",
-        ):  # fmt: skip
-            check_conversation(sample, key, f"{out}: sample {key!r}")
-            writer.write_sample(key, {"json": json.dumps(sample, sort_keys=True).encode()})
-            answer = sample["messages"][-1]["content"][0]["text"]
-            counts[sample["task"] if sample["task"] == VQA_TASK else f"{sample['task']} {answer}"] += 1
-    settings = ("data", "split", "retriever_ckpt", "samples", "vqa_share", "negatives", "seed")
-    summary = {name: getattr(args, name) for name in settings} | {"counts": dict(counts)}
-    atomic_write_json(out / f"{prefix}.counts.json", summary)
-    print(", ".join(f"{task}: {n}" for task, n in sorted(counts.items())) + f" -> {out}")
+    counts = write_sft(
+        Path(args.out), Path(args.data), Path(args.retriever_ckpt), args.split, args.samples, args.vqa_share,
+        args.negatives, args.seed,
+    )  # fmt: skip
+    print(", ".join(f"{task}: {n}" for task, n in sorted(counts.items())) + f" -> {args.out}")
     return 0
 
 

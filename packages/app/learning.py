@@ -9,6 +9,7 @@ with its twins on that world's unseen test identities:
 | `questioner` | llava-reid | expected-gain, target-frequency, plugir (ground truth), random | R@1 (last round), BRI |
 | `selection` (Table 3) | the selector; look-forward targets | top-k, k-means, uniform; random targets | same |
 | `chatreid` (Table 4) | stages 1+2+3 (2+3, 3 alone shown) | the retriever alone | standard, text-to-image mAP, R@1 |
+| `icl` (Table 6) | THI with a tiny MLLM tuned on Eq. 3's data (perfect eyes shown) | the retriever | caption R@1, mAP |
 
 ChatReID has its own world (second outfits, infrared cameras) and retriever under `chatreid/` of the seed's folder.
 Every step resumes: a seed's folder follows the demo's layout (`data/`, `retriever/`, `llava-reid/`, `eval/`),
@@ -30,13 +31,14 @@ from ireid.app import demo
 from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
+from ireid.app.stages import REPO_CONFIGS
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
 
-PARTS = ("retriever", "questioner", "selection", "chatreid")
+PARTS = ("retriever", "questioner", "selection", "chatreid", "icl")
 DEFAULT_PARTS = ("retriever", "questioner", "selection")
-REPO_CONFIGS = demo.REPO_CONFIGS
 
 
 @dataclass
@@ -64,6 +66,7 @@ class LearningConfig:
     retriever: RetrieverRows = field(default_factory=RetrieverRows)
     llava_reid: LlavaReIDBudget = field(default_factory=LlavaReIDBudget)
     chatreid: ChatReIDBudget = field(default_factory=ChatReIDBudget)
+    icl: ICLBudget = field(default_factory=ICLBudget)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -110,8 +113,15 @@ CHATREID = Comparison(
     ("standard mAP", "text-to-image mAP", "standard R@1", "text-to-image R@1"),
     references=("chatreid:2+3", "chatreid:3"),
 )
-COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, CHATREID)
-GROUND_TRUTH = {"plugir", "oracle-lookforward"}  # strategies that read gallery annotations or the target
+ICL_THI = Comparison(
+    "THI re-ranking (ICL Table 6)",
+    THI_LEARNED,
+    (RETRIEVER_ALONE,),
+    ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
+    references=(THI_ANNOTATED,),
+)
+COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, CHATREID, ICL_THI)
+GROUND_TRUTH = {"plugir", "oracle-lookforward", THI_ANNOTATED}  # rows that read gallery annotations or the target
 
 SeedResults = dict[str, dict[str, float]]  # row name -> metric -> value
 
@@ -172,6 +182,9 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
     if {"questioner", "selection"} & set(config.parts):
         retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
         rows.update(_dialogue_rows(config, seed, seed_dir, data_dir, retriever))
+    if "icl" in config.parts:
+        retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
+        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed))
     if "chatreid" in config.parts:
         rows.update(_chatreid_rows(config, seed, seed_dir / "chatreid"))
     return rows

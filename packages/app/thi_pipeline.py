@@ -1,16 +1,27 @@
-"""ICL's THI put together from its parts: the MLLM a source string names, the perception and the re-ranker, and the
-retriever's hard negatives for the SFT data. Used by `ireid icl` and by `ireid eval interactive`'s THI re-ranking.
+"""ICL put together from its parts: the MLLM a source string names, the perception and THI, the SFT data with the
+retriever's hard negatives, and Table 6's THI rows on one world. Used by `ireid icl`, by `ireid eval interactive`'s
+THI re-ranking and by `ireid eval learning`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
+from ireid.app.stages import REPO_CONFIGS, fit_step
+from ireid.chatreid.conversations import check_conversation, stage_prefix
+from ireid.chatreid.data import ConversationData
 from ireid.chatreid.inference import ChatReID
+from ireid.chatreid.module import ChatReIDModule
+from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM
@@ -18,11 +29,13 @@ from ireid.core.loader import load_records
 from ireid.core.protocols import TextImageRetriever, VisionLanguageModel
 from ireid.core.records import Record
 from ireid.core.settings import from_mapping
-from ireid.icl.config import ServerSettings
+from ireid.core.shards import ShardWriter, atomic_write_json
+from ireid.icl.config import ServerSettings, load_config
+from ireid.icl.evaluation import evaluate_thi, query_texts
 from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
-from ireid.icl.sft import hard_negatives
+from ireid.icl.sft import STAGE, VQA_TASK, hard_negatives, sft_conversations
 from ireid.icl.thi import THI, MLLMAggregator, THISettings
-from ireid.retriever.inference import ModuleRetriever
+from ireid.retriever.inference import ModuleRetriever, ensure_vision_tower
 
 CHATREID_PREFIX = "chatreid:"
 ANNOTATED = "annotated"
@@ -104,3 +117,84 @@ def text_negatives(
         for record, row in zip(chunk, hard_negatives(scores, pids, gallery.pids, k), strict=True):
             negatives[record.key] = [gallery.keys[j] for j in row]
     return records, negatives
+
+
+def write_sft(
+    out: Path, data: Path, retriever_ckpt: Path, split: str, samples: int, vqa_share: float, negatives: int, seed: int
+) -> dict[str, int]:
+    """Eq. 3's SFT conversations (`ireid.icl.sft`) as ChatReID stage-3 shards in `out`, with `stage3.counts.json`;
+    returns the count per task and answer."""
+    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
+    records, hard = text_negatives(retriever, str(data), split, negatives)
+    counts: Counter[str] = Counter()
+    prefix = stage_prefix(STAGE)
+    with ShardWriter(out, prefix) as writer:
+        for key, sample in tqdm(
+            sft_conversations(records, hard, samples, vqa_share, seed),
+            total=samples, desc="ICL SFT conversations", unit="sample",
+        ):  # fmt: skip
+            check_conversation(sample, key, f"{out}: sample {key!r}")
+            writer.write_sample(key, {"json": json.dumps(sample, sort_keys=True).encode()})
+            answer = sample["messages"][-1]["content"][0]["text"]
+            counts[sample["task"] if sample["task"] == VQA_TASK else f"{sample['task']} {answer}"] += 1
+    settings = {"data": str(data), "split": split, "retriever_ckpt": str(retriever_ckpt), "samples": samples,
+                "vqa_share": vqa_share, "negatives": negatives, "seed": seed}  # fmt: skip
+    atomic_write_json(out / f"{prefix}.counts.json", settings | {"counts": dict(counts)})
+    return dict(counts)
+
+
+@dataclass
+class ICLBudget:
+    """`ireid eval learning`'s ICL rows: the SFT data and steps of the tiny MLLM, and THI's settings."""
+
+    sft_samples: int = 8000
+    vqa_share: float = 0.3
+    negatives: int = 10
+    sft_steps: int = 1500
+    sft_config: str = str(REPO_CONFIGS / "icl" / "sft-synthetic.yaml")
+    rerank_config: str = str(REPO_CONFIGS / "icl" / "synthetic.yaml")
+    overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for the SFT
+
+
+THI_LEARNED = "retriever + THI★ (SFT'd MLLM)"
+THI_ANNOTATED = "retriever + THI★ (perfect eyes)"
+RETRIEVER_ALONE = "retriever alone (captions)"
+
+
+def icl_rows(
+    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int
+) -> dict[str, dict[str, float]]:
+    """ICL Table 6's THI rows on one world: the retriever alone, THI with the tiny MLLM tuned on Eq. 3's data, and
+    THI with perfect eyes (uses ground truth), on the test captions; each step resumes."""
+    sft_dir = out / "sft-data"
+    if not (sft_dir / f"{stage_prefix(STAGE)}.counts.json").exists():
+        write_sft(sft_dir, data_dir, retriever_ckpt, "train", budget.sft_samples, budget.vqa_share, budget.negatives,
+                  seed)  # fmt: skip
+    tower = ensure_vision_tower(retriever_ckpt, out / "vision-tower.pt")
+    overrides = [
+        "--data.conversations_dir", str(sft_dir), "--data.data_dir", str(data_dir), "--seed_everything", str(seed),
+        "--trainer.max_steps", str(budget.sft_steps), "--model.vision_checkpoint", str(tower), *budget.overrides,
+    ]  # fmt: skip
+    model = fit_step("ICL SFT", out / "sft", ChatReIDCLI, ChatReIDModule, ConversationData, Path(budget.sft_config),
+                     overrides, checkpoints=out / "sft" / "checkpoints")  # fmt: skip
+    config = load_config(budget.rerank_config)
+    records = load_records(data_dir, config.split)
+    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
+    gallery = encode_split(retriever, data_dir, config.split)
+    texts = query_texts(records, config.query)
+    pids = torch.tensor([r.pid for r in records], dtype=torch.long)
+    images = ImageStore.from_shards(data_dir, config.split)
+    by_key = {r.key: r for r in records}
+    rows: dict[str, dict[str, float]] = {}
+    for name, mllm in ((THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)):
+        settings = dataclasses.replace(config.thi, aggregation="join")
+        thi = build_thi(mllm, settings, retriever, by_key, images)
+        report = evaluate_thi(thi, texts, pids, gallery, anchor_pairs=config.anchor_pairs)
+        rows[RETRIEVER_ALONE] = {"caption R@1": report["retriever"]["R1"], "caption mAP": report["retriever"]["mAP"]}
+        rows[name] = {
+            "caption R@1": report["thi"]["R1"],
+            "caption mAP": report["thi"]["mAP"],
+            "anchor accuracy": report["anchor_accuracy"]["accuracy"],
+            "interacted": float(report["counts"]["interacted"]),
+        }
+    return rows

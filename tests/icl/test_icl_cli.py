@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ireid.app.cli import main
-from ireid.app.thi_pipeline import thi_settings
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows, thi_settings
 from ireid.chatreid.conversations import read_conversations
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
@@ -118,3 +118,17 @@ def test_thi_settings_from_an_evaluation_config() -> None:
         thi_settings({"mllm": "annotated", "threshold": 0.4})
     with pytest.raises(ValueError, match=r"thi\.server"):
         thi_settings({"server": {"timeout": 5}})
+
+
+def test_table6_rows_for_eval_learning(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
+    budget = ICLBudget(sft_samples=40, negatives=3, sft_steps=2, overrides=[
+        "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--data.val_fraction", "0.25",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])  # fmt: skip
+    ckpt = tower_file.parent / "retriever.ckpt"
+    rows = icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0)
+    assert set(rows) == {RETRIEVER_ALONE, THI_LEARNED, THI_ANNOTATED}
+    assert rows[THI_ANNOTATED]["anchor accuracy"] == 100.0
+    assert 0.0 <= rows[THI_LEARNED]["anchor accuracy"] <= 100.0
+    assert rows[THI_ANNOTATED]["caption R@1"] >= rows[RETRIEVER_ALONE]["caption R@1"]
+    assert (tmp_path / "icl" / "sft" / "done.json").exists()
+    assert icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0) == rows  # every step is reused
