@@ -54,9 +54,10 @@ def calls_per_query(counts: dict[str, int], questions_per_image: int) -> float:
 def anchor_accuracy(
     perception: Perception, texts: Sequence[str], base: torch.Tensor, pids: torch.Tensor, gallery: Gallery, count: int
 ) -> dict[str, Any]:
-    """Eq. 2 on `count` queries (evenly spaced), each asked about an image of its own person (another image where
-    there is one) and about the image of another person its text ranks highest: the hard negative the SFT data
-    uses. Balanced, so always answering Yes (or No) scores 50 %."""
+    """Eq. 2 on `count` queries (evenly spaced), each asked about an image of its own person (not its top-1 where
+    the person has another, so the judge must do more than agree with the retriever) and about the image of
+    another person its text ranks highest: the hard negative the SFT data uses. Balanced, so always answering Yes
+    (or No) scores 50 %."""
     rows = torch.linspace(0, len(texts) - 1, min(count, len(texts))).round().long().unique().tolist()
     positives, negatives = [], []
     for i in rows:

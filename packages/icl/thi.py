@@ -10,7 +10,6 @@ ranking).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -187,16 +186,12 @@ class THI:
 
 
 class THIReranker:
-    """THI as the interactive harness's re-ranker: each round's dialogue text is the query, the gallery fixed.
-    `counts` add up what every call asked."""
+    """THI as the interactive harness's re-ranker: each round's dialogue text is the query, the gallery fixed."""
 
     def __init__(self, thi: THI, keys: Sequence[str], embeddings: Tensor):
         self.thi = thi
         self.keys = list(keys)
         self.embeddings = embeddings
-        self.counts: Counter[str] = Counter()
 
     def __call__(self, dialogue_scores: Tensor, texts: Sequence[str]) -> Tensor:
-        result = self.thi.rerank(texts, dialogue_scores, self.keys, self.embeddings)
-        self.counts.update(result.counts)
-        return result.scores
+        return self.thi.rerank(texts, dialogue_scores, self.keys, self.embeddings).scores
