@@ -245,6 +245,9 @@ def markdown_table(per_seed: dict[int, SeedResults]) -> str:
             cells = []
             for metric in metrics:
                 values = [per_seed[s][name][metric] for s in seeds if metric in per_seed[s].get(name, {})]
+                if not values:  # a metric only some rows have (anchor accuracy: not the retriever's)
+                    cells.append("—")
+                    continue
                 mean, sd = mean_sd(values)
                 digits = 2 if metric in comparison.lower_is_better else 1  # BRI is a rank ratio, the rest percent
                 cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from ireid.app.cli import main
-from ireid.app.learning import CANDIDATES, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
+from ireid.app.learning import CANDIDATES, ICL_THI, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_LEARNED
 from ireid.retriever import ablation_cli
 
 TINY_WORLD = ["--ids-train", "12", "--ids-val", "4", "--ids-test", "6", "--images-per-id", "2", "--quiet"]
@@ -75,6 +76,18 @@ def test_the_table_gives_mean_sd_and_the_margin_over_the_best_twin() -> None:
     assert "| plugir (uses ground truth) | 11.0 ± 1.4 | 1.70 ± 0.71 |" in table
     assert "R@1: +5.5 ± 0.7 (per seed: +5.0, +6.0)" in table
     assert "Candidates" not in table  # no row of it was run
+
+
+def test_a_metric_only_some_rows_have_is_a_dash_for_the_others() -> None:
+    per_seed = {
+        seed: {RETRIEVER_ALONE: {"caption R@1": 50.0 + seed, "caption mAP": 40.0},
+               THI_LEARNED: {"caption R@1": 50.0 + seed, "caption mAP": 40.0, "anchor accuracy": 50.0,
+                             "interacted": 0.0}}
+        for seed in (1, 2)
+    }  # fmt: skip
+    table = markdown_table(per_seed)
+    assert f"| {RETRIEVER_ALONE} | 51.5 ± 0.7 | 40.0 ± 0.0 | — | — |" in table
+    assert margins(ICL_THI, per_seed) == [0.0, 0.0]
 
 
 def test_unknown_parts_and_no_seeds_are_clear_errors(tmp_path: Path, capsys) -> None:
