@@ -38,7 +38,7 @@ from ireid.retriever.inference import ModuleRetriever
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `icl` command group to the top-level CLI."""
-    group = subparsers.add_parser("icl", help="ICL: test-time human-centred interaction (THI) over a retriever")
+    group = subparsers.add_parser("icl", help="ICL: test-time interaction (THI) over a retriever, its SFT data, RDA")
     commands = group.add_subparsers(dest="icl_command", required=True)
     rerank = commands.add_parser("rerank", help="re-rank a text-to-image evaluation with THI (ICL Tables 1, 5; Fig. 5)")
     rerank.add_argument("--config", type=Path, help="YAML settings (configs/icl/*.yaml)")
@@ -109,7 +109,7 @@ def run_rerank(args: argparse.Namespace) -> int:
     records = load_records(config.data_dir, config.split)
     queries = evenly_spaced(records, config.max_queries)
     texts = query_texts(queries, config.query)
-    images = None if config.mllm == "annotated" else ImageStore.from_shards(config.data_dir, config.split)
+    images = None if config.mllm == ANNOTATED else ImageStore.from_shards(config.data_dir, config.split)
     retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
     thi = build_thi(config.mllm, config.thi, retriever, {r.key: r for r in records}, images, config.server)
     gallery = encode_split(retriever, config.data_dir, config.split)
