@@ -186,3 +186,14 @@ def test_annotated_perception_reads_the_attributes_and_the_cache_asks_once() -> 
     assert parse_description(" ".join(described[0])).items() <= truth.items()
     with pytest.raises(KeyError, match="no gallery record"):
         perception.describe(["missing"])
+
+
+def test_query_texts_name_the_record_and_field_that_cannot_be_a_query() -> None:
+    from ireid.icl.evaluation import query_texts
+
+    records = [make_record(0), make_record(1, initial_description="")]
+    assert query_texts(records[:1], "caption") == ["a person in colour 0"]
+    with pytest.raises(ValueError, match=r"record 'src/img_0001': field 'initial_description' is empty"):
+        query_texts(records, "initial")
+    with pytest.raises(ValueError, match="not one of"):
+        query_texts(records, "fine")
