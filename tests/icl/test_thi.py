@@ -12,6 +12,7 @@ from PIL import Image
 from ireid.core.images import ImageStore
 from ireid.core.vocabulary.parse import parse_description
 from ireid.icl.anchors import locate_anchors
+from ireid.icl.evaluation import query_texts
 from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
 from ireid.icl.rerank import thi_scores
 from ireid.icl.thi import THI, MLLMAggregator, THISettings, join_answers
@@ -189,8 +190,6 @@ def test_annotated_perception_reads_the_attributes_and_the_cache_asks_once() -> 
 
 
 def test_query_texts_name_the_record_and_field_that_cannot_be_a_query() -> None:
-    from ireid.icl.evaluation import query_texts
-
     records = [make_record(0), make_record(1, initial_description="")]
     assert query_texts(records[:1], "caption") == ["a person in colour 0"]
     with pytest.raises(ValueError, match=r"record 'src/img_0001': field 'initial_description' is empty"):
