@@ -22,7 +22,7 @@ from ireid.chatreid.data import ConversationData
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
-from ireid.core.gallery import encode_split
+from ireid.core.gallery import closest_other_people, encode_split
 from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM
 from ireid.core.loader import load_records
@@ -33,7 +33,7 @@ from ireid.core.shards import ShardWriter, atomic_write_json
 from ireid.icl.config import ServerSettings, load_config
 from ireid.icl.evaluation import evaluate_thi, query_texts
 from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
-from ireid.icl.sft import STAGE, VQA_TASK, hard_negatives, sft_conversations
+from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations
 from ireid.icl.thi import THI, MLLMAggregator, THISettings
 from ireid.retriever.inference import ModuleRetriever, ensure_vision_tower
 
@@ -114,7 +114,7 @@ def text_negatives(
         with torch.no_grad():
             scores = gallery.scores(retriever.encode_text([r.captions[0] for r in chunk]))
         pids = torch.tensor([r.pid for r in chunk], dtype=torch.long)
-        for record, row in zip(chunk, hard_negatives(scores, pids, gallery.pids, k), strict=True):
+        for record, row in zip(chunk, closest_other_people(scores, pids, gallery.pids, k), strict=True):
             negatives[record.key] = [gallery.keys[j] for j in row]
     return records, negatives
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ireid.core.gallery import Gallery
+from ireid.core.gallery import Gallery, closest_other_people
 from ireid.core.shards import atomic_write_json
 
 FORMAT = "ireid.look-alikes/1"
@@ -30,15 +30,13 @@ def look_alikes_from_gallery(gallery: Gallery, top_k: int) -> dict[str, list[str
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     found: dict[str, list[str]] = {}
     for start in range(0, len(gallery), CHUNK):
-        rows = gallery.embeddings[start : start + CHUNK]
-        scores = rows @ gallery.embeddings.T
-        same = gallery.pids[start : start + CHUNK, None] == gallery.pids[None, :]
-        scores = scores.masked_fill(same, float("-inf"))
-        k = min(top_k, int((~same).sum(dim=1).min()))
+        pids = gallery.pids[start : start + CHUNK]
+        others = (pids[:, None] != gallery.pids[None, :]).sum(dim=1)
+        k = min(top_k, int(others.min()))  # the same count for every image
         if k < 1:
             raise ValueError("look-alikes need images of at least two people")
-        top = scores.topk(k, dim=1).indices
-        for offset, indices in enumerate(top.tolist()):
+        scores = gallery.embeddings[start : start + CHUNK] @ gallery.embeddings.T
+        for offset, indices in enumerate(closest_other_people(scores, pids, gallery.pids, k)):
             found[gallery.keys[start + offset]] = [gallery.keys[i] for i in indices]
     return found
 

@@ -55,6 +55,17 @@ class Gallery:
         )
 
 
+def closest_other_people(scores: Tensor, query_pids: Tensor, gallery_pids: Tensor, k: int) -> list[list[int]]:
+    """Per query row of `scores` [B, N], the gallery indices of its `k` most similar images of other people, most
+    similar first (fewer where the gallery has fewer): the hard negatives and look-alikes a retriever mines."""
+    masked = scores.float().masked_fill(query_pids[:, None] == gallery_pids[None, :], float("-inf"))
+    top = torch.topk(masked, min(k, scores.shape[1]), dim=1)
+    return [
+        [j for j, s in zip(row, value, strict=True) if s > float("-inf")]
+        for row, value in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+    ]
+
+
 def _batched(items: Iterable[tuple[Record, Image.Image]], size: int) -> Iterable[list[tuple[Record, Image.Image]]]:
     batch: list[tuple[Record, Image.Image]] = []
     for item in items:

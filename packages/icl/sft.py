@@ -13,23 +13,12 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from ireid.core.records import Record
 from ireid.icl.perception import TOPIC_ATTRIBUTES, anchor_prompt, annotated_answer, vqa_questions
 
 ANCHOR_TASK = "icl_anchor"
 VQA_TASK = "icl_vqa"
 STAGE = 3  # ICL's SFT tunes a whole model as ChatReID's stage 3 does (its own vision encoder frozen)
-
-
-def hard_negatives(scores: Tensor, query_pids: Tensor, gallery_pids: Tensor, k: int = 10) -> list[list[int]]:
-    """Per query, the gallery indices of its `k` most similar images of other people, most similar first."""
-    masked = scores.float().masked_fill(query_pids[:, None] == gallery_pids[None, :], float("-inf"))
-    top = torch.topk(masked, min(k, scores.shape[1]), dim=1)
-    return [[j for j, s in zip(row, value, strict=True) if s > float("-inf")] for row, value in
-            zip(top.indices.tolist(), top.values.tolist(), strict=True)]  # fmt: skip
 
 
 def _conversation(task: str, image_key: str, prompt: str, answer: str) -> dict[str, Any]:
@@ -60,8 +49,9 @@ def sft_conversations(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """`samples` keyed conversations: anchor pairs, half Yes and half No, and a `vqa_share` of VQA pairs.
 
-    `negatives` maps a record key to the hard negatives of its text (`hard_negatives`); a record's text is its
-    first caption. Each sample draws from its own stream (seed, index), so a run is reproducible.
+    `negatives` maps a record key to the hard negatives of its text (`ireid.core.gallery.closest_other_people`);
+    a record's text is its first caption. Each sample draws from its own stream (seed, index), so a run is
+    reproducible.
     """
     if not 0.0 <= vqa_share <= 1.0:
         raise ValueError(f"vqa_share must lie in [0, 1], got {vqa_share}")

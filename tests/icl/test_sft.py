@@ -5,16 +5,17 @@ from __future__ import annotations
 import torch
 
 from ireid.chatreid.conversations import check_conversation
+from ireid.core.gallery import closest_other_people
 from ireid.icl.perception import anchor_prompt
-from ireid.icl.sft import ANCHOR_TASK, VQA_TASK, hard_negatives, sft_conversations
+from ireid.icl.sft import ANCHOR_TASK, VQA_TASK, sft_conversations
 from tests.helpers import make_record
 
 
 def test_hard_negatives_are_the_most_similar_other_people() -> None:
     scores = torch.tensor([[0.9, 0.8, 0.7, 0.6], [0.1, 0.5, 0.3, 0.2]])
-    negatives = hard_negatives(scores, torch.tensor([0, 1]), torch.tensor([0, 1, 2, 1]), k=2)
+    negatives = closest_other_people(scores, torch.tensor([0, 1]), torch.tensor([0, 1, 2, 1]), k=2)
     assert negatives == [[1, 2], [2, 0]]
-    assert hard_negatives(scores, torch.tensor([0, 1]), torch.tensor([0, 0, 0, 0]), k=3)[0] == []
+    assert closest_other_people(scores, torch.tensor([0, 1]), torch.tensor([0, 0, 0, 0]), k=3)[0] == []
 
 
 def test_conversations_are_balanced_valid_and_ask_what_thi_asks() -> None:
