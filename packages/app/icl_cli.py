@@ -30,7 +30,7 @@ from ireid.core.records import evenly_spaced
 from ireid.core.reply_cache import ReplyCache
 from ireid.core.shards import MANIFEST_SUFFIX, ShardWriter, atomic_write_bytes, atomic_write_json
 from ireid.core.tokenizer import dataset_tokenizer
-from ireid.icl.config import RerankConfig, ServerSettings, load_config
+from ireid.icl.config import ServerSettings, THIEvalConfig, load_config
 from ireid.icl.evaluation import calls_per_query, evaluate_thi, markdown_table, plot_sweep, query_texts
 from ireid.icl.rda import RDAGenerator, RDASettings, consistency
 from ireid.retriever.inference import ModuleRetriever
@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rda.set_defaults(run=run_rda)
 
 
-def resolve_config(args: argparse.Namespace) -> RerankConfig:
+def resolve_config(args: argparse.Namespace) -> THIEvalConfig:
     config = load_config(args.config)
     top = ("data_dir", "split", "retriever_ckpt", "mllm", "query", "max_queries", "out", "anchor_pairs")
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in top if getattr(args, k) is not None})

@@ -20,7 +20,9 @@ class ServerSettings:
 
 
 @dataclass
-class RerankConfig:
+class THIEvalConfig:
+    """`ireid icl rerank`: THI over a text-to-image evaluation (not the harness's T-ReID `RerankConfig`)."""
+
     data_dir: str = "runs/demo/data"
     split: str = "test"
     retriever_ckpt: str = "runs/demo/retriever/last.ckpt"
@@ -38,5 +40,5 @@ class RerankConfig:
         return asdict(self)
 
 
-def load_config(path: Path | str | None) -> RerankConfig:
-    return load_settings(RerankConfig, path)
+def load_config(path: Path | str | None) -> THIEvalConfig:
+    return load_settings(THIEvalConfig, path)
