@@ -22,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from ireid.app.thi_pipeline import ANNOTATED, build_perception, build_thi, write_sft
+from ireid.core.converters.common import PNG_MAGIC
 from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, load_chat_llm
 from ireid.core.loader import load_records, undecoded_samples
-from ireid.core.records import evenly_spaced
+from ireid.core.records import Record, evenly_spaced
 from ireid.core.reply_cache import ReplyCache
 from ireid.core.shards import MANIFEST_SUFFIX, ShardWriter, atomic_write_bytes, atomic_write_json
 from ireid.core.tokenizer import dataset_tokenizer
@@ -151,6 +152,11 @@ def _copy_other_splits(data: Path, out: Path, split: str) -> None:
             shutil.copytree(path, target) if path.is_dir() else shutil.copy2(path, target)
 
 
+def _write(writer: ShardWriter, record: Record, image: bytes) -> None:
+    """A record with its image bytes as they were encoded."""
+    writer.write(record, image, "png" if image.startswith(PNG_MAGIC) else "jpg")
+
+
 def run_rda(args: argparse.Namespace) -> int:
     data, out = Path(args.data), Path(args.out)
     if args.batch_size < 1 or (args.max_records is not None and args.max_records < 0):
@@ -180,10 +186,9 @@ def run_rda(args: argparse.Namespace) -> int:
             for sample, groups in zip(batch, generator.groups([s.record for s in batch]), strict=True):
                 if sample.record.attributes:
                     truth.update(consistency(groups, sample.record.attributes))
-                record = dataclasses.replace(sample.record, rda_groups=groups)
-                writer.write(record, sample.image, "png" if sample.image[:4] == b"\x89PNG" else "jpg")  # type: ignore[index]
+                _write(writer, dataclasses.replace(sample.record, rda_groups=groups), sample.image)  # type: ignore[arg-type]
         for sample in samples[len(chosen) :]:
-            writer.write(sample.record, sample.image, "png" if sample.image[:4] == b"\x89PNG" else "jpg")  # type: ignore[index]
+            _write(writer, sample.record, sample.image)  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
     made = generator.counts["records"]
     summary = {
