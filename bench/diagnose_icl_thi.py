@@ -18,32 +18,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from benchlib import RESULTS, demo_checkpoint, write_result
 
-from ireid.app.thi_pipeline import ANNOTATED, build_thi
-from ireid.core.gallery import encode_split
-from ireid.core.images import ImageStore
-from ireid.core.loader import load_records
+from ireid.app.thi_pipeline import ANNOTATED, thi_report
 from ireid.core.shards import atomic_write_bytes
 from ireid.icl.config import load_config
-from ireid.icl.evaluation import evaluate_thi, query_texts
-from ireid.retriever.inference import ModuleRetriever
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "icl" / "synthetic.yaml"
 
 
 def diagnose(demo: Path, mllm: str, query: str) -> dict[str, Any]:
-    config = load_config(CONFIG)
-    data = demo / "data"
-    records = load_records(data, config.split)
-    retriever = ModuleRetriever.from_checkpoint(demo_checkpoint(demo, "retriever"))
-    images = None if mllm == ANNOTATED else ImageStore.from_shards(data, config.split)
-    thi = build_thi(mllm, config.thi, retriever, {r.key: r for r in records}, images)
-    gallery = encode_split(retriever, data, config.split)
-    pids = torch.tensor([r.pid for r in records], dtype=torch.long)
-    report = evaluate_thi(thi, query_texts(records, query), pids, gallery, config.sweep_xi, config.sweep_lam, 200)
-    return {"demo": str(demo), **report, "settings": dataclasses.asdict(config.thi)}
+    config = dataclasses.replace(
+        load_config(CONFIG), data_dir=str(demo / "data"), retriever_ckpt=str(demo_checkpoint(demo, "retriever")),
+        mllm=mllm, query=query, max_queries=None, anchor_pairs=200,
+    )  # fmt: skip
+    return {"demo": str(demo), **thi_report(config), "settings": dataclasses.asdict(config.thi)}
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:

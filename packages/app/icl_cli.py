@@ -18,23 +18,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from ireid.app.thi_pipeline import ANNOTATED, build_perception, build_thi, write_sft
+from ireid.app.thi_pipeline import ANNOTATED, build_perception, thi_report, write_sft
 from ireid.core.converters.common import PNG_MAGIC
-from ireid.core.gallery import encode_split
 from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, load_chat_llm
-from ireid.core.loader import load_records, undecoded_samples
-from ireid.core.records import Record, evenly_spaced
+from ireid.core.loader import undecoded_samples
+from ireid.core.records import Record
 from ireid.core.reply_cache import ReplyCache
 from ireid.core.shards import MANIFEST_SUFFIX, ShardWriter, atomic_write_bytes, atomic_write_json
 from ireid.core.tokenizer import dataset_tokenizer
 from ireid.icl.config import ServerSettings, THIEvalConfig, load_config
-from ireid.icl.evaluation import calls_per_query, evaluate_thi, markdown_table, plot_sweep, query_texts
+from ireid.icl.evaluation import markdown_table, plot_sweep
 from ireid.icl.rda import RDAGenerator, RDASettings, consistency
-from ireid.retriever.inference import ModuleRetriever
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -107,21 +104,9 @@ def run_build_sft(args: argparse.Namespace) -> int:
 def run_rerank(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     out = Path(config.out)
-    records = load_records(config.data_dir, config.split)
-    queries = evenly_spaced(records, config.max_queries)
-    texts = query_texts(queries, config.query)
-    images = None if config.mllm == ANNOTATED else ImageStore.from_shards(config.data_dir, config.split)
-    retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
-    thi = build_thi(config.mllm, config.thi, retriever, {r.key: r for r in records}, images, config.server)
-    gallery = encode_split(retriever, config.data_dir, config.split)
-    pids = torch.tensor([q.pid for q in queries], dtype=torch.long)
-    report = evaluate_thi(thi, texts, pids, gallery, config.sweep_xi, config.sweep_lam, config.anchor_pairs)
-    questions = len(getattr(thi.perception.inner, "questions", ()))  # type: ignore[attr-defined]
-    report["calls_per_query"] = round(calls_per_query(report["counts"], questions), 3)
-    report["uses_ground_truth"] = thi.perception.uses_ground_truth
-    report["config"] = config.to_dict()
+    report = thi_report(config) | {"config": config.to_dict()}
     atomic_write_json(out / "thi.json", report)
-    table = markdown_table(report, thi.perception.name)
+    table = markdown_table(report, report["perception"])
     atomic_write_bytes(out / "thi.md", table.encode())
     plot_sweep(report, config.thi.xi, config.thi.lam, out / "thi_sweep.png")
     c = report["counts"]

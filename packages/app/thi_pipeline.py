@@ -27,11 +27,11 @@ from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM
 from ireid.core.loader import load_records
 from ireid.core.protocols import TextImageRetriever, VisionLanguageModel
-from ireid.core.records import Record
+from ireid.core.records import Record, evenly_spaced
 from ireid.core.settings import from_mapping
 from ireid.core.shards import ShardWriter, atomic_write_json
-from ireid.icl.config import ServerSettings, load_config
-from ireid.icl.evaluation import evaluate_thi, query_texts
+from ireid.icl.config import ServerSettings, THIEvalConfig, load_config
+from ireid.icl.evaluation import calls_per_query, evaluate_thi, query_texts
 from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
 from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations
 from ireid.icl.thi import THI, MLLMAggregator, THISettings
@@ -156,6 +156,26 @@ class ICLBudget:
     overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for the SFT
 
 
+def thi_report(config: THIEvalConfig) -> dict[str, Any]:
+    """THI over `config`'s text-to-image evaluation (`evaluate_thi`: the retriever alone and with THI, the sweep,
+    anchor accuracy), plus the model calls per query, the perception's name and whether it uses ground truth."""
+    records = load_records(config.data_dir, config.split)
+    queries = evenly_spaced(records, config.max_queries)
+    images = None if config.mllm == ANNOTATED else ImageStore.from_shards(config.data_dir, config.split)
+    retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
+    thi = build_thi(config.mllm, config.thi, retriever, {r.key: r for r in records}, images, config.server)
+    gallery = encode_split(retriever, config.data_dir, config.split)
+    pids = torch.tensor([q.pid for q in queries], dtype=torch.long)
+    texts = query_texts(queries, config.query)
+    report = evaluate_thi(thi, texts, pids, gallery, config.sweep_xi, config.sweep_lam, config.anchor_pairs)
+    perception = thi.perception.inner  # type: ignore[attr-defined]
+    questions = len(perception.questions) if isinstance(perception, MLLMPerception) else 0
+    report["calls_per_query"] = round(calls_per_query(report["counts"], questions), 3)
+    report["perception"] = perception.name
+    report["uses_ground_truth"] = perception.uses_ground_truth
+    return report
+
+
 THI_LEARNED = "retriever + THI★ (SFT'd MLLM)"
 THI_ANNOTATED = "retriever + THI★ (perfect eyes)"
 RETRIEVER_ALONE = "retriever alone (captions)"
@@ -178,18 +198,13 @@ def icl_rows(
     model = fit_step("ICL SFT", out / "sft", ChatReIDCLI, ChatReIDModule, ConversationData, Path(budget.sft_config),
                      overrides, checkpoints=out / "sft" / "checkpoints")  # fmt: skip
     config = load_config(budget.rerank_config)
-    records = load_records(data_dir, config.split)
-    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
-    gallery = encode_split(retriever, data_dir, config.split)
-    texts = query_texts(records, config.query)
-    pids = torch.tensor([r.pid for r in records], dtype=torch.long)
-    images = ImageStore.from_shards(data_dir, config.split)
-    by_key = {r.key: r for r in records}
+    config = dataclasses.replace(
+        config, data_dir=str(data_dir), retriever_ckpt=str(retriever_ckpt), max_queries=None, sweep_xi=[],
+        sweep_lam=[], thi=dataclasses.replace(config.thi, aggregation="join"),
+    )  # fmt: skip
     rows: dict[str, dict[str, float]] = {}
     for name, mllm in ((THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)):
-        settings = dataclasses.replace(config.thi, aggregation="join")
-        thi = build_thi(mllm, settings, retriever, by_key, images)
-        report = evaluate_thi(thi, texts, pids, gallery, anchor_pairs=config.anchor_pairs)
+        report = thi_report(dataclasses.replace(config, mllm=mllm))
         rows[RETRIEVER_ALONE] = {"caption R@1": report["retriever"]["R1"], "caption mAP": report["retriever"]["mAP"]}
         rows[name] = {
             "caption R@1": report["thi"]["R1"],
