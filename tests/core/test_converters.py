@@ -52,6 +52,8 @@ def test_pedes_formats(tmp_path, fmt, annotation, path_field):
     assert [(r.pid, r.orig_pid) for r in train] == [(1, "11"), (1, "11"), (0, "3")]
     assert [(r.pid, r.orig_pid) for r in load_records(tmp_path / "out", "test")] == [(0, "7"), (1, "9")]
     assert train[0].captions == ["A person number 11.", "Another."]
+    # LLaVA-ReID's T-ReID protocol starts each dialogue from the annotation
+    assert train[0].initial_description == "A person number 11."
     assert train[0].key == f"{fmt}/imgs/CUHK01/a" and train[1].image_path == "imgs/CUHK01/b.png"
     assert json.loads((tmp_path / "out" / "conversion.json").read_text())["counts"]["train"] == 3
 

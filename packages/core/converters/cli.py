@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from ireid.core.converters.common import ConversionError, ConversionReport, convert_items
+from ireid.core.converters.common import ConversionError, ConversionReport, SourceItem, convert_items
 from ireid.core.converters.market1501 import read_market1501
 from ireid.core.converters.pedes import FORMATS, read_pedes
 
-FORMAT_CHOICES = [*FORMATS, "market1501"]
+Reader = Callable[[Path, Path | None], tuple[list[SourceItem], int]]
+
+
+def _pedes_reader(name: str) -> Reader:
+    def read(root: Path, images_dir: Path | None) -> tuple[list[SourceItem], int]:
+        return read_pedes(FORMATS[name], root, images_dir), 0
+
+    return read
+
+
+# format name -> its reader: (data set folder, image folder or None) -> (items, junk images skipped)
+READERS: dict[str, Reader] = {
+    **{name: _pedes_reader(name) for name in FORMATS},
+    "market1501": lambda root, _images: read_market1501(root),
+}
+FORMAT_CHOICES = list(READERS)
 
 
 def convert(
@@ -27,12 +43,9 @@ def convert(
     """Convert one data set; see `convert_items` for what is checked before writing."""
     if not root.is_dir():
         raise ConversionError(f"{root}: data set folder not found")
-    if fmt == "market1501":
-        items, junk = read_market1501(root)
-    elif fmt in FORMATS:
-        items, junk = read_pedes(FORMATS[fmt], root, images_dir), 0
-    else:
+    if fmt not in READERS:
         raise ConversionError(f"unknown format {fmt!r}; choose one of {FORMAT_CHOICES}")
+    items, junk = READERS[fmt](root, images_dir)
     report = convert_items(
         items,
         source=fmt,

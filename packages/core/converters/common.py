@@ -43,6 +43,8 @@ class SourceItem:
     fine_description: str = ""
     qas: list[QA] = field(default_factory=list)
     distractor: bool = False  # gallery-only images of nobody (Market-1501 id -1)
+    clothes_id: int = 0  # the outfit, where a cloth-changing data set names it (same pid, other clothes_id)
+    modality: str = "rgb"  # the camera's: "rgb" or "infrared" (visible-infrared data sets)
 
 
 @dataclass
@@ -163,6 +165,8 @@ def convert_items(
             fine_description=item.fine_description,
             qas=item.qas,
             image_path=str(rel),
+            clothes_id=item.clothes_id,
+            modality=item.modality,
         )
         writer.write(record, data, ext)
     report.counts = writer.close()

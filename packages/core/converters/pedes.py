@@ -78,6 +78,13 @@ def _interactive_fields(item: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
+def _caption_fields(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A T-ReID record's captions; the first is also its initial description, as LLaVA-ReID's T-ReID protocol
+    (§5.3, Table 2) starts each dialogue from the data set's annotation."""
+    captions = _strings(item, "captions", where)
+    return {"captions": captions, "initial_description": captions[0] if captions else ""}
+
+
 def read_pedes(fmt: PedesFormat, root: Path, images_dir: Path | None = None) -> list[SourceItem]:
     """Parse `root/<annotation file>`; images are looked up under `images_dir` (default `root/imgs`)."""
     path = root / fmt.annotation_file
@@ -94,6 +101,6 @@ def read_pedes(fmt: PedesFormat, root: Path, images_dir: Path | None = None) -> 
             alt = Path(item["image_path"])
             if not alt.is_absolute() and ".." not in alt.parts:
                 image = root / alt
-        texts = _interactive_fields(item, where) if fmt.interactive else {"captions": _strings(item, "captions", where)}
+        texts = _interactive_fields(item, where) if fmt.interactive else _caption_fields(item, where)
         items.append(SourceItem(image=image, orig_pid=str(pid), split=_split(item, where), where=where, **texts))
     return items
