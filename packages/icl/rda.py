@@ -13,7 +13,6 @@ with no usable line falls back to the text's own sentences, and each fallback is
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,12 +21,10 @@ from ireid.core.llm import ChatLLM
 from ireid.core.prompts import read_prompt
 from ireid.core.records import Record
 from ireid.core.reply_cache import ReplyCache
-from ireid.core.vocabulary.parse import parse_description
+from ireid.core.reply_text import reply_lines, sentences, user_turn
+from ireid.core.vocabulary.parse import stated_truth
 from ireid.icl.perception import PROMPTS, Perception
 from ireid.icl.thi import join_answers
-
-_MARKER = re.compile(r"^\s*(?:[-*•]+|\d+\s*[.):]|\(\d+\)|rewrite\s*\d*\s*:|sentence\s*\d*\s*:)\s*", re.IGNORECASE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -41,34 +38,6 @@ class RDASettings:
     def __post_init__(self) -> None:
         if self.rewrites < 0 or self.max_sentences < 1 or self.max_words < 1:
             raise ValueError(f"RDA settings: rewrites >= 0, max_sentences >= 1, max_words >= 1, got {self}")
-
-
-def reply_lines(reply: str, max_words: int) -> list[str]:
-    """A reply's usable sentences, each once: lines with list markers stripped, split into sentences (small models
-    answer in a paragraph); a fragment cut off by the generation limit, questions and overlong sentences are out."""
-    out: list[str] = []
-    lines = [" ".join(_MARKER.sub("", raw).split()).strip(" \"'") for raw in reply.splitlines()]
-    lines = [line for line in lines if line]
-    for index, line in enumerate(lines):
-        parts = sentences(line)
-        for position, part in enumerate(parts):
-            last = index == len(lines) - 1 and position == len(parts) - 1
-            if part[-1] not in ".!?":
-                if last and len(parts) > 1:
-                    continue  # a paragraph cut off mid-sentence
-                part += "."
-            if not part.endswith("?") and len(part.split()) <= max_words:
-                out.append(part)
-    return list(dict.fromkeys(out))
-
-
-def sentences(text: str) -> list[str]:
-    """The text's own sentences (the decomposition's fallback)."""
-    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
-
-
-def _user(prompt: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": prompt}]
 
 
 class RDAGenerator:
@@ -91,7 +60,7 @@ class RDAGenerator:
 
     def _ask(self, prompts: list[str]) -> list[str]:
         s = self.settings
-        return self.cache.ask(prompts, lambda missing: self.llm.chat([_user(p) for p in missing], s.max_new_tokens))
+        return self.cache.ask(prompts, lambda missing: self.llm.chat([user_turn(p) for p in missing], s.max_new_tokens))
 
     def enrich(self, records: Sequence[Record]) -> list[str]:
         """Each record's caption (else fine description), with the VQA answers about its image it lacks appended."""
@@ -144,14 +113,13 @@ class RDAGenerator:
 
 def consistency(groups: Sequence[Sequence[str]], truth: Mapping[str, str]) -> Counter[str]:
     """Synthetic world: how many sentences of the groups state at least one attribute, and how many of those state
-    only true values (`parse_description` of the world's vocabulary), for sub-sentences and rewrites apart."""
+    only true values (`stated_truth`), for sub-sentences and rewrites apart."""
     counts: Counter[str] = Counter()
     for group in groups:
         for position, sentence in enumerate(group):
             kind = "sub_sentences" if position == 0 else "rewrites"
-            stated = parse_description(sentence)
-            counts[f"{kind}"] += 1
-            if stated:
+            counts[kind] += 1
+            if (true := stated_truth(sentence, truth)) is not None:
                 counts[f"{kind}_stating"] += 1
-                counts[f"{kind}_true"] += all(truth.get(a) == v for a, v in stated.items())
+                counts[f"{kind}_true"] += true
     return counts

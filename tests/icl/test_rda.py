@@ -10,7 +10,8 @@ from pathlib import Path
 from ireid.app.cli import main
 from ireid.core.loader import load_records
 from ireid.core.reply_cache import ReplyCache
-from ireid.icl.rda import RDAGenerator, RDASettings, consistency, reply_lines
+from ireid.core.reply_text import reply_lines
+from ireid.icl.rda import RDAGenerator, RDASettings, consistency
 from tests.helpers import make_record
 
 

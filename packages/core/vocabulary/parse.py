@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ireid.core.vocabulary.attributes import ATTRIBUTE_NAMES, ATTRIBUTES, bare
@@ -374,3 +374,12 @@ def parse_question(question: str) -> ParsedQuestion | None:
 def covered_attributes(text: str, asked: Iterable[str] = ()) -> set[str]:
     """Attributes a dialogue's `text` states or its `asked` questions already asked about: not worth asking again."""
     return mentioned_attributes(text) | {parsed.attribute for q in asked if (parsed := parse_question(q)) is not None}
+
+
+def stated_truth(text: str, truth: Mapping[str, str]) -> bool | None:
+    """Whether every attribute value the text states is the true one (a synthetic world's annotations); None when
+    it states none. How generated data (RDA groups, Interactive-PEDES sub-captions and answers) is checked."""
+    stated = parse_description(text)
+    if not stated:
+        return None
+    return all(truth.get(attribute) == value for attribute, value in stated.items())
