@@ -8,8 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ireid.core.converters.common import ConversionError, ConversionReport, SourceItem, convert_items
+from ireid.core.converters.cuhk03 import read_cuhk03
+from ireid.core.converters.ltcc import read_ltcc
 from ireid.core.converters.market1501 import read_market1501
+from ireid.core.converters.msmt17 import read_msmt17
 from ireid.core.converters.pedes import FORMATS, read_pedes
+from ireid.core.converters.prcc import read_prcc
+from ireid.core.converters.regdb import read_regdb
+from ireid.core.converters.sysu_mm01 import read_sysu_mm01
 
 Reader = Callable[[Path, Path | None], tuple[list[SourceItem], int]]
 
@@ -25,6 +31,13 @@ def _pedes_reader(name: str) -> Reader:
 READERS: dict[str, Reader] = {
     **{name: _pedes_reader(name) for name in FORMATS},
     "market1501": lambda root, _images: read_market1501(root),
+    "msmt17": lambda root, _images: read_msmt17(root),
+    "cuhk03-labeled": lambda root, _images: read_cuhk03(root, "labeled"),
+    "cuhk03-detected": lambda root, _images: read_cuhk03(root, "detected"),
+    "ltcc": lambda root, _images: read_ltcc(root),
+    "prcc": lambda root, _images: read_prcc(root),
+    "sysu-mm01": lambda root, _images: read_sysu_mm01(root),
+    "regdb": lambda root, _images: read_regdb(root),
 }
 FORMAT_CHOICES = list(READERS)
 
@@ -64,7 +77,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMAT_CHOICES)
     parser.add_argument("--root", required=True, type=Path, help="the data set's folder, as distributed")
     parser.add_argument("--out", required=True, type=Path, help="folder for the shards")
-    parser.add_argument("--images", type=Path, default=None, help="image folder (default ROOT/imgs; PEDES formats)")
+    parser.add_argument("--images", type=Path, default=None, help="image folder of a JSON format (default ROOT/imgs; ufine6926: ROOT)")
     parser.add_argument("--skip-missing", action="store_true", help="skip missing or undecodable images (counted)")
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted conversion in --out")

@@ -94,6 +94,33 @@ def field_of(item: dict[str, Any], name: str, where: str, kind: type | tuple[typ
     return value
 
 
+def is_junk(path: Path) -> bool:
+    """Files a file manager leaves in image folders (dotfiles, `Thumbs.db`), never annotated images."""
+    return path.name.startswith(".") or path.name == "Thumbs.db"
+
+
+def leaves_root(rel: str) -> bool:
+    """Whether an annotated relative path points outside its folder (absolute, or through `..`)."""
+    return Path(rel).is_absolute() or ".." in Path(rel).parts
+
+
+def require_dir(path: Path, layout: str) -> Path:
+    if not path.is_dir():
+        raise ConversionError(f"{path}: folder not found (expected {layout})")
+    return path
+
+
+def list_lines(path: Path, layout: str) -> list[tuple[int, str]]:
+    """A list file's non-blank lines, stripped, with their 1-based numbers for error messages."""
+    if not path.is_file():
+        raise ConversionError(f"{path}: list file not found (expected {layout})")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConversionError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def image_bytes(path: Path) -> tuple[bytes, str]:
     """The image's bytes as JPEG or PNG (other formats are re-encoded to PNG); raises if undecodable."""
     data = path.read_bytes()
@@ -108,17 +135,35 @@ def image_bytes(path: Path) -> tuple[bytes, str]:
         return buf.getvalue(), "png"
 
 
+def _id_order(name: str) -> tuple[int, int | str]:
+    """Sort key for source ids: numeric ids in numeric order, then the others as text."""
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
+
+
 def _remap(items: list[SourceItem]) -> dict[tuple[str, str], int]:
     """Contiguous ids from 0 per split, in sorted order of the source ids (numeric where possible)."""
-
-    def order(pid: str) -> tuple[int, int | str]:
-        return (0, int(pid)) if pid.lstrip("-").isdigit() else (1, pid)
-
     mapping: dict[tuple[str, str], int] = {}
     for split in sorted({it.split for it in items}):
-        pids = sorted({it.orig_pid for it in items if it.split == split and not it.distractor}, key=order)
+        pids = sorted({it.orig_pid for it in items if it.split == split and not it.distractor}, key=_id_order)
         mapping.update({(split, pid): i for i, pid in enumerate(pids)})
     return mapping
+
+
+def number_outfits(pairs: list[tuple[SourceItem, str]]) -> list[SourceItem]:
+    """The items with `clothes_id` set from the outfit name read beside each one.
+
+    Outfit names are only unique within a person, so each (person, outfit) pair gets its own number,
+    contiguous from 0 per split in the order of the source ids: two people never share a number, and a
+    person's outfit has the same number in query and gallery.
+    """
+    numbers: dict[tuple[str, str, str], int] = {}
+    for split in sorted({item.split for item, _ in pairs}):
+        worn = {(item.orig_pid, outfit) for item, outfit in pairs if item.split == split}
+        ordered = sorted(worn, key=lambda po: (_id_order(po[0]), _id_order(po[1])))
+        numbers.update({(split, pid, outfit): i for i, (pid, outfit) in enumerate(ordered)})
+    for item, outfit in pairs:
+        item.clothes_id = numbers[(item.split, item.orig_pid, outfit)]
+    return [item for item, _ in pairs]
 
 
 def convert_items(

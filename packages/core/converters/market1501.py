@@ -2,7 +2,8 @@
 
 File names are `PPPP_cCsS_FFFFFF_NN.jpg` (person id, camera, sequence, frame). Id -1 marks distractors,
 which stay in the gallery with pid -1 so they can never match; id 0000 marks junk, skipped and counted,
-as in the benchmark's protocol.
+as in the benchmark's protocol. CUHK03-NP's `labeled/` and `detected/` folders have this layout with names
+`PPPP_cC_N.png` (person id, camera, image number), which the same pattern reads.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ireid.core.converters.common import ConversionError, SourceItem
+from ireid.core.converters.common import ConversionError, SourceItem, is_junk
 
 _NAME_RE = re.compile(r"^(-?\d+)_c(\d+)s?\d*_.*\.(jpg|jpeg|png)$", re.I)
 FOLDERS = {"bounding_box_train": ("train", None), "bounding_box_test": ("test", "gallery"), "query": ("test", "query")}
@@ -26,11 +27,14 @@ def read_market1501(root: Path) -> tuple[list[SourceItem], int]:
         if not directory.is_dir():
             continue
         for path in sorted(directory.iterdir()):
-            if path.name.startswith(".") or path.name == "Thumbs.db":
+            if is_junk(path):
                 continue
             match = _NAME_RE.match(path.name)
             if match is None:
-                raise ConversionError(f"{path}: file name does not follow PPPP_cCsS_FFFFFF_NN.jpg")
+                raise ConversionError(
+                    f"{path}: file name does not follow PPPP_cC..._*.jpg (person id, camera; "
+                    "e.g. 0002_c1s1_000451_03.jpg, 0001_c1_1.png)"
+                )
             pid, cam = int(match.group(1)), int(match.group(2))
             if pid == 0:
                 junk += 1

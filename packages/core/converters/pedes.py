@@ -1,7 +1,10 @@
-"""Text-to-image person Re-ID annotation files: CUHK-PEDES, ICFG-PEDES, RSTPReid, Interactive-PEDES.
+"""Text-to-image person Re-ID annotation files: CUHK-PEDES, ICFG-PEDES, RSTPReid, Interactive-PEDES, UFine6926.
 
-All four are a JSON list of per-image records with `split`, an image path and a person `id`; they
-differ in file name, the image-path field and the text fields.
+All five are a JSON list of per-image records with `split`, an image path and a person `id`; they
+differ in file name, the image-path field, the image folder and the text fields. UFine6926 (UFineBench,
+CVPR 2024) has CUHK-PEDES's record (`file_path` such as `images/1.jpg`, relative to the data set folder, and two
+ultra-fine `captions`), as its authors' README documents; it is released on request, so the annotation file name
+`UFine6926.json` is assumed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ireid.core.converters.common import ConversionError, SourceItem, field_of, load_json_list
+from ireid.core.converters.common import ConversionError, SourceItem, field_of, leaves_root, load_json_list
 from ireid.core.records import QA
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "other": "val"}
@@ -24,6 +27,7 @@ class PedesFormat:
     annotation_file: str
     path_field: str
     interactive: bool = False
+    images_folder: str = "imgs"  # under the data set folder; image paths are relative to it
 
 
 FORMATS = {
@@ -33,6 +37,7 @@ FORMATS = {
     "interactive-pedes": PedesFormat(
         "interactive-pedes", "Interactive-PEDES_interactive_annos.json", "file_path", interactive=True
     ),
+    "ufine6926": PedesFormat("ufine6926", "UFine6926.json", "file_path", images_folder="."),
 }
 
 
@@ -86,20 +91,21 @@ def _caption_fields(item: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def read_pedes(fmt: PedesFormat, root: Path, images_dir: Path | None = None) -> list[SourceItem]:
-    """Parse `root/<annotation file>`; images are looked up under `images_dir` (default `root/imgs`)."""
+    """Parse `root/<annotation file>`; images are looked up under `images_dir` (default: the format's folder,
+    `root/imgs` for most)."""
     path = root / fmt.annotation_file
-    images_dir = images_dir or root / "imgs"
+    images_dir = images_dir or root / fmt.images_folder
     items = []
     for i, item in enumerate(load_json_list(path)):
         where = f"{path}: record {i}"
         rel = field_of(item, fmt.path_field, where, str)
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        if leaves_root(rel):
             raise ConversionError(f"{where}: field '{fmt.path_field}': {rel!r} leaves the image folder")
         pid = field_of(item, "id", where, (int, str))
         image = images_dir / rel
         if fmt.interactive and not image.exists() and isinstance(item.get("image_path"), str):
-            alt = Path(item["image_path"])
-            if not alt.is_absolute() and ".." not in alt.parts:
+            alt = item["image_path"]
+            if not leaves_root(alt):
                 image = root / alt
         texts = _interactive_fields(item, where) if fmt.interactive else _caption_fields(item, where)
         items.append(SourceItem(image=image, orig_pid=str(pid), split=_split(item, where), where=where, **texts))
