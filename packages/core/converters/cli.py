@@ -77,7 +77,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMAT_CHOICES)
     parser.add_argument("--root", required=True, type=Path, help="the data set's folder, as distributed")
     parser.add_argument("--out", required=True, type=Path, help="folder for the shards")
-    parser.add_argument("--images", type=Path, default=None, help="image folder of a JSON format (default ROOT/imgs; ufine6926: ROOT)")
+    parser.add_argument(
+        "--images", type=Path, default=None, help="image folder of a JSON format (default ROOT/imgs; ufine6926: ROOT)"
+    )
     parser.add_argument("--skip-missing", action="store_true", help="skip missing or undecodable images (counted)")
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted conversion in --out")
