@@ -23,13 +23,13 @@ from tqdm import tqdm
 from ireid.app.thi_pipeline import ANNOTATED, build_perception, thi_report, write_sft
 from ireid.core.converters.common import PNG_MAGIC
 from ireid.core.images import ImageStore
-from ireid.core.llm import OPENAI_PREFIX, load_chat_llm
+from ireid.core.llm import OPENAI_PREFIX, ServerSettings, load_chat_llm
 from ireid.core.loader import undecoded_samples
 from ireid.core.records import Record
 from ireid.core.reply_cache import ReplyCache
 from ireid.core.shards import MANIFEST_SUFFIX, ShardWriter, atomic_write_bytes, atomic_write_json
 from ireid.core.tokenizer import dataset_tokenizer
-from ireid.icl.config import ServerSettings, THIEvalConfig, load_config
+from ireid.icl.config import THIEvalConfig, load_config
 from ireid.icl.evaluation import markdown_table, plot_sweep
 from ireid.icl.rda import RDAGenerator, RDASettings, consistency
 

@@ -24,13 +24,13 @@ from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.gallery import closest_other_people, encode_split
 from ireid.core.images import ImageStore
-from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM
+from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM, ServerSettings
 from ireid.core.loader import load_records
 from ireid.core.protocols import TextImageRetriever, VisionLanguageModel
 from ireid.core.records import Record, evenly_spaced
 from ireid.core.settings import from_mapping
 from ireid.core.shards import ShardWriter, atomic_write_json
-from ireid.icl.config import ServerSettings, THIEvalConfig, load_config
+from ireid.icl.config import THIEvalConfig, load_config
 from ireid.icl.evaluation import calls_per_query, evaluate_thi, query_texts
 from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
 from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations

