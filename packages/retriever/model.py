@@ -48,6 +48,16 @@ def resize_text_positions(model: CLIPModel, length: int) -> None:
     model.config.text_config.max_position_embeddings = length
 
 
+def add_token_rows(model: CLIPModel, vocab_size: int) -> None:
+    """Grow the text token table to `vocab_size` rows, the new ones at the mean embedding (a real CLIP's added mask
+    token): transformers' `CLIPModel.resize_token_embeddings` is not implemented for CLIP's two towers."""
+    embeddings = model.text_model.embeddings
+    old = embeddings.token_embedding.weight.data  # [V, D]
+    table = torch.cat([old, old.mean(0, keepdim=True).expand(vocab_size - old.shape[0], -1)])
+    embeddings.token_embedding = nn.Embedding.from_pretrained(table, freeze=False)
+    model.config.text_config.vocab_size = vocab_size
+
+
 class ClipFeatures(nn.Module):
     """Image CLS and text EOT features (projected), plus every token projected, as IRRA's heads need."""
 
@@ -259,7 +269,7 @@ def build_retriever_net(settings: RetrieverSettings) -> RetrieverNet:
     tokenizer.model_max_length = settings.text_length
     if "mlm" in terms and tokenizer.mask_token is None:  # real CLIP vocabularies have none; IRRA adds one
         tokenizer.add_special_tokens({"mask_token": "<|mask|>"})
-        built.model.resize_token_embeddings(len(tokenizer))
+        add_token_rows(built.model, len(tokenizer))
     resize_text_positions(built.model, settings.text_length)
     resize_vision_positions(built.model, settings.image_size)
     built.model.logit_scale.requires_grad_(False)  # IRRA fixes the scale at 1/τ
