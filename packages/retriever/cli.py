@@ -1,4 +1,4 @@
-"""`ireid-retriever` / `python -m ireid.retriever`: LightningCLI (fit/validate/test) plus index and search."""
+"""`ireid-retriever` (= `python -m ireid.retriever`): LightningCLI (fit/validate/test), index, search, import-irra."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
 
 INDEX_COMMANDS = ("index", "search")
+IMPORT_IRRA = "import-irra"
 
 
 class RetrieverCLI(IreidCLI):
@@ -30,4 +31,8 @@ def main(args: list[str] | None = None) -> int:
         from ireid.retriever.index_cli import main as index_main
 
         return index_main(argv)
+    if argv and argv[0] == IMPORT_IRRA:
+        from ireid.retriever.irra_cli import main as irra_main
+
+        return irra_main(argv[1:])
     return run_cli(RetrieverCLI, RetrieverModule, RetrievalDataModule, argv)
