@@ -172,3 +172,32 @@ def test_market1501_bad_name(tmp_path):
     (tmp_path / "query" / "img001.jpg").write_bytes(jpeg())
     with pytest.raises(ConversionError, match=r"img001\.jpg: file name"):
         convert("market1501", tmp_path, tmp_path / "out", progress=False)
+
+
+def test_folder_of_person_folders(tmp_path):
+    for rel, data in [("train/alice/1.jpg", jpeg()), ("train/alice/2.png", png()), ("train/bob/1.jpg", jpeg()),
+                      ("test/carol/a.jpg", jpeg()), ("test/carol/notes.txt", b"not an image")]:  # fmt: skip
+        (tmp_path / "f" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "f" / rel).write_bytes(data)
+    (tmp_path / "f" / "train" / "alice" / "Thumbs.db").write_bytes(b"junk")
+    report = convert("folder", tmp_path / "f", tmp_path / "out", progress=False)
+    assert report.counts == {"test": 1, "train": 3}
+    train = load_records(tmp_path / "out", "train")
+    assert [(r.pid, r.orig_pid) for r in train] == [(0, "alice"), (0, "alice"), (1, "bob")]
+    assert not train[0].captions and not train[0].initial_description  # text comes from build-interactive
+
+
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        ({"people/a/1.jpg"}, "no train/, val/ or test/ folder"),
+        ({"train/1.jpg"}, r"1\.jpg: a file directly in a split folder"),
+        ({"train/a/1.jpg", "train/b/readme.txt"}, "b: a person folder without images"),
+    ],
+)
+def test_folder_layout_errors_name_the_path(tmp_path, tree, message):
+    for rel in tree:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(jpeg())
+    with pytest.raises(ConversionError, match=message):
+        convert("folder", tmp_path, tmp_path / "out", progress=False)

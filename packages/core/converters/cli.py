@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ireid.core.converters.common import ConversionError, ConversionReport, SourceItem, convert_items
 from ireid.core.converters.cuhk03 import read_cuhk03
+from ireid.core.converters.folder import read_folder
 from ireid.core.converters.ltcc import read_ltcc
 from ireid.core.converters.market1501 import read_market1501
 from ireid.core.converters.msmt17 import read_msmt17
@@ -38,6 +39,7 @@ READERS: dict[str, Reader] = {
     "prcc": lambda root, _images: read_prcc(root),
     "sysu-mm01": lambda root, _images: read_sysu_mm01(root),
     "regdb": lambda root, _images: read_regdb(root),
+    "folder": lambda root, _images: read_folder(root),
 }
 FORMAT_CHOICES = list(READERS)
 
