@@ -126,6 +126,9 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
                 settings=strategy_settings(name, config),
             )
         )
+        counts = getattr(strategy, "counts", None)  # the LLM strategies count their model calls and fallbacks
+        if counts:
+            print(f"{name}, this run: " + ", ".join(f"{key} {value}" for key, value in sorted(counts.items())))
     reference = retriever_reference(retriever, gallery, queries, text_of)
     context = {
         "data": f"{config.data_dir} ({config.split}: {len(queries)} queries, gallery {len(gallery)} images)",

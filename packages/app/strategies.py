@@ -6,18 +6,21 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ireid.app.thi_pipeline import ANNOTATED, vision_model
 from ireid.core.images import ImageStore
-from ireid.core.llm import load_chat_llm
+from ireid.core.llm import ChatLLM, load_chat_llm
 from ireid.core.loader import load_records
 from ireid.core.protocols import CandidateSelector
 from ireid.core.rounds import QuestionStrategy
-from ireid.interactive.config import EvalConfig, LlavaReIDConfig
+from ireid.interactive.config import EvalConfig, LlavaReIDConfig, PlugIRLLMConfig
 from ireid.interactive.strategies.annotated import RandomQuestions
 from ireid.interactive.strategies.chatir import ChatIR, example_dialogues
 from ireid.interactive.strategies.expected_gain import ExpectedGain
 from ireid.interactive.strategies.heuristic import PlugIR, SimIRV
 from ireid.interactive.strategies.initial import InitialOnly
 from ireid.interactive.strategies.llava_reid import SELECTOR, LlavaReID
+from ireid.interactive.strategies.plugir_llm import AnnotatedCaptioner, Captioner, PlugIRLLM, VisionCaptioner
+from ireid.interactive.strategies.simirv_llm import SimIRVLLM
 from ireid.interactive.strategies.target_frequency import TargetFrequency
 from ireid.questioner.inference import LlavaReidQuestioner
 from ireid.questioner.inference import load_selector as joint_selector
@@ -26,7 +29,7 @@ from ireid.selector.inference import load_selector
 
 STRATEGIES: tuple[str, ...] = (
     "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "expected-gain:annotated",
-    "target-frequency", "chatir", "llava-reid",
+    "target-frequency", "chatir", "simirv-llm", "plugir-llm", "llava-reid",
 )  # fmt: skip
 # LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
 LLAVA_REID_VARIANTS: tuple[str, ...] = (
@@ -52,6 +55,8 @@ SECTIONS = {
     "expected-gain": "expected_gain",
     "target-frequency": "target_frequency",
     "chatir": "chatir",
+    "simirv-llm": "simirv_llm",
+    "plugir-llm": "plugir_llm",
     "llava-reid": "llava_reid",
 }
 
@@ -94,9 +99,30 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
             raise ValueError("config target_frequency.targets: name a look-forward targets folder to count")
         return TargetFrequency(target_attribute_counts(Path(settings.targets), settings.split))
     if name == "chatir":
-        llm = load_chat_llm(config.chatir.llm, tokenizer_dir=config.tokenizer_dir, batch_size=config.chatir.batch_size)
+        llm = _chat_llm(config.chatir.llm, config.tokenizer_dir, config.chatir.batch_size)
         examples = example_dialogues(load_records(config.data_dir, "train"), config.chatir.examples)
         return ChatIR(llm, examples, config.chatir.max_new_tokens)
+    if name == "simirv-llm":
+        settings = config.simirv_llm
+        return SimIRVLLM(
+            _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size),
+            settings.extra_objects,
+            settings.max_objects,
+            settings.write_questions,
+            settings.max_new_tokens,
+        )
+    if name == "plugir-llm":
+        settings = config.plugir_llm
+        return PlugIRLLM(
+            _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size),
+            _captioner(settings, config),
+            settings.top_n,
+            settings.clusters,
+            settings.candidates,  # type: ignore[arg-type]
+            settings.questions,
+            settings.max_new_tokens,
+            settings.filter_tokens,
+        )
     if name == "llava-reid" or name in LLAVA_REID_VARIANTS:
         return build_llava_reid(name, config)
     known = ", ".join((*STRATEGIES, *LLAVA_REID_VARIANTS))
@@ -107,6 +133,22 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
 def _questioner(ckpt: str, max_new_tokens: int, beams: int, retry_beams: int, open_fallback: bool):
     return LlavaReidQuestioner.from_checkpoint(
         ckpt, max_new_tokens=max_new_tokens, candidates=beams, retry_candidates=retry_beams, open_fallback=open_fallback
+    )
+
+
+@cache
+def _chat_llm(source: str, tokenizer_dir: str | None, batch_size: int) -> ChatLLM:
+    """One loaded LLM for every strategy that names the same one."""
+    return load_chat_llm(source, tokenizer_dir=tokenizer_dir, batch_size=batch_size)
+
+
+def _captioner(settings: PlugIRLLMConfig, config: EvalConfig) -> Captioner:
+    """`plugir-llm`'s captioner: the gallery's fine descriptions (`annotated`, uses ground truth), or the vision
+    model `settings.vision` names, shown the evaluated split's images."""
+    if settings.vision == ANNOTATED:
+        return AnnotatedCaptioner()
+    return VisionCaptioner(
+        vision_model(settings.vision), _gallery_images(config.data_dir, config.split), settings.caption_tokens
     )
 
 

@@ -25,12 +25,18 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
 
 
+def reply_items(reply: str) -> list[str]:
+    """The items of a "one per line" reply: its non-empty lines, list markers and enclosing quotes stripped, spaces
+    collapsed."""
+    lines = [" ".join(_MARKER.sub("", raw).split()).strip(" \"'") for raw in reply.splitlines()]
+    return [line for line in lines if line]
+
+
 def reply_lines(reply: str, max_words: int) -> list[str]:
     """A reply's usable sentences, each once: lines with list markers stripped, split into sentences (small models
     answer in a paragraph); a fragment cut off by the generation limit, questions and overlong sentences are out."""
     out: list[str] = []
-    lines = [" ".join(_MARKER.sub("", raw).split()).strip(" \"'") for raw in reply.splitlines()]
-    lines = [line for line in lines if line]
+    lines = reply_items(reply)
     for index, line in enumerate(lines):
         parts = sentences(line)
         for position, part in enumerate(parts):

@@ -2,7 +2,8 @@
 
 LLaVA-ReID (§5.4, Table 3) compares these: top-k takes the best-scored images; k-means clusters the
 top-K pool and takes the member nearest each centroid (PlugIR's representatives); uniform draws at random
-from the pool. The pool shrinks with the round: K = ceil(200 / t) in LLaVA-ReID.
+from the pool. The pool shrinks with the round: K = ceil(200 / t) in LLaVA-ReID, top_n · (1 − (t − 1)/10) in
+PlugIR (`shrinking_pool`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from torch import Tensor
 
 CandidateMethod = Literal["top-k", "k-means", "uniform"]
 CANDIDATE_METHODS: tuple[str, ...] = ("top-k", "k-means", "uniform")
+
+
+def shrinking_pool(round_index: int, top_n: int, clusters: int) -> int:
+    """PlugIR's pool at 1-based round t: top_n · (1 − (t − 1)/10), never fewer than the `clusters` it is split into."""
+    return max(clusters, round(top_n * (1 - (round_index - 1) / 10)))
 
 
 def spherical_kmeans(points: Tensor, clusters: int, rng: random.Random, iterations: int = 20) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,9 @@ from typing import Any
 from ireid.core.settings import load_settings
 
 TEXT_MODES = ("answers", "questions+answers")
+# What `simirv-llm` asks about after the objects of the initial description: parts of a pedestrian a witness can
+# usually describe, so a dialogue does not stop when a short description names one thing.
+PERSON_PARTS: tuple[str, ...] = ("hair", "upper clothing", "lower clothing", "shoes", "bag", "hat", "glasses")
 
 
 @dataclass
@@ -30,6 +33,29 @@ class ChatIRConfig:
     llm: str = "smollm2"  # tiny | smollm2 | openai:<url>#<model> | a local model directory
     examples: int = 3  # dialogue examples from the training split shown in the prompt
     max_new_tokens: int = 48
+    batch_size: int = 32
+
+
+@dataclass
+class SimIRVLLMConfig:
+    llm: str = "smollm2"  # tiny | smollm2 | openai:<url>#<model> | a local model directory
+    max_objects: int = 4  # objects kept from the initial description (the LLM lists them once per description)
+    extra_objects: list[str] = field(default_factory=lambda: list(PERSON_PARTS))  # asked next, in order
+    write_questions: bool = True  # the LLM writes each object's question; false: the fixed template, no LLM call
+    max_new_tokens: int = 48
+    batch_size: int = 32
+
+
+@dataclass
+class PlugIRLLMConfig(PlugIRConfig):
+    llm: str = "smollm2"  # writes the candidate questions and answers them from the dialogue (the filter)
+    # the captioner of the cluster representatives: annotated (the gallery's fine descriptions; uses ground truth) |
+    # chatreid:<ckpt> | openai:<url>#<model> (a vision-language model shown each image)
+    vision: str = "annotated"
+    questions: int = 5  # candidate questions per round, tried in order by the redundancy filter
+    caption_tokens: int = 48
+    max_new_tokens: int = 96  # for the candidate questions
+    filter_tokens: int = 16  # for the filter's answer
     batch_size: int = 32
 
 
@@ -78,6 +104,8 @@ class EvalConfig:
     plugir: PlugIRConfig = field(default_factory=PlugIRConfig)
     expected_gain: ExpectedGainConfig = field(default_factory=ExpectedGainConfig)
     chatir: ChatIRConfig = field(default_factory=ChatIRConfig)
+    simirv_llm: SimIRVLLMConfig = field(default_factory=SimIRVLLMConfig)
+    plugir_llm: PlugIRLLMConfig = field(default_factory=PlugIRLLMConfig)
     llava_reid: LlavaReIDConfig = field(default_factory=LlavaReIDConfig)
     target_frequency: TargetFrequencyConfig = field(default_factory=TargetFrequencyConfig)
     rerank: RerankConfig | None = None

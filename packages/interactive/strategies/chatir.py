@@ -9,10 +9,12 @@ from ireid.core.llm import ChatLLM
 from ireid.core.prompts import read_prompt
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
+from ireid.core.reply_text import reply_items
 from ireid.core.rounds import RoundContext
 
 _WITNESS = re.compile(r"^\s*witness\s*:", re.IGNORECASE)
-_PREFIX = re.compile(r"^\s*(?:next question|question|you|q)\s*[:\-]\s*", re.IGNORECASE)
+_PREFIX = re.compile(r"^\s*(?:next question|question|you|q)\s*\d*\s*[:\-]\s*", re.IGNORECASE)
+_AFTER_QUESTION = re.compile(r"(?<=\?)\s+")
 
 
 def dialogue_lines(dialogue: Dialogue) -> str:
@@ -35,14 +37,31 @@ def example_dialogues(records: Sequence[Record], count: int, turns: int = 3) -> 
     return "\n\n".join(examples)
 
 
+def _question_lines(reply: str) -> list[str]:
+    """The reply's lines, list markers and "Question:"-style prefixes stripped, a line holding several questions split
+    after each "?"; lines the model wrote for the witness are skipped."""
+    lines: list[str] = []
+    for item in reply_items(reply):
+        if _WITNESS.match(item):
+            continue
+        for part in _AFTER_QUESTION.split(item):  # "1. Was he tall? 2. Was he old?" on one line
+            lines += [_PREFIX.sub("", piece).strip(" \"'") for piece in reply_items(part)]
+    return [line for line in lines if line]
+
+
+def reply_questions(reply: str) -> list[str]:
+    """Every question of a reply (each up to its "?"), in order and each once: what a "one per line" request for
+    several questions gets back from a small model, numbered, bulleted or run together."""
+    return list(dict.fromkeys(line[: line.index("?") + 1] for line in _question_lines(reply) if "?" in line))
+
+
 def first_question(reply: str) -> str:
-    """The reply's first question (up to its "?"), without a "Question:"-style prefix; lines the model wrote for
-    the witness are skipped. Falls back to the first other non-empty line when nothing ends in "?"."""
-    lines = [_PREFIX.sub("", line).strip() for line in reply.splitlines() if not _WITNESS.match(line)]
-    lines = [line for line in lines if line]
-    for line in lines:
-        if "?" in line:
-            return line[: line.index("?") + 1]
+    """The reply's first question (`reply_questions`); falls back to its first other non-empty line when nothing ends
+    in "?"."""
+    questions = reply_questions(reply)
+    if questions:
+        return questions[0]
+    lines = _question_lines(reply)
     return lines[0] if lines else ""
 
 

@@ -18,7 +18,7 @@ from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import ASKABLE, gender_of, uncovered_attributes
 from ireid.core.vocabulary.parse import covered_attributes, mentioned_attributes, parse_description
 from ireid.core.vocabulary.templates import descriptive_question
-from ireid.interactive.candidates import CandidateMethod, select_candidates
+from ireid.interactive.candidates import CandidateMethod, select_candidates, shrinking_pool
 
 # Attributes that describe the same object, asked together once the initial description names one of them.
 OBJECTS: tuple[tuple[str, ...], ...] = (
@@ -65,19 +65,16 @@ class PlugIR:
     def __init__(self, top_n: int = 500, clusters: int = 10, method: CandidateMethod = "k-means"):
         self.top_n, self.clusters, self.method = top_n, clusters, method
 
-    def pool(self, round_index: int) -> int:
-        """PlugIR's shrinking pool: top_n · (1 − (t − 1)/10), at least the number of clusters."""
-        return max(self.clusters, round(self.top_n * (1 - (round_index - 1) / 10)))
-
     def ask(self, ctx: RoundContext) -> list[str | None]:
         questions: list[str | None] = []
+        pool = shrinking_pool(ctx.round, self.top_n, self.clusters)
         for i, dialogue in enumerate(ctx.dialogues):
             todo = uncovered_attributes(dialogue, ctx.text_of(dialogue))
             if not todo:
                 questions.append(None)
                 continue
             picks = select_candidates(
-                self.method, ctx.scores[i], ctx.gallery.embeddings, self.clusters, self.pool(ctx.round), ctx.rng(i)
+                self.method, ctx.scores[i], ctx.gallery.embeddings, self.clusters, pool, ctx.rng(i)
             )
             captions = [parse_description(ctx.gallery.records[j].fine_description) for j in picks]
             spread = {a: value_entropy([c.get(a, "?") for c in captions]) for a in todo}
