@@ -192,3 +192,18 @@ def test_ufine6926(tmp_path):
 def test_ufine6926_missing_annotation(tmp_path):
     with pytest.raises(ConversionError, match=r"UFine6926\.json: annotation file not found"):
         convert("ufine6926", tmp_path, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize(("fmt", "tree", "direction"), [("sysu-mm01", sysu_tree, "infrared-to-visible"),
+                                                          ("regdb", regdb_tree, "visible-to-infrared")])  # fmt: skip
+def test_converted_sets_pose_chatreids_visible_infrared_task(tmp_path, fmt, tree, direction):
+    """The modalities and roles a converter writes are what ChatReID's visible-infrared evaluation reads."""
+    from ireid.chatreid.eval_tasks import build_task
+
+    convert(fmt, tree(tmp_path / "src"), tmp_path / "out", progress=False)
+    records = {r.key: r for r in load_records(tmp_path / "out", "test")}
+    task = build_task("visible-infrared", list(records.values()), direction=direction, where=fmt)
+    query_side, gallery_side = direction.split("-to-")
+    side = {"visible": "rgb", "infrared": "infrared"}
+    assert task.queries and all(records[q.key].modality == side[query_side] for q in task.queries)
+    assert {r.modality for r in task.gallery} == {side[gallery_side]}

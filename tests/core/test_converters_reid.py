@@ -253,3 +253,22 @@ def test_prcc_bad_layout_names_the_path(tmp_path, rels, message):
     write_images(tmp_path, rels)
     with pytest.raises(ConversionError, match=message):
         convert("prcc", tmp_path, tmp_path / "out", progress=False)
+
+
+def test_converted_cloth_changing_sets_pose_chatreids_cloth_changing_task(tmp_path):
+    """The outfits a converter writes are what ChatReID's cloth-changing evaluation reads: the query's own outfit
+    is not counted, the same person in other clothes is."""
+    from ireid.chatreid.eval_tasks import build_task
+
+    convert("ltcc", ltcc_tree(tmp_path / "LTCC_ReID"), tmp_path / "ltcc", progress=False)
+    test = load_records(tmp_path / "ltcc", "test")
+    task = build_task("cloth-changing", test, where="ltcc")
+    [query] = task.queries
+    counted = {
+        r.image_path.split("/")[-1] for r, keep in zip(task.gallery, task.counted(query).tolist(), strict=True) if keep
+    }
+    assert counted == {"010_2_c3_000003.png", "011_1_c4_000004.png"}  # same outfit (and camera) left out
+    write_images(tmp_path / "prcc-src", PRCC)
+    convert("prcc", tmp_path / "prcc-src", tmp_path / "prcc", progress=False)
+    prcc = build_task("cloth-changing", load_records(tmp_path / "prcc", "test"), where="prcc")
+    assert {q.camid for q in prcc.queries} <= {2, 3} and prcc.queries  # B and C query the A gallery
