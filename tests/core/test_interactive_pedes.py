@@ -101,6 +101,10 @@ def test_parse_qa_keeps_only_replies_in_table_8_form() -> None:
     assert choice is not None and choice.options == ("red", "blue", "green", "black")
     assert parse_qa("Question: Is she wearing a hat?\nAnswer: Yes, a red hat.", "no", 40) is None  # wrong polarity
     assert parse_qa("Question: Which bag?\nA) red\nB) blue\nAnswer: A red bag.", "choice", 40) is None  # two options
+    bullets = "Question: Which bag?\n\nOptions:\n- A) red\n- B) blue\n- C) green\n- D) {}\nAnswer: A red bag."
+    listed = parse_qa(bullets.format("black"), "choice", 40)
+    assert listed is not None and listed.question == "Which bag?" and listed.options[-1] == "black"
+    assert parse_qa(bullets.format("red"), "choice", 40) is None  # the same option twice
     assert parse_qa("Question: Tell me about her bag.\nAnswer: Red.", "descriptive", 40) is None  # not a question
     assert parse_qa("The question should be: what bag?", "descriptive", 40) is None  # no Question:/Answer:
     assert parse_qa("Question: What bag?\nAnswer: " + "red " * 50, "descriptive", 40) is None  # overlong

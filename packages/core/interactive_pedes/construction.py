@@ -46,7 +46,8 @@ RETRY_NOTE = "Reply in exactly the format asked for and nothing else."
 
 _QUESTION = re.compile(r"question\s*:\s*", re.IGNORECASE)
 _ANSWER = re.compile(r"\banswer\s*:\s*", re.IGNORECASE)
-_OPTION = re.compile(r"^\s*\(?([A-D])\)\s*(.+?)\s*$", re.MULTILINE)
+_OPTION = re.compile(r"^\s*(?:[-*•]\s*)?\(?([A-D])\)\s*(.+?)\s*$", re.MULTILINE)  # "A) red", "- (B) blue"
+_OPTIONS_LABEL = re.compile(r"\boptions\s*:\s*$", re.IGNORECASE)
 _NUMBERED = re.compile(r"^\d+\.\s.*$", re.MULTILINE)
 _WOMAN = re.compile(r"\b(woman|women|she|her|lady|girl)\b", re.IGNORECASE)
 
@@ -99,7 +100,7 @@ def subject_of(description: str) -> str:
 
 def parse_qa(reply: str, kind: str, max_words: int) -> QA | None:
     """Table 8's "Question: ... [A)-D)] Answer: ..." reply as a Q&A pair of `kind`, or None when it breaks the
-    format: no question mark, an empty or overlong part, the wrong Yes/No, or not four options."""
+    format: no question mark, an empty or overlong part, the wrong Yes/No, or not four different options."""
     found = _QUESTION.search(reply)
     if found is None:
         return None
@@ -110,12 +111,12 @@ def parse_qa(reply: str, kind: str, max_words: int) -> QA | None:
     asked, answer = body[: split.start()], one_line(_QUESTION.split(body[split.end() :])[0])
     options = [one_line(m.group(2)) for m in _OPTION.finditer(asked)]
     first_option = _OPTION.search(asked)
-    question = one_line(asked[: first_option.start()] if first_option else asked)
+    question = _OPTIONS_LABEL.sub("", one_line(asked[: first_option.start()] if first_option else asked)).strip()
     if not question.endswith("?") or not answer or words(question) > max_words or words(answer) > max_words:
         return None
     if kind in {"yes", "no"} and not re.match(rf"{kind}\b", answer, re.IGNORECASE):
         return None
-    if (kind == "choice") != (len(options) == 4):
+    if (kind == "choice") != (len(set(options)) == len(options) == 4):
         return None
     return QA(question=question, answer=answer, qtype=QUESTION_KINDS[kind][1], options=tuple(options))
 
