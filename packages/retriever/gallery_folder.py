@@ -30,34 +30,46 @@ def _inside(root: Path, path: Path) -> Path:
     return target
 
 
-def iter_image_folder(folder: Path | str, skips: SkipCounter | None = None) -> Iterator[tuple[str, Image.Image]]:
-    """(key, RGB image) for every .jpg/.jpeg/.png under `folder`, in sorted path order.
+def list_image_folder(folder: Path | str) -> list[tuple[str, Path]]:
+    """(key, resolved path) of every .jpg/.jpeg/.png under `folder`, in sorted path order, nothing decoded.
 
     Keys are paths relative to `folder` (POSIX separators). Any file or directory symlink resolving outside
     the folder raises GalleryIndexError; directory symlinks inside it are not followed (their files are
-    found under their real path). Undecodable images are skipped with a warning and counted in `skips`.
+    found under their real path). Hidden folders (a name starting with ".", such as an index kept inside) are
+    not searched.
     """
     root = Path(folder).resolve(strict=True)
     if not root.is_dir():
         raise NotADirectoryError(f"{folder}: not a directory")
+    found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames.sort()
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         for name in dirnames:
             if (here / name).is_symlink():
                 _inside(root, here / name)
         for name in sorted(filenames):
             path = here / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            target = _inside(root, path)
-            key = path.relative_to(root).as_posix()
-            try:
-                with Image.open(target) as im:
-                    image = im.convert("RGB")
-            except Exception as exc:  # PIL raises several types for corrupt data
-                log.warning("skipping undecodable image %s (%s)", key, exc)
-                if skips is not None:
-                    skips.add(f"{key}: {exc}")
-                continue
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append((path.relative_to(root).as_posix(), _inside(root, path)))
+    return found
+
+
+def read_image(key: str, path: Path, skips: SkipCounter | None = None) -> Image.Image | None:
+    """The RGB image at `path`, or None (warned about and counted in `skips`) when it does not decode."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as exc:  # PIL raises several types for corrupt data
+        log.warning("skipping undecodable image %s (%s)", key, exc)
+        if skips is not None:
+            skips.add(f"{key}: {exc}")
+        return None
+
+
+def iter_image_folder(folder: Path | str, skips: SkipCounter | None = None) -> Iterator[tuple[str, Image.Image]]:
+    """(key, RGB image) for every image `list_image_folder` finds; undecodable ones are skipped and counted."""
+    for key, path in list_image_folder(folder):
+        image = read_image(key, path, skips)
+        if image is not None:
             yield key, image
