@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app.thi_pipeline import ANNOTATED, vision_model
-from ireid.core.images import ImageStore
+from ireid.core.images import ImageSource, ImageStore
 from ireid.core.llm import ChatLLM, load_chat_llm
 from ireid.core.loader import load_records
 from ireid.core.protocols import CandidateSelector
@@ -76,8 +76,10 @@ def strategy_settings(name: str, config: EvalConfig) -> dict[str, Any]:
     return settings
 
 
-def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
-    """The strategy called `name`, set up from the evaluation config (LLMs and example dialogues loaded here)."""
+def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = None) -> QuestionStrategy:
+    """The strategy called `name`, set up from the evaluation config (LLMs and example dialogues loaded here).
+
+    `images` are the gallery's images where they are not the config's split (the investigator's folder)."""
     if name == "initial":
         return InitialOnly()
     if name == "random":
@@ -115,7 +117,7 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
         settings = config.plugir_llm
         return PlugIRLLM(
             _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size),
-            _captioner(settings, config),
+            _captioner(settings, config, images),
             settings.top_n,
             settings.clusters,
             settings.candidates,  # type: ignore[arg-type]
@@ -124,7 +126,7 @@ def build_strategy(name: str, config: EvalConfig) -> QuestionStrategy:
             settings.filter_tokens,
         )
     if name == "llava-reid" or name in LLAVA_REID_VARIANTS:
-        return build_llava_reid(name, config)
+        return build_llava_reid(name, config, images)
     known = ", ".join((*STRATEGIES, *LLAVA_REID_VARIANTS))
     raise ValueError(f"unknown strategy {name!r}; expected one of {known}")
 
@@ -142,14 +144,13 @@ def _chat_llm(source: str, tokenizer_dir: str | None, batch_size: int) -> ChatLL
     return load_chat_llm(source, tokenizer_dir=tokenizer_dir, batch_size=batch_size)
 
 
-def _captioner(settings: PlugIRLLMConfig, config: EvalConfig) -> Captioner:
+def _captioner(settings: PlugIRLLMConfig, config: EvalConfig, images: ImageSource | None = None) -> Captioner:
     """`plugir-llm`'s captioner: the gallery's fine descriptions (`annotated`, uses ground truth), or the vision
     model `settings.vision` names, shown the evaluated split's images."""
     if settings.vision == ANNOTATED:
         return AnnotatedCaptioner()
-    return VisionCaptioner(
-        vision_model(settings.vision), _gallery_images(config.data_dir, config.split), settings.caption_tokens
-    )
+    images = images or _gallery_images(config.data_dir, config.split)
+    return VisionCaptioner(vision_model(settings.vision), images, settings.caption_tokens)
 
 
 @cache
@@ -170,7 +171,7 @@ def _selector(settings: LlavaReIDConfig, questioner_ckpt: str) -> CandidateSelec
     return load_selector(settings.selector_ckpt)
 
 
-def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
+def build_llava_reid(name: str, config: EvalConfig, images: ImageSource | None = None) -> LlavaReID:
     """`llava-reid` as configured, or one of its Table 3 variants (`llava-reid:<candidates>`, `:random-targets`)."""
     settings = config.llava_reid
     variant = name.partition(":")[2]
@@ -184,7 +185,7 @@ def build_llava_reid(name: str, config: EvalConfig) -> LlavaReID:
         _questioner(
             ckpt, settings.max_new_tokens, settings.question_beams, settings.retry_beams, settings.open_fallback
         ),
-        _gallery_images(config.data_dir, config.split),
+        images or _gallery_images(config.data_dir, config.split),
         selector,
         candidates=candidates,
         num_select=settings.num_select,

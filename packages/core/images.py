@@ -9,10 +9,19 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from PIL import Image
 
 from ireid.core.loader import undecoded_samples
+
+
+class ImageSource(Protocol):
+    """Gallery images by key: a data set's (`ImageStore`) or a folder's (the investigator's)."""
+
+    def encoded(self, key: str) -> bytes: ...
+
+    def load(self, keys: Sequence[str]) -> list[Image.Image]: ...
 
 
 class ImageStore:

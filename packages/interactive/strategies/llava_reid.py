@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ireid.core.images import ImageStore
+from ireid.core.images import ImageSource
 from ireid.core.protocols import CandidateSelector, Questioner
 from ireid.core.rounds import RoundContext, pool_size
 from ireid.interactive.candidates import CANDIDATE_METHODS, select_candidates
@@ -26,7 +26,7 @@ class LlavaReID:
     def __init__(
         self,
         questioner: Questioner,
-        images: ImageStore,
+        images: ImageSource,
         selector: CandidateSelector | None = None,
         candidates: str = SELECTOR,
         num_select: int = 4,

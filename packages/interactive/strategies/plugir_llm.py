@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ireid.core.gallery import Gallery
-from ireid.core.images import ImageStore
+from ireid.core.images import ImageSource
 from ireid.core.llm import ChatLLM
 from ireid.core.prompts import read_prompt
 from ireid.core.protocols import Dialogue, VisionLanguageModel
@@ -61,7 +61,7 @@ class VisionCaptioner:
 
     uses_ground_truth = False
 
-    def __init__(self, model: VisionLanguageModel, images: ImageStore, max_new_tokens: int = 48):
+    def __init__(self, model: VisionLanguageModel, images: ImageSource, max_new_tokens: int = 48):
         self.model, self.images, self.max_new_tokens = model, images, max_new_tokens
         self.prompt = read_prompt("ireid.interactive", "plugir_caption.txt")
 
