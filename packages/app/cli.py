@@ -1,4 +1,4 @@
-"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL and the demo.
+"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL, the investigator app and the demo.
 
 Each trainable package keeps its own LightningCLI program (`python -m ireid.<package> fit`).
 """
@@ -8,7 +8,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ireid.app import chatreid_cli, data_cli, demo, eval_cli, icl_cli, learning_cli, lookforward_cli, selection_cli
+from ireid.app import (
+    chatreid_cli,
+    data_cli,
+    demo,
+    eval_cli,
+    icl_cli,
+    learning_cli,
+    lookforward_cli,
+    selection_cli,
+    serve_cli,
+)
 from ireid.core.user_errors import one_line_errors
 
 
@@ -40,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     targets.set_defaults(run=lookforward_cli.run)
     chatreid_cli.register(commands)
     icl_cli.register(commands)
+    serve = commands.add_parser("serve", help="the investigator app: search person images by talking, in a web page")
+    serve_cli.configure(serve)
+    serve.set_defaults(run=serve_cli.run)
     demo_parser = commands.add_parser("demo", help="run the main job end to end on the embedded defaults")
     demo.configure(demo_parser)
     demo_parser.set_defaults(run=demo.run)
