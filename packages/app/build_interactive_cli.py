@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
                         image = sample.image
                         writer.write(built, image, "png" if image.startswith(PNG_MAGIC) else "jpg")  # type: ignore[union-attr]
             written[split] = writer.count
-    records = [r for split in splits for r in load_records(out, split)]
+    records = [r for split in splits if written[split] for r in load_records(out, split)]
     seconds = time.perf_counter() - start
     built_now = builder.counts["records_built"]
     summary.update(

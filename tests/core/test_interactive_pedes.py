@@ -216,3 +216,25 @@ def test_build_interactive_names_a_missing_split(tiny_world: Path, tmp_path: Pat
     code = main(["data", "build-interactive", "--data", str(tiny_world), "--out", str(tmp_path / "o"),
                  "--vlm", "annotated", "--llm", "tiny", "--splits", "nope"])  # fmt: skip
     assert code != 0 and "no split ['nope']" in capsys.readouterr().err
+
+
+def test_a_split_where_every_record_is_skipped_still_ends_complete_with_the_skips(
+    tiny_world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SaysNo:  # what a model tuned only for Yes/No answers replies to a captioning instruction
+        def judge(self, prompts, images):
+            raise AssertionError("not asked")
+
+        def reply(self, prompts, images, max_new_tokens):
+            return ["No"] * len(prompts)
+
+    monkeypatch.setattr(build_interactive_cli, "load_chat_llm", lambda source, **_: ScriptedLLM())
+    monkeypatch.setattr(build_interactive_cli, "vision_model", lambda source, server=None: SaysNo())
+    out = tmp_path / "built"
+    args = ["data", "build-interactive", "--data", str(tiny_world), "--out", str(out), "--vlm", "chatreid:x",
+            "--splits", "test", "--max-records", "3", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "build.json").read_text())
+    assert summary["complete"] and summary["records_written"] == {"test": 0}
+    assert [s["step"] for s in summary["skipped"]] == ["captioning"] * 3
+    assert summary["counts"]["initial_retries"] == 3  # "No" is no description: asked again, then skipped

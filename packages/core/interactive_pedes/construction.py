@@ -65,6 +65,7 @@ class ConstructionSettings:
     attempts: int = 2  # tries per model output, the later ones with a format reminder, before a skip
     max_sub_captions: int = 12
     max_words: int = 40  # an initial description, a sub-caption, a question, an answer
+    min_words: int = 3  # an initial description or a sub-caption ("No." describes nobody)
     max_fine_words: int = 250  # a fine or follow-up description
     caption_tokens: int = 64
     fine_tokens: int = 320
@@ -237,7 +238,7 @@ class InteractivePedesBuilder:
             return
 
         def short(_: int, reply: str) -> str | None:
-            lines = reply_lines(reply, s.max_words)
+            lines = [line for line in reply_lines(reply, s.max_words) if words(line) >= s.min_words]
             return lines[0] if lines else None
 
         prompts = [d.rng.choice(self.coarse) for d in drafts]
@@ -283,7 +284,11 @@ class InteractivePedesBuilder:
         live = [d for d in drafts if d.failed is None]
 
         def split(_: int, reply: str) -> list[str] | None:
-            lines = [line for line in reply_lines(reply, s.max_words) if line not in self.example_sentences]
+            lines = [
+                line
+                for line in reply_lines(reply, s.max_words)
+                if line not in self.example_sentences and words(line) >= s.min_words
+            ]
             return lines[: s.max_sub_captions] or None
 
         prompts = [self.decompose_template.replace("{description}", d.follow_up) for d in live]
