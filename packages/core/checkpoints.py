@@ -7,7 +7,7 @@ it (a `ValueError`, so commands end it in one line), never a traceback from insi
 
 from __future__ import annotations
 
-import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,25 @@ def read_torch_file(path: str | Path, what: str, mmap: bool = False) -> Any:
         raise FileNotFoundError(f"{path}: {what} not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a {what} (torch.load with weights_only=True refused it: {reason})") from error
+    except Exception as error:  # torch.load raises many types for foreign, damaged or code-carrying files
+        raise ValueError(f"{path}: {refusal(error)} (expected a {what})") from error
+
+
+_GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)")
+
+
+def refusal(error: BaseException) -> str:
+    """Why `torch.load(weights_only=True)` refused a file, in one line, without torch's advice to turn the check off:
+    a file that would run code is refused, not worked around."""
+    message = str(error)
+    found = _GLOBAL.search(message)
+    if found:
+        return f"refused: not a weights-only checkpoint (it holds {found.group(1)}, not only tensors and plain types)"
+    if isinstance(error, EOFError) or "central directory" in message or "failed reading zip archive" in message:
+        return "truncated or damaged: not a complete torch file (written only partly, or copied incompletely?)"
+    if "Weights only load failed" in message and "Unsupported operand" not in message:
+        return "refused: not a weights-only checkpoint (it holds more than tensors and plain types)"
+    return f"not a torch file ({type(error).__name__})"
 
 
 def read_checkpoint_file(path: str | Path, what: str = "checkpoint", mmap: bool = False) -> dict[str, Any]:

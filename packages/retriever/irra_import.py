@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -186,14 +185,7 @@ class IrraImport:
 def read_irra_state(path: str | Path) -> dict[str, Tensor]:
     """IRRA's model state dict from `best.pth` (`{"model": ...}`) or a bare state dict, `module.` (DDP) prefixes
     removed, loaded with `weights_only=True`."""
-    try:
-        contents = read_torch_file(path, "IRRA checkpoint")
-    except ValueError as error:
-        if isinstance(error.__cause__, pickle.UnpicklingError):
-            raise ValueError(
-                f"{path}: refused: not a weights-only checkpoint (it holds objects other than tensors and plain types)"
-            ) from error
-        raise
+    contents = read_torch_file(path, "IRRA checkpoint")
     state = contents.get("model", contents) if isinstance(contents, dict) else None
     if not isinstance(state, Mapping) or not state:
         raise ValueError(f"{path}: not an IRRA checkpoint: expected a dict with field 'model' or a state dict")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 
 from ireid.app.cli import main as ireid_main
 from ireid.core.user_errors import one_line_errors
@@ -22,8 +25,39 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys) -> None:
     code = ireid_main(["chatreid", "mine-look-alikes", "--retriever-ckpt", str(tmp_path / "notes.ckpt"),
                        "--data", str(tmp_path), "--out", str(tmp_path / "out.json")])  # fmt: skip
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "notes.ckpt: not a retriever checkpoint (torch.load with weights_only=True refused" in err
+    assert code == 2 and "notes.ckpt: not a torch file" in err and "expected a retriever checkpoint" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("evil", "refused: not a weights-only checkpoint (it holds posix.system, not only tensors and plain types)"),
+        ("truncated", "truncated or damaged: not a complete torch file"),
+        ("empty", "truncated or damaged: not a complete torch file"),
+    ],
+)
+def test_unsafe_or_truncated_checkpoints_are_refused_in_one_line_without_advice(tmp_path, capsys, content, says):
+    path = tmp_path / "model.ckpt"
+    if content == "evil":
+
+        class RunsCode:
+            def __reduce__(self):
+                return (os.system, ("echo this must never run",))
+
+        torch.save({"state_dict": {}, "payload": RunsCode()}, path)
+    elif content == "truncated":
+        torch.save({"state_dict": {"w": torch.ones(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    else:
+        path.write_bytes(b"")
+    code = ireid_main(["chatreid", "mine-look-alikes", "--retriever-ckpt", str(path),
+                       "--data", str(tmp_path), "--out", str(tmp_path / "out.json")])  # fmt: skip
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == 2 and says in err and len(err.splitlines()) == 1
+    assert "weights_only=False" not in err and "weights_only` set to `False`" not in err
+    assert "this must never run" not in captured.out
 
 
 def test_a_folder_that_is_not_a_shard_folder_is_one_line(tmp_path, capsys) -> None:
