@@ -142,9 +142,16 @@ class Record:
         _text(self.source, "source", where)
         for name in ("initial_description", "fine_description"):
             _text(getattr(self, name), name, where, allow_empty=True)
+        # every text the loader checks, checked before writing too: a record the loader would refuse is never written
+        _texts(self.captions, "captions", where)
+        _texts(self.sub_captions, "sub_captions", where)
+        for index, qa in enumerate(self.qas):
+            _text(qa.question, f"qas[{index}].question", where)
+            _text(qa.answer, f"qas[{index}].answer", where)
         for group_index, group in enumerate(self.rda_groups):
             if not group:
                 raise RecordError(f"{where}: field 'rda_groups[{group_index}]': empty group")
+            _texts(group, f"rda_groups[{group_index}]", where)
 
     @property
     def texts(self) -> list[str]:

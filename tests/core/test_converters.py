@@ -201,3 +201,26 @@ def test_folder_layout_errors_name_the_path(tmp_path, tree, message):
         (tmp_path / rel).write_bytes(jpeg())
     with pytest.raises(ConversionError, match=message):
         convert("folder", tmp_path, tmp_path / "out", progress=False)
+
+
+def test_non_utf8_annotations_and_overlong_captions_name_the_file_and_field(tmp_path):
+    pedes_tree(tmp_path / "a", "reid_raw.json", "file_path", CUHK[:1])
+    raw = (tmp_path / "a" / "reid_raw.json").read_bytes()
+    (tmp_path / "a" / "reid_raw.json").write_bytes(raw.replace(b"Another.", b"Anoth\xe9r."))  # Latin-1 bytes
+    with pytest.raises(ConversionError, match=r"reid_raw\.json: not UTF-8 text \(byte \d+\)"):
+        convert("cuhk-pedes", tmp_path / "a", tmp_path / "out", progress=False)
+    entries = pedes_tree(tmp_path / "b", "reid_raw.json", "file_path", CUHK[:2])
+    entries[1]["captions"][1] = "x" * 100_000
+    (tmp_path / "b" / "reid_raw.json").write_text(json.dumps(entries))
+    with pytest.raises(ConversionError, match=r"record 1: field 'captions\[1\]': 100000 characters, more than 8192"):
+        convert("cuhk-pedes", tmp_path / "b", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_a_record_the_loader_would_refuse_is_never_made():
+    from ireid.core.records import Record, RecordError
+
+    with pytest.raises(RecordError, match=r"field 'captions\[0\]': text of 9000 characters"):
+        Record(key="k", pid=0, split="train", source="s", captions=["x" * 9000])
+    with pytest.raises(RecordError, match=r"field 'sub_captions\[1\]': empty text"):
+        Record(key="k", pid=0, split="train", source="s", sub_captions=["fine", ""])

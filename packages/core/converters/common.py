@@ -74,7 +74,9 @@ def load_json_list(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise ConversionError(f"{path}: annotation file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ConversionError(f"{path}: not UTF-8 text (byte {exc.start}); save the annotations as UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise ConversionError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     if not isinstance(data, list):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.core.converters.common import ConversionError, SourceItem, field_of, leaves_root, load_json_list
-from ireid.core.records import QA
+from ireid.core.records import MAX_TEXT_CHARS, QA
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "test", "other": "val"}
 _OPTION_RE = re.compile(r"(?:^|\s)([A-D])\)\s*(.+?)(?=\s+[A-D]\)|$)", re.S)
@@ -53,6 +53,8 @@ def _strings(item: dict[str, Any], name: str, where: str) -> list[str]:
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v.strip():
             raise ConversionError(f"{where}: field '{name}[{i}]': expected non-empty text, got {v!r}")
+        if len(v) > MAX_TEXT_CHARS:
+            raise ConversionError(f"{where}: field '{name}[{i}]': {len(v)} characters, more than {MAX_TEXT_CHARS}")
     return [v.strip() for v in values]
 
 
