@@ -1,4 +1,5 @@
-"""A user's mistake ends a command in one line on stderr, status 2; IREID_TRACEBACK=1 keeps the traceback."""
+"""A user's mistake ends a command in one line on stderr, status 2; --debug (or IREID_TRACEBACK=1) keeps the
+traceback."""
 
 from __future__ import annotations
 
@@ -88,3 +89,12 @@ def test_traceback_on_request_and_programming_errors_pass_through(monkeypatch) -
     monkeypatch.setenv("IREID_TRACEBACK", "1")
     with pytest.raises(ValueError, match="field 'lr'"):
         bad_field()
+
+
+def test_debug_flag_keeps_the_traceback_and_is_not_passed_on(tmp_path, capsys) -> None:
+    args = ["lookforward", "--retriever-ckpt", str(tmp_path / "none.ckpt"), "--data", str(tmp_path),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert ireid_main(args) == 2
+    assert "(--debug shows the traceback)" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=r"none\.ckpt"):
+        ireid_main([*args, "--debug"])  # the parser never sees --debug: the error is the command's own
