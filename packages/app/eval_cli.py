@@ -15,7 +15,7 @@ from ireid.app.strategies import build_strategy, strategy_settings
 from ireid.app.thi_pipeline import ANNOTATED, build_thi, thi_settings
 from ireid.core.gallery import Gallery, encode_split
 from ireid.core.images import ImageStore
-from ireid.core.loader import load_records
+from ireid.core.loader import check_complete, load_records
 from ireid.core.records import Record, evenly_spaced
 from ireid.core.rounds import retrieval_text_reader
 from ireid.core.shards import atomic_write_json
@@ -29,7 +29,8 @@ from ireid.retriever.inference import ModuleRetriever
 
 # Config keys that a command-line flag of the same name overrides.
 OVERRIDABLE = (
-    "out", "data_dir", "split", "retriever_ckpt", "witness", "strategies", "rounds", "batch_size", "max_queries", "seed"
+    "out", "data_dir", "split", "retriever_ckpt", "witness", "strategies", "rounds", "batch_size", "max_queries",
+    "seed", "allow_partial",
 )  # fmt: skip
 
 
@@ -45,6 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", dest="batch_size", type=int)
     parser.add_argument("--max-queries", dest="max_queries", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--allow-partial",
+        action="store_const",
+        const=True,
+        help="evaluate even when the split reads fewer samples than its manifest lists (the report says so)",
+    )
     parser.add_argument("--rerank-ckpt", help="T-ReID re-ranking: base retriever checkpoint (weight 0.5)")
     parser.add_argument(
         "--thi", metavar="MLLM", help="ICL★ rows: THI re-ranks every round (annotated | chatreid:<ckpt> | openai:...)"
@@ -103,6 +110,7 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
     atomic_write_json(report_dir / "config.json", config.to_dict())
     retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
     gallery: Gallery = encode_split(retriever, config.data_dir, config.split)
+    partial = check_complete(config.data_dir, config.split, len(gallery), config.allow_partial)
     queries = evenly_spaced(load_records(config.data_dir, config.split), config.max_queries)
     witness = build_witness(config.witness, tokenizer_dir=config.tokenizer_dir)
     text_of = retrieval_text_reader(with_questions=config.text == "questions+answers")
@@ -138,6 +146,8 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
         "retriever reads": config.text,
         "rounds": config.rounds,
     }
+    if partial:
+        context["partial data"] = f"{partial} (--allow-partial)"
     if config.thi is not None:
         mllm, settings, _ = thi_settings(config.thi)
         uses = " (uses ground truth)" if mllm == ANNOTATED else ""

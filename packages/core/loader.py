@@ -18,7 +18,7 @@ import json
 import logging
 import multiprocessing as mp
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ import webdataset as wds
 from PIL import Image
 
 from ireid.core.records import Record
-from ireid.core.shards import IMAGE_EXTENSIONS, MANIFEST_SUFFIX, shard_paths
+from ireid.core.shards import IMAGE_EXTENSIONS, MANIFEST_SUFFIX, ShardError, read_manifest, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ class SkipCounter:
         self._value = mp.Value("q", 0)
         self.messages: list[str] = []  # the first few seen in this process (workers keep their own)
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, count: int = 1) -> None:
         with self._value.get_lock():
-            self._value.value += 1
+            self._value.value += count
         if len(self.messages) < 20:
             self.messages.append(message)
 
@@ -136,6 +136,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.rank_world = rank_world
         self.cache_in_memory = cache_in_memory
         self._cache: dict[tuple[int, int], list[Sample]] = {}  # (reader, readers) → its complete pass
+        self._reported_lost: set[str] = set()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -151,13 +152,26 @@ class ShardDataset(torch.utils.data.IterableDataset):
         """The raw tar samples of `shards` whose running index `keep` accepts; unreadable tar data is counted."""
 
         def on_tar_error(exc: Exception) -> bool:
-            self.skips.add(f"unreadable shard data: {exc}")
-            log.warning("skipping unreadable shard data: %s", exc)
+            log.warning("unreadable shard data: %s", exc)
             return True
 
+        seen: Counter[str] = Counter()
         for index, raw in enumerate(wds.tarfile_samples([{"url": u} for u in shards], handler=on_tar_error)):
+            seen[raw.get("__url__", "?")] += 1
             if keep(index):
                 yield raw
+        self._count_lost(shards, seen)
+
+    def _count_lost(self, shards: list[str], seen: Counter[str]) -> None:
+        """Samples a shard's manifest lists that its tar data no longer gives (a damaged header ends the shard
+        there): reported with the shard and counted as skips, never dropped silently."""
+        for url, listed in manifest_counts(shards).items():
+            lost = listed - seen[url]
+            if lost > 0 and url not in self._reported_lost:  # once per shard, however many passes read it
+                self._reported_lost.add(url)
+                message = f"{url}: {lost} of its {listed} samples lost (damaged tar data: the rest is unreadable)"
+                self.skips.add(message, lost)
+                log.warning(message)
 
     def _samples(self, shards: list[str], keep: Callable[[int], bool]) -> Iterator[Sample]:
         for raw in self._raw_samples(shards, keep):
@@ -234,6 +248,37 @@ class ShardDataset(torch.utils.data.IterableDataset):
             yield sample
         rng.shuffle(buffer)
         yield from buffer
+
+
+def manifest_counts(urls: Sequence[str]) -> dict[str, int]:
+    """url -> the number of samples its split's manifest lists, for the shards written by ireid (others: absent)."""
+    counts: dict[str, int] = {}
+    manifests: dict[Path, dict[str, int]] = {}
+    for url in urls:
+        path = Path(url)
+        manifest = path.parent / f"{path.name.rsplit('-', 1)[0]}{MANIFEST_SUFFIX}"
+        if manifest not in manifests:
+            try:
+                shards = json.loads(manifest.read_text(encoding="utf-8")).get("shards", [])
+                manifests[manifest] = {s["name"]: int(s["count"]) for s in shards}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                manifests[manifest] = {}
+        if path.name in manifests[manifest]:
+            counts[url] = manifests[manifest][path.name]
+    return counts
+
+
+def check_complete(root: Path | str, split: str, read: int, allow_partial: bool = False) -> str | None:
+    """None when `read` samples are all the split's manifest lists; else the shortfall in one line, raised as a
+    `ShardError` unless `allow_partial` (then returned, for the report to say so)."""
+    listed = int(read_manifest(root, split).get("count", 0))
+    if read >= listed:
+        return None
+    message = (f"{root}: split '{split}': read {read} of the {listed} samples its manifest lists "
+               f"({listed - read} lost or undecodable; the warnings name the shards)")  # fmt: skip
+    if not allow_partial:
+        raise ShardError(f"{message}; pass --allow-partial to go on with what was read")
+    return message
 
 
 def split_urls(root: Path | str, split: str) -> list[str]:

@@ -98,6 +98,7 @@ class EvalConfig:
     witness: str = "rule"  # rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | a local model directory
     tokenizer_dir: str | None = None  # for tiny LLMs: a tokenizer with a chat template
     text: str = "answers"  # what the retriever reads: answers | questions+answers
+    allow_partial: bool = False  # go on when the split reads fewer samples than its manifest lists (the report says)
     strategies: list[str] = field(
         default_factory=lambda: ["initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir"]
     )
