@@ -168,6 +168,7 @@ class DatasetWriter:
         self.max_samples = max_samples
         self.resume = resume
         self.writers: dict[str, ShardWriter] = {}
+        self.closed = False
 
     def writer(self, split: str) -> ShardWriter:
         if split not in self.writers:
@@ -184,9 +185,23 @@ class DatasetWriter:
         """Finish every split; returns the number of samples per split."""
         counts = {}
         for split, w in sorted(self.writers.items()):
-            w.close()
+            if not w.complete:
+                w.close()
             counts[split] = w.count
+        self.closed = True
         return counts
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        """Close on success; on an error drop every split's partial shard (finished shards stay, for --resume)."""
+        if exc_type is None:
+            if not self.closed:
+                self.close()
+            return
+        for writer in self.writers.values():
+            writer.__exit__(exc_type, *rest)
 
 
 def read_manifest(root: Path | str, split: str) -> dict[str, Any]:

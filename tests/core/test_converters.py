@@ -224,3 +224,24 @@ def test_a_record_the_loader_would_refuse_is_never_made():
         Record(key="k", pid=0, split="train", source="s", captions=["x" * 9000])
     with pytest.raises(RecordError, match=r"field 'sub_captions\[1\]': empty text"):
         Record(key="k", pid=0, split="train", source="s", sub_captions=["fine", ""])
+
+
+def test_two_images_that_become_one_key_are_refused_naming_both(tmp_path):
+    pedes_tree(tmp_path / "src", "reid_raw.json", "file_path", [(1, "train", "a/x.jpg"), (2, "train", "a/x.png")])
+    with pytest.raises(ConversionError, match=r"record 0 and .*record 1: both become sample key 'cuhk-pedes/imgs/a/x'"):
+        convert("cuhk-pedes", tmp_path / "src", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_write_leaves_no_temporary_shard(tmp_path, monkeypatch):
+    from ireid.core import shards
+
+    pedes_tree(tmp_path / "src", "reid_raw.json", "file_path", CUHK)
+
+    def fail_midway(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shards.ShardWriter, "_finish_shard", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        convert("cuhk-pedes", tmp_path / "src", tmp_path / "out", progress=False, shard_size=2)
+    assert not list((tmp_path / "out").glob("*.tmp"))

@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from ireid.core.records import QA, Record, make_key
+from ireid.core.records import QA, Record, RecordError, make_key
 from ireid.core.shards import DatasetWriter, atomic_write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -168,6 +168,43 @@ def number_outfits(pairs: list[tuple[SourceItem, str]]) -> list[SourceItem]:
     return [item for item, _ in pairs]
 
 
+def _record(item: SourceItem, source: str, root: Path, mapping: dict[tuple[str, str], int]) -> Record:
+    """The record an item becomes; a field the record schema refuses is a `ConversionError` naming the item."""
+    rel = item.image.relative_to(root) if item.image.is_relative_to(root) else Path(item.image.name)
+    try:
+        return Record(
+            key=make_key(source, str(rel.with_suffix(""))),
+            pid=-1 if item.distractor else mapping[(item.split, item.orig_pid)],
+            split=item.split,
+            source=source,
+            camid=item.camid,
+            orig_pid=item.orig_pid,
+            role=item.role,
+            captions=item.captions,
+            initial_description=item.initial_description,
+            fine_description=item.fine_description,
+            qas=item.qas,
+            image_path=str(rel),
+            clothes_id=item.clothes_id,
+            modality=item.modality,
+        )
+    except RecordError as error:
+        raise ConversionError(f"{item.where}: {error}") from error
+
+
+def _refuse_key_clashes(records: list[Record], items: list[SourceItem]) -> None:
+    """Two images that become one sample key (`a.jpg` and `a.png`, or names that differ only in characters a key
+    cannot hold) would overwrite each other: an error naming both."""
+    seen: dict[tuple[str, str], SourceItem] = {}
+    for record, item in zip(records, items, strict=True):
+        first = seen.setdefault((record.split, record.key), item)
+        if first is not item:
+            raise ConversionError(
+                f"{first.where} and {item.where}: both become sample key {record.key!r} ({first.image.name}, "
+                f"{item.image.name}); rename one image"
+            )
+
+
 def convert_items(
     items: Iterable[SourceItem],
     *,
@@ -196,27 +233,14 @@ def convert_items(
     if report.bad and not skip_bad:
         return report
     mapping = _remap([it for it, _, _ in good])
-    writer = DatasetWriter(out, max_samples=shard_size, resume=resume)
-    for item, data, ext in tqdm(good, desc=f"writing {source} shards", disable=not progress, unit="img"):
-        rel = item.image.relative_to(root) if item.image.is_relative_to(root) else Path(item.image.name)
-        record = Record(
-            key=make_key(source, str(rel.with_suffix(""))),
-            pid=-1 if item.distractor else mapping[(item.split, item.orig_pid)],
-            split=item.split,
-            source=source,
-            camid=item.camid,
-            orig_pid=item.orig_pid,
-            role=item.role,
-            captions=item.captions,
-            initial_description=item.initial_description,
-            fine_description=item.fine_description,
-            qas=item.qas,
-            image_path=str(rel),
-            clothes_id=item.clothes_id,
-            modality=item.modality,
-        )
-        writer.write(record, data, ext)
-    report.counts = writer.close()
+    records = [_record(item, source, root, mapping) for item, _, _ in good]  # every record checked before writing
+    _refuse_key_clashes(records, [item for item, _, _ in good])
+    with DatasetWriter(out, max_samples=shard_size, resume=resume) as writer:
+        rows = zip(records, good, strict=True)
+        for record, (_, data, ext) in tqdm(rows, total=len(records), desc=f"writing {source} shards",
+                                           disable=not progress, unit="img"):  # fmt: skip
+            writer.write(record, data, ext)
+        report.counts = writer.close()
     for split in report.counts:
         report.ids[split] = sum(1 for s, _ in mapping if s == split)
     atomic_write_json(out / "conversion.json", {"source": source, "root": str(root), **report.to_dict()})
