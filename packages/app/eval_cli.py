@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ireid.answerer import build_witness
-from ireid.app.strategies import build_strategy, strategy_settings
+from ireid.app.strategies import build_strategy, server_options, strategy_settings
 from ireid.app.thi_pipeline import ANNOTATED, build_thi, thi_settings
 from ireid.core.gallery import Gallery, encode_split
 from ireid.core.images import ImageStore
@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", dest="max_queries", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument(
+        "--timeout-s", type=float, help="openai: sources: seconds per request (config server.timeout_s)"
+    )
+    parser.add_argument("--max-retries", type=int, help="openai: sources: attempts per request (server.max_retries)")
+    parser.add_argument(
         "--allow-partial",
         action="store_const",
         const=True,
@@ -62,6 +66,11 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     config = load_config(args.config)
     overrides = {name: getattr(args, name) for name in OVERRIDABLE if getattr(args, name, None) is not None}
     config = dataclasses.replace(config, **overrides)
+    server = {
+        name: getattr(args, name) for name in ("timeout_s", "max_retries") if getattr(args, name, None) is not None
+    }
+    if server:
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, **server))
     if getattr(args, "rerank_ckpt", None):
         config.rerank = RerankConfig(base_ckpt=args.rerank_ckpt)
     if getattr(args, "thi", None):
@@ -112,7 +121,9 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
     gallery: Gallery = encode_split(retriever, config.data_dir, config.split)
     partial = check_complete(config.data_dir, config.split, len(gallery), config.allow_partial)
     queries = evenly_spaced(load_records(config.data_dir, config.split), config.max_queries)
-    witness = build_witness(config.witness, tokenizer_dir=config.tokenizer_dir)
+    witness = build_witness(
+        config.witness, tokenizer_dir=config.tokenizer_dir, **server_options(config.witness, config.server)
+    )
     text_of = retrieval_text_reader(with_questions=config.text == "questions+answers")
     reranker_for = _reranker_factory(config, Path(config.data_dir), retriever, gallery)
     results = []

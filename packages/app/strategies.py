@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ireid.app.thi_pipeline import ANNOTATED, vision_model
 from ireid.core.images import ImageSource, ImageStore
-from ireid.core.llm import ChatLLM, load_chat_llm
+from ireid.core.llm import OPENAI_PREFIX, ChatLLM, ServerSettings, load_chat_llm
 from ireid.core.loader import load_records
 from ireid.core.protocols import CandidateSelector
 from ireid.core.rounds import QuestionStrategy
@@ -101,13 +102,13 @@ def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = N
             raise ValueError("config target_frequency.targets: name a look-forward targets folder to count")
         return TargetFrequency(target_attribute_counts(Path(settings.targets), settings.split))
     if name == "chatir":
-        llm = _chat_llm(config.chatir.llm, config.tokenizer_dir, config.chatir.batch_size)
+        llm = _chat_llm(config.chatir.llm, config.tokenizer_dir, config.chatir.batch_size, config.server)
         examples = example_dialogues(load_records(config.data_dir, "train"), config.chatir.examples)
         return ChatIR(llm, examples, config.chatir.max_new_tokens)
     if name == "simirv-llm":
         settings = config.simirv_llm
         return SimIRVLLM(
-            _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size),
+            _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size, config.server),
             settings.extra_objects,
             settings.max_objects,
             settings.write_questions,
@@ -116,7 +117,7 @@ def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = N
     if name == "plugir-llm":
         settings = config.plugir_llm
         return PlugIRLLM(
-            _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size),
+            _chat_llm(settings.llm, config.tokenizer_dir, settings.batch_size, config.server),
             _captioner(settings, config, images),
             settings.top_n,
             settings.clusters,
@@ -138,10 +139,19 @@ def _questioner(ckpt: str, max_new_tokens: int, beams: int, retry_beams: int, op
     )
 
 
+def server_options(source: str, server: ServerSettings) -> dict[str, Any]:
+    """What an `openai:` source's client takes from the run's server settings (nothing, for a local model)."""
+    return dataclasses.asdict(server) if source.startswith(OPENAI_PREFIX) else {}
+
+
+def _chat_llm(source: str, tokenizer_dir: str | None, batch_size: int, server: ServerSettings) -> ChatLLM:
+    return _loaded_llm(source, tokenizer_dir, batch_size, tuple(sorted(server_options(source, server).items())))
+
+
 @cache
-def _chat_llm(source: str, tokenizer_dir: str | None, batch_size: int) -> ChatLLM:
+def _loaded_llm(source: str, tokenizer_dir: str | None, batch_size: int, http: tuple[tuple[str, Any], ...]) -> ChatLLM:
     """One loaded LLM for every strategy that names the same one."""
-    return load_chat_llm(source, tokenizer_dir=tokenizer_dir, batch_size=batch_size)
+    return load_chat_llm(source, tokenizer_dir=tokenizer_dir, batch_size=batch_size, **dict(http))
 
 
 def _captioner(settings: PlugIRLLMConfig, config: EvalConfig, images: ImageSource | None = None) -> Captioner:
@@ -150,7 +160,7 @@ def _captioner(settings: PlugIRLLMConfig, config: EvalConfig, images: ImageSourc
     if settings.vision == ANNOTATED:
         return AnnotatedCaptioner()
     images = images or _gallery_images(config.data_dir, config.split)
-    return VisionCaptioner(vision_model(settings.vision), images, settings.caption_tokens)
+    return VisionCaptioner(vision_model(settings.vision, config.server), images, settings.caption_tokens)
 
 
 @cache

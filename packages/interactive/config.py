@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ireid.core.llm import ServerSettings
 from ireid.core.settings import load_settings
 
 TEXT_MODES = ("answers", "questions+answers")
@@ -99,6 +100,9 @@ class EvalConfig:
     tokenizer_dir: str | None = None  # for tiny LLMs: a tokenizer with a chat template
     text: str = "answers"  # what the retriever reads: answers | questions+answers
     allow_partial: bool = False  # go on when the split reads fewer samples than its manifest lists (the report says)
+    # every openai: source of the run (witness, chatir, simirv-llm, plugir-llm and its captioner): seconds per request,
+    # attempts per request, concurrent requests; THI keeps its own in `thi.server`
+    server: ServerSettings = field(default_factory=ServerSettings)
     strategies: list[str] = field(
         default_factory=lambda: ["initial", "random", "oracle-lookforward", "simirv", "plugir", "chatir"]
     )

@@ -253,7 +253,7 @@ def test_both_run_through_the_harness_as_the_app_builds_them(tiny_world: Path, t
     from ireid.interactive.config import EvalConfig
 
     llm = ScriptedLLM(any_reply)
-    monkeypatch.setattr(app, "_chat_llm", lambda source, tokenizer_dir, batch_size: llm)
+    monkeypatch.setattr(app, "_chat_llm", lambda source, tokenizer_dir, batch_size, server: llm)
     config = EvalConfig(data_dir=str(tiny_world))
     config.plugir_llm = dataclasses.replace(config.plugir_llm, top_n=8, clusters=3)
     records = load_records(tiny_world, "test")
