@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ireid.selector.data import (
+    SameLengthBatches,
     SelectorTensorData,
     SyntheticSelectorData,
     load_selector_tensors,
@@ -53,7 +54,7 @@ def test_tensor_file_errors_name_file_and_field(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
         load_selector_tensors(tmp_path / "nope.pt")
     (tmp_path / "text.pt").write_text("not tensors")
-    with pytest.raises(ValueError, match=r"text\.pt: not a selector data file \(torch.load with weights_only=True"):
+    with pytest.raises(ValueError, match=r"text\.pt: not a torch file \(\w+\) \(expected a selector data file\)"):
         load_selector_tensors(tmp_path / "text.pt")
 
 
@@ -89,3 +90,19 @@ def test_data_modules_batch_rows_of_one_length_cut_to_it(tmp_path):
     assert torch.allclose(full[:, : short.shape[1]], short, atol=1e-5), "padding never changes the scores"
     synthetic = SyntheticSelectorData(num_train=8, num_val=4, num_candidates=5, dim=6, batch_size=4)
     assert synthetic.feature_dim == 6 and next(iter(synthetic.val_dataloader()))["dialogue"].shape == (4, 6)
+
+
+def test_batches_shard_across_processes_disjoint_and_even(monkeypatch) -> None:
+    mask = torch.zeros(50, 6, dtype=torch.bool)
+    for row in range(50):
+        mask[row, : 3 + row % 3] = True
+    shards = []
+    for rank in range(2):
+        monkeypatch.setattr(SameLengthBatches, "_rank_world", staticmethod(lambda rank=rank: (rank, 2)))
+        sampler = SameLengthBatches(mask, 4, shuffle=True, drop_last=True, seed=7)
+        shards.append([tuple(b) for b in sampler])
+        assert len(sampler) == len(shards[-1])
+    assert len(shards[0]) == len(shards[1]) > 0
+    assert not set(shards[0]) & set(shards[1])  # the same order drawn on both ranks, every other batch each
+    for batch in shards[0] + shards[1]:
+        assert len({int(mask[i].sum()) for i in batch}) == 1

@@ -75,7 +75,7 @@ def test_missing_or_foreign_files_are_errors_naming_them(fitted, tmp_path: Path)
     with pytest.raises(FileNotFoundError, match=r"nowhere\.ckpt: selector checkpoint not found"):
         load_selector(tmp_path / "nowhere.ckpt")
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"text\.ckpt: not a selector checkpoint"):
+    with pytest.raises(ValueError, match=r"text\.ckpt: not a torch file \(\w+\) \(expected a selector checkpoint\)"):
         load_selector(tmp_path / "text.ckpt")
     torch.save(
         {"state_dict": {"questioner.w": torch.zeros(1)}, "hyper_parameters": {"stage": "warmup"}}, tmp_path / "q.ckpt"
