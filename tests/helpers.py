@@ -51,3 +51,20 @@ def quiet_trainer(max_steps: int, **options: Any) -> L.Trainer:
         "num_sanity_val_steps": 0,
     }
     return L.Trainer(max_steps=max_steps, **{**settings, **options})
+
+
+def train_on_two_processes(module: str, args: list[str], cwd) -> str:
+    """`python -m <module> <args>` on two CPU processes (gloo), as `--trainer.devices 2 --trainer.strategy ddp` runs
+    on two GPUs; its output, after checking that both ranks joined and the run ended cleanly."""
+    import os
+    import subprocess
+    import sys
+
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", module, *args, *ddp], capture_output=True, text=True, timeout=600,
+                          env=env, cwd=cwd)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "distributed_backend=gloo" in output and "All distributed processes registered" in output
+    return output

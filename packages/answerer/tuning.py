@@ -196,7 +196,7 @@ class WitnessTuner(L.LightningModule):
         for name, metric in self.val_consistent.items():
             if metric.update_count:
                 key = "val/consistent" if name == "all" else f"val/consistent_{name}"
-                self.log(key, metric.compute(), prog_bar=name == "all")
+                self.log(key, metric.compute(), prog_bar=name == "all")  # compute() syncs across processes
             metric.reset()
 
     # ----------------------------------------------------------------------------------------------- export

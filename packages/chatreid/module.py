@@ -138,7 +138,7 @@ class ChatReIDModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss = self.model(**batch).loss
         targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # the loss is their mean
-        self.log("val/loss", loss, prog_bar=True, batch_size=max(1, targets))
+        self.log("val/loss", loss, prog_bar=True, batch_size=max(1, targets), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         skips = getattr(getattr(self.trainer, "datamodule", None), "skips", None)

@@ -257,7 +257,9 @@ class QuestionerModule(L.LightningModule):
         images, _ = self.choose_images(batch, sample=False)
         variants = [self.hparams.eval_instruction] * len(images)
         loss, tokens = self.questioner.nll(batch["dialogues"], images, batch["questions"], variants)
-        self.log("val/loss", loss, prog_bar=True, batch_size=tokens)  # token-weighted mean over the epoch
+        self.log(
+            "val/loss", loss, prog_bar=True, batch_size=tokens, sync_dist=True
+        )  # token-weighted mean over the epoch
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -113,14 +113,19 @@ class SameLengthBatches(Sampler[list[int]]):
     With `shuffle`, each epoch shuffles the rows within each length and the order of the batches (drawn from the
     global torch generator, as `RandomSampler` is, so `seed_everything` repeats it); `drop_last` drops each
     length's last short batch unless that would drop every batch of a length.
+
+    Under torch.distributed it shards the batches itself (the configs set `use_distributed_sampler: false`: a
+    sampler of batches cannot be rebuilt around Lightning's `DistributedSampler`): every rank draws the same order
+    from `seed` and its epoch count and takes every world-th batch, the same number on every rank.
     """
 
-    def __init__(self, mask: Tensor, batch_size: int, shuffle: bool, drop_last: bool = False):
+    def __init__(self, mask: Tensor, batch_size: int, shuffle: bool, drop_last: bool = False, seed: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         lengths = mask.sum(dim=1)
         self.groups = [torch.nonzero(lengths == n).flatten() for n in torch.unique(lengths).tolist()]
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
+        self.epoch = 0
 
     def _batches(self, generator: torch.Generator | None) -> list[list[int]]:
         batches = []
@@ -135,14 +140,26 @@ class SameLengthBatches(Sampler[list[int]]):
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
         return batches
 
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _shard(self, batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+        return batches[rank::world][: len(batches) // world] if world > 1 else batches
+
     def __iter__(self) -> Iterator[list[int]]:
+        rank, world = self._rank_world()
         generator = None
         if self.shuffle:
-            generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        return iter(self._batches(generator))
+            seed = self.seed + self.epoch if world > 1 else int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator().manual_seed(seed)
+        self.epoch += 1
+        return iter(self._shard(self._batches(generator), rank, world))
 
     def __len__(self) -> int:
-        return len(self._batches(torch.Generator().manual_seed(0)))
+        return len(self._shard(self._batches(torch.Generator().manual_seed(0)), *self._rank_world()))
 
 
 def trim_padding(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -86,8 +86,8 @@ class SelectorWarmup(L.LightningModule):
         picked = self.selector.select(batch["dialogue"], batch["candidates"], mask, c)[:, offset:]
         recall = (picked < c).float().mean()
         chance = ((c - offset) / (mask.sum(dim=1) - offset).float()).mean()
-        self.log("val/top_c_recall", recall, prog_bar=True, batch_size=len(mask))
-        self.log("val/chance_recall", chance, batch_size=len(mask))
+        self.log("val/top_c_recall", recall, prog_bar=True, batch_size=len(mask), sync_dist=True)
+        self.log("val/chance_recall", chance, batch_size=len(mask), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
