@@ -6,6 +6,7 @@ Used by the model factory for tiny and real checkpoints alike: `nf4_loading_kwar
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -35,8 +36,18 @@ def nf4_loading_kwargs(dtype: torch.dtype | None, device_map: str | dict[str, An
             llm_int8_skip_modules=list(NF4_SKIP_MODULES),
         ),
         "dtype": compute_dtype,
-        "device_map": device_map or {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"},
+        "device_map": device_map or {"": local_device()},
     }
+
+
+def local_device() -> int | str:
+    """Where this process's quantised weights go: its own GPU under a multi-process launch (`LOCAL_RANK`, which
+    torchrun and Lightning's DDP launcher set before the model is built, while `torch.cuda.current_device()` is
+    still 0 in every rank), the current GPU otherwise, else the CPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    local_rank = os.environ.get("LOCAL_RANK")
+    return int(local_rank) if local_rank is not None else torch.cuda.current_device()
 
 
 def keep_portable(model: PreTrainedModel) -> None:

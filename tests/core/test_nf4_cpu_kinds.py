@@ -87,3 +87,16 @@ def test_nf4_output_and_training_do_not_depend_on_the_cpu_kind(
     loss.backward()
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert torch.isfinite(loss) and all(p.grad is not None for p in lora_b)
+
+
+def test_each_process_quantises_onto_its_own_gpu(monkeypatch) -> None:
+    from ireid.core import nf4
+
+    monkeypatch.setattr(nf4.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(nf4.torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert nf4.local_device() == 3  # rank 3 of a DDP launch, before Lightning sets its device
+    monkeypatch.delenv("LOCAL_RANK")
+    assert nf4.local_device() == 0
+    monkeypatch.setattr(nf4.torch.cuda, "is_available", lambda: False)
+    assert nf4.local_device() == "cpu"
