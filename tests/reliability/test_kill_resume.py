@@ -70,3 +70,16 @@ def test_an_evaluation_killed_then_rerun_ends_with_the_same_results(
     clean = (tmp_path / "clean" / "results.json").read_text()
     assert (killed / "results.json").read_text().replace(str(killed), "") == clean.replace(str(tmp_path / "clean"), "")
     assert not list(killed.rglob("*.tmp"))
+
+
+def test_lookforward_killed_while_writing_then_rerun_is_byte_identical(
+    tiny_world: Path, tower_file: Path, tmp_path: Path
+) -> None:
+    ckpt = str(tower_file.parent / "retriever.ckpt")
+    args = ["lookforward", "--retriever-ckpt", ckpt, "--data", str(tiny_world), "--batch-size", "1"]
+    run([*args, "--out", str(tmp_path / "clean")])
+    killed = tmp_path / "killed"
+    kill_when([*args, "--out", str(killed)], lambda: any(killed.glob("*.tar.tmp")))
+    run([*args, "--out", str(killed)])
+    assert digest(killed, "*.tar") == digest(tmp_path / "clean", "*.tar")
+    assert not list(killed.glob("*.tmp"))
