@@ -21,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", type=int, default=10)
     parser.add_argument("--max-records", type=int, help="this many records spread evenly over the split (default all)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="share the batches among this many processes of one thread each"
+    )
     parser.add_argument("--budget", type=int, default=200, help="candidates kept at round t: ceil(budget / t)")
     parser.add_argument(
         "--targets",
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         explore=args.explore,
         gallery_ids=args.gallery_ids,
+        processes=args.processes,
     )
     print("round  dialogues  mean target rank before -> after")
     for t, row in summary["rounds"].items():

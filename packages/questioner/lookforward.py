@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import random
 import tarfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,56 @@ def gallery_groups(gallery: Gallery, records: Sequence[Record], ids: int | None)
     return groups
 
 
+@dataclass
+class _Job:
+    """Everything a look-forward batch needs; forked processes inherit it instead of receiving it per batch."""
+
+    work: list[tuple[Gallery, list[Record]]]
+    retriever: TextImageRetriever
+    max_rounds: int
+    budget: int
+    targets: str
+    seed: int
+    explore: float
+    policy: QuestionStrategy | None
+
+    def __call__(self, index: int) -> tuple[int, list[Any]]:
+        group, batch = self.work[index]
+        chosen = look_forward_batch(
+            batch, group, self.retriever, self.max_rounds, self.budget, self.targets, self.seed, self.explore,
+            self.policy,
+        )  # fmt: skip
+        return index, chosen
+
+
+_FORKED_JOB: _Job | None = None  # the job of this forked process
+
+
+def _forked(index: int) -> tuple[int, list[Any]]:
+    assert _FORKED_JOB is not None
+    return _FORKED_JOB(index)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # as DataLoader workers do: a forked process must not re-enter the parent's OpenMP pool
+
+
+def _results(job: _Job, processes: int) -> Iterator[tuple[int, list[Any]]]:
+    """(batch index, targets) in batch order, computed here or by `processes` forked processes."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
+    if processes == 1 or len(job.work) < 2:
+        yield from map(job, range(len(job.work)))
+        return
+    global _FORKED_JOB
+    _FORKED_JOB = job
+    try:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread) as pool:
+            yield from pool.imap(_forked, range(len(job.work)))
+    finally:
+        _FORKED_JOB = None
+
+
 def build_targets(
     retriever: TextImageRetriever,
     gallery: Gallery,
@@ -397,11 +448,13 @@ def build_targets(
     explore: float = 0.0,
     policy: QuestionStrategy | None = None,
     gallery_ids: int | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Write the look-forward targets of `records` against `gallery` (resuming), then the per-round summary.
 
     With `gallery_ids` each record is looked forward against the gallery of its group of that many identities
-    (`gallery_groups`) instead of the whole split.
+    (`gallery_groups`) instead of the whole split. `processes` > 1 shares the batches among forked processes of one
+    thread each; they are written in order, so the output is the same as one process's with one thread.
     """
     settings: dict[str, Any] = {"targets": targets, "seed": seed, "budget": budget, "max_rounds": max_rounds}
     if explore:
@@ -417,9 +470,9 @@ def build_targets(
         for group, members in groups:
             todo = [r for r in members if r.key not in writer.written_keys]
             work += [(group, todo[start : start + batch_size]) for start in range(0, len(todo), batch_size)]
-        for group, batch in tqdm(work, desc="look forward", unit="batch"):
-            chosen = look_forward_batch(batch, group, retriever, max_rounds, budget, targets, seed, explore, policy)
-            for record, target in zip(batch, chosen, strict=True):
+        job = _Job(work, retriever, max_rounds, budget, targets, seed, explore, policy)
+        for index, chosen in tqdm(_results(job, processes), total=len(work), desc="look forward", unit="batch"):
+            for record, target in zip(work[index][1], chosen, strict=True):
                 writer.write_sample(record.key, _members(target, record))
     summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}
     atomic_write_json(out / f"{split}.lookforward.json", summary)

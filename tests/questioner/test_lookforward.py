@@ -304,3 +304,22 @@ def test_a_bad_gallery_size_fails_before_the_folder_records_its_settings(world, 
         build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=1, gallery_ids=0)
     assert not (tmp_path / "train.settings.json").exists()  # so a rerun with a good size is not refused
     build_targets(retriever, gallery, records[:2], tmp_path, max_rounds=1, gallery_ids=5)
+
+
+def test_forked_processes_write_the_same_targets_as_one_thread(world, tmp_path: Path) -> None:
+    records, retriever, gallery = world
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each forked process uses: the same arithmetic, so the same bytes
+    try:
+        build_targets(retriever, gallery, records[:8], tmp_path / "one", max_rounds=6, batch_size=2, budget=12)
+    finally:
+        torch.set_num_threads(threads)
+    build_targets(retriever, gallery, records[:8], tmp_path / "two", max_rounds=6, batch_size=2, budget=12,
+                  processes=2)  # fmt: skip
+
+    def shards(folder: Path) -> list[bytes]:
+        return [p.read_bytes() for p in sorted(folder.glob("train-*.tar"))]
+
+    assert shards(tmp_path / "one") == shards(tmp_path / "two") != []
+    with pytest.raises(ValueError, match="processes must be at least 1"):
+        build_targets(retriever, gallery, records[:4], tmp_path / "none", max_rounds=2, batch_size=2, processes=0)
