@@ -24,6 +24,7 @@ every library held to AVX2, to check a change on the other CPU kind.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "INDEX_FILE",
     "TRAIN_POINTS_PER_LIST",
+    "EncodedBatch",
     "GalleryIndex",
     "GalleryIndexError",
     "Item",
@@ -246,26 +248,49 @@ class GalleryIndex:
         fit in RAM as float32 while encoding. `total` (default: len(items) when defined) sizes the progress
         bar and the first allocation. Person ids must be given for all items or for none.
         """
+        if total is None and isinstance(items, Sequence):
+            total = len(items)
+
+        def encoded() -> Iterator[EncodedBatch]:
+            for batch in _batched(items, batch_size):
+                with torch.no_grad():
+                    feats = rows_float32(embed_fn([item[1] for item in batch]), "embed_fn output")
+                if len(feats) != len(batch):
+                    raise ValueError(f"embed_fn returned {len(feats)} rows for {len(batch)} images")
+                yield EncodedBatch(
+                    [item[0] for item in batch], feats, [item[2] if len(item) > 2 else None for item in batch]
+                )
+
+        return cls.from_encoded(encoded(), out_dir, total, backend, progress, **options)
+
+    @classmethod
+    def from_encoded(
+        cls,
+        batches: Iterable[EncodedBatch],
+        out_dir: Path | str,
+        total: int | None = None,
+        backend: str = "faiss",
+        progress: bool = True,
+        **options: Any,
+    ) -> GalleryIndex:
+        """Write batches of already encoded items, in order, into `out_dir` and return the saved gallery (what
+        `build` does after encoding; encoding elsewhere, in other processes, comes in here)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         tag, tmp = new_generation(out_dir)
-        if total is None and isinstance(items, Sequence):
-            total = len(items)
         keys: list[str] = []
         pids: list[int | None] = []
         writer: NpyAppender | None = None
         try:
             with tqdm(total=total, unit="img", desc="encoding gallery", disable=not progress) as bar:
-                for batch in _batched(items, batch_size):
-                    with torch.no_grad():
-                        feats = rows_float32(embed_fn([item[1] for item in batch]), "embed_fn output")
-                    if len(feats) != len(batch):
-                        raise ValueError(f"embed_fn returned {len(feats)} rows for {len(batch)} images")
-                    writer = writer or NpyAppender(tmp, feats.shape[1], total or 4096)
-                    writer.append(feats.astype(np.float16))
-                    keys.extend(item[0] for item in batch)
-                    pids.extend(item[2] if len(item) > 2 else None for item in batch)
-                    bar.update(len(batch))
+                for batch in batches:
+                    if not batch.keys:
+                        continue
+                    writer = writer or NpyAppender(tmp, batch.rows.shape[1], total or 4096)
+                    writer.append(batch.rows.astype(np.float16))
+                    keys.extend(batch.keys)
+                    pids.extend(batch.pids)
+                    bar.update(len(batch.keys))
             if writer is None:
                 raise ValueError("no items to index")
             embeddings = writer.finish()
@@ -280,6 +305,15 @@ class GalleryIndex:
         index._commit(out_dir, tag, tmp)
         index.embeddings = np.load(out_dir / embeddings_file(tag), mmap_mode="r")
         return index
+
+
+@dataclass
+class EncodedBatch:
+    """Consecutive gallery items with their embeddings (float32 rows [B, D]) and person ids (or None each)."""
+
+    keys: list[str]
+    rows: np.ndarray
+    pids: list[int | None]
 
 
 def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

@@ -5,12 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from ireid.retriever import inference
 from ireid.retriever.cli import main as retriever_main
+from ireid.retriever.index import GalleryIndex
 from ireid.retriever.inference import load_retriever
 from ireid.retriever.losses import sdm_loss
 from ireid.retriever.model import RetrieverNet
@@ -162,3 +164,20 @@ def test_ddp_on_two_cpu_processes(tiny_world, tmp_path):
     assert "distributed_backend=gloo" in done.stderr + done.stdout
     assert "All distributed processes registered" in done.stderr + done.stdout
     assert list(tmp_path.rglob("last.ckpt"))
+
+
+def test_indexing_shared_among_processes_writes_the_same_gallery(trained, tiny_world, tmp_path, capsys):
+    _, ckpts = trained
+    last = str(next(p for p in ckpts if p.name == "last.ckpt"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each forked process runs with: the same arithmetic, so the same bytes
+    try:
+        args = ["index", "--ckpt", last, "--shards", str(tiny_world), "--batch-size", "4"]
+        assert retriever_main([*args, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert retriever_main([*args, "--processes", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = GalleryIndex.load(tmp_path / "one"), GalleryIndex.load(tmp_path / "two")
+    assert one.keys == two.keys and np.array_equal(one.pids, two.pids)
+    assert np.array_equal(np.asarray(one.embeddings), np.asarray(two.embeddings))
+    assert "indexed 12 images" in capsys.readouterr().out

@@ -1,0 +1,71 @@
+"""Gallery encoding shared among forked processes of one thread each.
+
+The items are a list known up front (a folder's listing, a split's samples); process k decodes and encodes batches
+k, k + N, ... and the batches come back in order, so the index is written as one process writes it. Each process
+runs one thread, as DataLoader workers do: a forked process must not re-enter its parent's OpenMP pool, and the
+arithmetic is then the same in every process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ireid.retriever.gallery_rows import rows_float32
+from ireid.retriever.index import EncodedBatch, Item
+
+Loader = Callable[[int, int], list[Item]]  # items [start, end) decoded (undecodable ones left out and counted)
+
+
+@dataclass
+class _Encoding:
+    embed_fn: Callable[[list[Image.Image]], Tensor]
+    load: Loader
+    count: int
+    batch_size: int
+
+    def __call__(self, start: int) -> EncodedBatch:
+        items = self.load(start, min(start + self.batch_size, self.count))
+        if not items:
+            return EncodedBatch([], np.zeros((0, 0), dtype=np.float32), [])
+        with torch.no_grad():
+            rows = rows_float32(self.embed_fn([item[1] for item in items]), "embed_fn output")
+        return EncodedBatch([item[0] for item in items], rows, [item[2] if len(item) > 2 else None for item in items])
+
+
+_FORKED: _Encoding | None = None  # the encoding job of this forked process
+
+
+def _forked(start: int) -> EncodedBatch:
+    assert _FORKED is not None
+    return _FORKED(start)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def encoded_batches(
+    embed_fn: Callable[[list[Image.Image]], Tensor], load: Loader, count: int, batch_size: int = 64, processes: int = 1
+) -> Iterator[EncodedBatch]:
+    """Batches of `batch_size` consecutive items, encoded here (`processes` 1) or by forked processes, in order."""
+    if batch_size < 1 or processes < 1:
+        raise ValueError(f"batch_size and processes must be at least 1, got {batch_size} and {processes}")
+    job = _Encoding(embed_fn, load, count, batch_size)
+    starts = range(0, count, batch_size)
+    if processes == 1 or len(starts) < 2:
+        yield from map(job, starts)
+        return
+    global _FORKED
+    _FORKED = job
+    try:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread) as pool:
+            yield from pool.imap(_forked, starts)
+    finally:
+        _FORKED = None
