@@ -8,15 +8,19 @@ arithmetic is then the same in every process.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from ireid.core.loader import SkipCounter, undecoded_samples
+from ireid.retriever.gallery_folder import list_image_folder, read_image
 from ireid.retriever.gallery_rows import rows_float32
 from ireid.retriever.index import EncodedBatch, Item
 
@@ -69,3 +73,30 @@ def encoded_batches(
             yield from pool.imap(_forked, starts)
     finally:
         _FORKED = None
+
+
+def shard_loader(root: Path, split: str, skips: SkipCounter) -> tuple[Loader, int]:
+    """Items [start, end) of a shard split as (key, image, pid): gallery items with person ids for evaluation."""
+    samples = undecoded_samples(root, split)
+
+    def load(start: int, end: int) -> list[Item]:
+        items: list[Item] = []
+        for sample in samples[start:end]:
+            try:
+                with Image.open(io.BytesIO(sample.image)) as image:  # type: ignore[arg-type]
+                    items.append((sample.key, image.convert("RGB"), sample.record.pid))
+            except Exception as exc:  # PIL raises several types for corrupt data
+                skips.add(f"{sample.key}: {exc}")
+        return items
+
+    return load, len(samples)
+
+
+def folder_loader(folder: Path, skips: SkipCounter) -> tuple[Loader, int]:
+    """Items [start, end) of an image folder's listing as (key, image); undecodable images are counted."""
+    listing = list_image_folder(folder)
+
+    def load(start: int, end: int) -> list[Item]:
+        return [(key, image) for key, path in listing[start:end] if (image := read_image(key, path, skips)) is not None]
+
+    return load, len(listing)

@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from ireid.core.loader import SkipCounter, undecoded_samples
-from ireid.retriever.gallery_folder import list_image_folder, read_image
-from ireid.retriever.gallery_processes import Loader, encoded_batches
-from ireid.retriever.index import BACKENDS, GalleryIndex, GalleryIndexError, Item
+from ireid.core.loader import SkipCounter
+from ireid.retriever.gallery_processes import encoded_batches, folder_loader, shard_loader
+from ireid.retriever.index import BACKENDS, GalleryIndex, GalleryIndexError
 from ireid.retriever.inference import image_embedder, load_retriever
-
-
-def _shard_loader(root: Path, split: str, skips: SkipCounter) -> tuple[Loader, int]:
-    """Items [start, end) of a shard split as (key, image, pid): gallery items with person ids for evaluation."""
-    samples = undecoded_samples(root, split)
-
-    def load(start: int, end: int) -> list[Item]:
-        items: list[Item] = []
-        for sample in samples[start:end]:
-            try:
-                with Image.open(io.BytesIO(sample.image)) as image:  # type: ignore[arg-type]
-                    items.append((sample.key, image.convert("RGB"), sample.record.pid))
-            except Exception as exc:  # PIL raises several types for corrupt data
-                skips.add(f"{sample.key}: {exc}")
-        return items
-
-    return load, len(samples)
-
-
-def _folder_loader(folder: Path, skips: SkipCounter) -> tuple[Loader, int]:
-    """Items [start, end) of an image folder's listing as (key, image); undecodable images are counted."""
-    listing = list_image_folder(folder)
-
-    def load(start: int, end: int) -> list[Item]:
-        return [(key, image) for key, path in listing[start:end] if (image := read_image(key, path, skips)) is not None]
-
-    return load, len(listing)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +41,7 @@ def run_index(args: argparse.Namespace) -> int:
     """Encode the gallery of `--shards`/`--images` with the checkpoint into the index folder `--out`."""
     module = load_retriever(args.ckpt)
     skips = SkipCounter()
-    load, count = _shard_loader(args.shards, args.split, skips) if args.shards else _folder_loader(args.images, skips)
+    load, count = shard_loader(args.shards, args.split, skips) if args.shards else folder_loader(args.images, skips)
     batches = encoded_batches(image_embedder(module), load, count, args.batch_size, args.processes)
     index = GalleryIndex.from_encoded(batches, args.out, total=count, backend=args.backend)
     print(
