@@ -81,6 +81,11 @@ def build_questioner_model(
         dtype=dtype,
     )
     model = built.model
+    newline = getattr(getattr(model, "model", None), "image_newline", None)
+    if isinstance(newline, nn.Parameter):
+        # LLaVA-OneVision appends it to an "anyres" image's rows; the questioner shows pooled multi-image grids, which
+        # never use it, and DDP refuses a trainable parameter that no loss reaches
+        newline.requires_grad_(False)
     if person_vision is not None:
         tower = model.model.vision_tower
         resize_vision_positions(tower, tuple(person_vision["image_hw"]))
