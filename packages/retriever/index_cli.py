@@ -42,6 +42,8 @@ def run_index(args: argparse.Namespace) -> int:
     module = load_retriever(args.ckpt)
     skips = SkipCounter()
     load, count = shard_loader(args.shards, args.split, skips) if args.shards else folder_loader(args.images, skips)
+    if count == 0:
+        raise ValueError(f"{args.images}: no .jpg, .jpeg or .png images to index")
     batches = encoded_batches(image_embedder(module), load, count, args.batch_size, args.processes)
     index = GalleryIndex.from_encoded(batches, args.out, total=count, backend=args.backend)
     print(
@@ -54,6 +56,9 @@ def run_search(args: argparse.Namespace) -> int:
     """Print the top `--k` gallery items of the index for `--text`: rank, score, key and (if known) pid."""
     if not args.text.strip():
         print("error: --text is empty", file=sys.stderr)
+        return 2
+    if args.k < 1:
+        print(f"error: --k must be at least 1, got {args.k}", file=sys.stderr)
         return 2
     module = load_retriever(args.ckpt)
     index = GalleryIndex.load(args.index)

@@ -181,3 +181,18 @@ def test_indexing_shared_among_processes_writes_the_same_gallery(trained, tiny_w
     assert one.keys == two.keys and np.array_equal(one.pids, two.pids)
     assert np.array_equal(np.asarray(one.embeddings), np.asarray(two.embeddings))
     assert "indexed 12 images" in capsys.readouterr().out
+
+
+def test_an_empty_folder_and_a_bad_k_are_one_line(trained, tmp_path, capsys):
+    _, ckpts = trained
+    last = str(next(p for p in ckpts if p.name == "last.ckpt"))
+    (tmp_path / "empty").mkdir()
+    assert (
+        retriever_main(["index", "--ckpt", last, "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "x")])
+        == 2
+    )
+    assert "empty: no .jpg, .jpeg or .png images to index" in capsys.readouterr().err
+    assert (
+        retriever_main(["search", "--index", str(tmp_path / "x"), "--ckpt", last, "--text", "a man", "--k", "0"]) == 2
+    )
+    assert "--k must be at least 1, got 0" in capsys.readouterr().err
