@@ -83,3 +83,23 @@ def test_lookforward_killed_while_writing_then_rerun_is_byte_identical(
     run([*args, "--out", str(killed)])
     assert digest(killed, "*.tar") == digest(tmp_path / "clean", "*.tar")
     assert not list(killed.glob("*.tmp"))
+
+
+def test_convert_killed_while_writing_then_resumed_is_byte_identical(tmp_path: Path) -> None:
+    from PIL import Image
+
+    crops = tmp_path / "crops"
+    for split, people in (("train", 60), ("test", 20)):
+        for person in range(people):
+            folder = crops / split / f"p{person:03d}"
+            folder.mkdir(parents=True)
+            for view in range(5):
+                Image.new("RGB", (16, 32), (person * 4 % 256, view * 40, 90)).save(folder / f"{view}.png")
+    args = ["data", "convert", "--format", "folder", "--root", str(crops), "--shard-size", "20", "--quiet"]
+    run([*args, "--out", str(tmp_path / "clean")])
+    killed = tmp_path / "killed"
+    kill_when([*args, "--out", str(killed)], lambda: (killed / "train-000001.tar").exists())
+    run([*args, "--out", str(killed), "--resume"])
+    assert digest(killed, "*.tar") == digest(tmp_path / "clean", "*.tar")
+    assert digest(killed, "*.manifest.json") == digest(tmp_path / "clean", "*.manifest.json")
+    assert not list(killed.glob("*.tmp"))
