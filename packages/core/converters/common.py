@@ -123,6 +123,24 @@ def list_lines(path: Path, layout: str) -> list[tuple[int, str]]:
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
+def labelled_paths(path: Path, layout: str, relative_to: str) -> list[tuple[int, str, str]]:
+    """(line number, relative image path, label) of each line of a '<relative path> <label>' list file (MSMT17,
+    RegDB); `relative_to` names, in errors, the folder the paths are relative to. Labels come back as plain
+    integers in text ("007" -> "7")."""
+    entries = []
+    for number, line in list_lines(path, layout):
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise ConversionError(f"{path}: line {number}: expected '<relative path> <label>', got {line!r}")
+        rel, label = parts
+        if leaves_root(rel):
+            raise ConversionError(f"{path}: line {number}: {rel!r} leaves {relative_to}")
+        entries.append((number, rel, str(int(label))))
+    if not entries:
+        raise ConversionError(f"{path}: no images listed (expected lines '<relative path> <label>')")
+    return entries
+
+
 def image_bytes(path: Path) -> tuple[bytes, str]:
     """The image's bytes as JPEG or PNG (other formats are re-encoded to PNG); raises if undecodable."""
     data = path.read_bytes()

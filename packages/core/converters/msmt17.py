@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from ireid.core.converters.common import ConversionError, SourceItem, leaves_root, list_lines
+from ireid.core.converters.common import ConversionError, SourceItem, labelled_paths
 
 # (train image folder, test image folder) of V1, then V2
 VERSIONS = (("train", "test"), ("mask_train_v2", "mask_test_v2"))
@@ -62,23 +62,12 @@ def read_msmt17(root: Path) -> tuple[list[SourceItem], int]:
     listed: dict[Path, str] = {}  # image -> where it was listed, so a repeat is reported before any writing
     for name, (folder, split, role) in LISTS.items():
         path = root / name
-        lines = list_lines(path, LAYOUT)
-        if not lines:
-            raise ConversionError(f"{path}: no images listed (expected lines '<relative path> <label>')")
-        for number, line in lines:
+        for number, rel, label in labelled_paths(path, LAYOUT, f"the image folder {folders[folder].name}/"):
             where = f"{path}: line {number}"
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise ConversionError(f"{where}: expected '<relative path> <label>', got {line!r}")
-            rel, label = parts
-            if leaves_root(rel):
-                raise ConversionError(f"{where}: {rel!r} leaves the image folder {folders[folder].name}/")
             camera = _camera(rel, where)
             image = folders[folder] / rel
             if image in listed:
                 raise ConversionError(f"{where}: {rel!r} is listed twice (also at {listed[image]})")
             listed[image] = where
-            items.append(
-                SourceItem(image=image, orig_pid=str(int(label)), split=split, where=where, camid=camera, role=role)
-            )
+            items.append(SourceItem(image=image, orig_pid=label, split=split, where=where, camid=camera, role=role))
     return items, 0

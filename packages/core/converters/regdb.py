@@ -12,28 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ireid.core.converters.common import ConversionError, SourceItem, leaves_root, list_lines, require_dir
+from ireid.core.converters.common import ConversionError, SourceItem, labelled_paths, require_dir
 
 # the list files' name -> (modality, camid, role in test)
 CAMERAS = {"visible": ("rgb", 1, "query"), "thermal": ("infrared", 2, "gallery")}
 SPLITS = ("train", "test")
 LAYOUT = "the RegDB layout: Visible/<id>/*.bmp, Thermal/<id>/*.bmp, idx/{train,test}_{visible,thermal}_<trial>.txt"
-
-
-def _entries(path: Path) -> list[tuple[int, str, str]]:
-    """(line number, image path, label) of each line of a list file."""
-    entries = []
-    for number, line in list_lines(path, LAYOUT):
-        parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise ConversionError(f"{path}: line {number}: expected '<relative path> <label>', got {line!r}")
-        rel, label = parts
-        if leaves_root(rel):
-            raise ConversionError(f"{path}: line {number}: {rel!r} leaves the data set folder")
-        entries.append((number, rel, str(int(label))))
-    if not entries:
-        raise ConversionError(f"{path}: no images listed (expected lines '<relative path> <label>')")
-    return entries
 
 
 def read_regdb(root: Path, trial: int = 1) -> tuple[list[SourceItem], int]:
@@ -43,7 +27,7 @@ def read_regdb(root: Path, trial: int = 1) -> tuple[list[SourceItem], int]:
     items = []
     for split in SPLITS:
         lists = {name: root / "idx" / f"{split}_{name}_{trial}.txt" for name in CAMERAS}
-        entries = {name: _entries(path) for name, path in lists.items()}
+        entries = {name: labelled_paths(path, LAYOUT, "the data set folder") for name, path in lists.items()}
         labels = {name: {label for _, _, label in rows} for name, rows in entries.items()}
         for name, other in (("visible", "thermal"), ("thermal", "visible")):
             if unpaired := labels[name] - labels[other]:
