@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import threading
 import time
@@ -26,7 +25,7 @@ from benchlib import write_result
 from PIL import Image
 
 from ireid.app.investigator.gallery import SearchGallery, split_gallery
-from ireid.app.investigator.server import create_app
+from ireid.app.investigator.server import serving
 from ireid.app.investigator.session import Investigator, InvestigatorSettings
 from ireid.app.strategies import build_strategy
 from ireid.core.gallery import Gallery
@@ -116,28 +115,16 @@ def client_loop(url: str, seconds: float, index: int, stats: dict[str, list], lo
 
 
 def concurrent_sessions(investigator: Investigator, clients: int, seconds: float) -> dict[str, float]:
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(investigator), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     stats: dict[str, list] = {"latency": [], "errors": [], "sessions": [], "mixed": []}
     lock = threading.Lock()
-    workers = [threading.Thread(target=client_loop, args=(f"http://127.0.0.1:{port}", seconds, i, stats, lock))
-               for i in range(clients)]  # fmt: skip
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    wall = time.perf_counter() - start
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(investigator) as url:
+        workers = [threading.Thread(target=client_loop, args=(url, seconds, i, stats, lock)) for i in range(clients)]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        wall = time.perf_counter() - start
     latency = sorted(stats["latency"])
     return {
         "clients": clients,

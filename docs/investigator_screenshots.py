@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
 from playwright.sync_api import sync_playwright
 
-from ireid.app.investigator.server import create_app
+from ireid.app.investigator.server import serving
 from ireid.app.serve_cli import build_investigator, configure
 
 
@@ -26,17 +22,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args()
     investigator = build_investigator(args)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(investigator), host="127.0.0.1", port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    with sync_playwright() as playwright:
+    with serving(investigator) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 860})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(f"{url}/")
         page.fill("#description", "I saw a woman in a red top.")
         page.screenshot(path=str(args.out / "investigator-1-describe.png"))
         page.click("#start")
@@ -51,7 +40,6 @@ def main() -> None:
         page.wait_for_function("document.getElementById('removed').textContent.length > 0")
         page.screenshot(path=str(args.out / "investigator-2-dialogue.png"))
         browser.close()
-    server.should_exit = True
     print(f"wrote {args.out}/investigator-*.png")
 
 

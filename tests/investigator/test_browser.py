@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ireid.app.investigator.server import create_app
+from ireid.app.investigator.server import serving
 from ireid.app.investigator.session import EXPORT_FORMAT, Investigator
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -21,29 +18,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def serve(investigator: Investigator) -> Iterator[str]:
-    """The app on a free port of 127.0.0.1 in a thread, for as long as the test runs."""
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(investigator), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
 @pytest.fixture
 def url(investigator: Investigator) -> Iterator[str]:
-    yield from serve(investigator)
+    with serving(investigator) as base:
+        yield base
 
 
 def test_describe_answer_twice_mark_one_and_export(url: str, tmp_path: Path) -> None:

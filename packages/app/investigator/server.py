@@ -22,6 +22,11 @@ session or image, 413 for an upload that is too large, 415 for one that is not J
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal
 
@@ -146,3 +151,27 @@ def create_app(investigator: Investigator) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
+
+
+@contextmanager
+def serving(investigator: Investigator, timeout_s: float = 30.0) -> Iterator[str]:
+    """The app served by uvicorn in a thread on a free port of 127.0.0.1, for a `with` block: its base URL (the
+    browser tests, the load benchmark and the screenshots drive it)."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(investigator), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the investigator did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
