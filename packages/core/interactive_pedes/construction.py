@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -220,6 +220,15 @@ class InteractivePedesBuilder:
 
         return self.vlm_cache.ask(requests, send)
 
+    def _keep(self, drafts: Sequence[Draft], values: Sequence[Any], field: str, step: str, reason: str) -> list[Draft]:
+        """Each draft's checked value into `field`; a draft without one fails at `step`. Returns the drafts still on."""
+        for draft, value in zip(drafts, values, strict=True):
+            if value is None:
+                self._fail(draft, step, reason)
+            else:
+                setattr(draft, field, value)
+        return [d for d in drafts if d.failed is None]
+
     def _fail(self, draft: Draft, step: str, reason: str) -> None:
         draft.failed = step
         self.counts[f"records_skipped_at_{step}"] += 1
@@ -245,12 +254,7 @@ class InteractivePedesBuilder:
         initials = self._valid(
             "initial", prompts, lambda idx, ps: self._ask_vlm([drafts[i] for i in idx], ps, s.caption_tokens), short
         )
-        for d, initial in zip(drafts, initials, strict=True):
-            if initial is None:
-                self._fail(d, "captioning", "no usable initial description")
-            else:
-                d.initial = initial
-        live = [d for d in drafts if d.failed is None]
+        live = self._keep(drafts, initials, "initial", "captioning", "no usable initial description")
 
         def long(i: int, reply: str) -> str | None:
             text = one_line(reply)
@@ -260,11 +264,7 @@ class InteractivePedesBuilder:
         fines = self._valid(
             "fine", prompts, lambda idx, ps: self._ask_vlm([live[i] for i in idx], ps, s.fine_tokens), long
         )
-        for d, fine in zip(live, fines, strict=True):
-            if fine is None:
-                self._fail(d, "captioning", "no usable fine description")
-            else:
-                d.fine = fine
+        self._keep(live, fines, "fine", "captioning", "no usable fine description")
 
     def decompose(self, drafts: Sequence[Draft]) -> None:
         """Step 2: the follow-up description, then its sub-captions (Table 7)."""
@@ -276,12 +276,8 @@ class InteractivePedesBuilder:
 
         prompts = [self.follow_up_template.replace("{initial}", d.initial).replace("{fine}", d.fine) for d in drafts]
         send = lambda idx, ps: self._ask_llm(ps, s.text_tokens)  # noqa: E731
-        for d, text in zip(drafts, self._valid("follow_up", prompts, send, follow), strict=True):
-            if text is None:
-                self._fail(d, "decomposition", "no usable follow-up description")
-            else:
-                d.follow_up = text
-        live = [d for d in drafts if d.failed is None]
+        texts = self._valid("follow_up", prompts, send, follow)
+        live = self._keep(drafts, texts, "follow_up", "decomposition", "no usable follow-up description")
 
         def split(_: int, reply: str) -> list[str] | None:
             lines = [
@@ -292,11 +288,8 @@ class InteractivePedesBuilder:
             return lines[: s.max_sub_captions] or None
 
         prompts = [self.decompose_template.replace("{description}", d.follow_up) for d in live]
-        for d, lines in zip(live, self._valid("sub_captions", prompts, send, split), strict=True):
-            if lines is None:
-                self._fail(d, "decomposition", "no usable sub-caption")
-            else:
-                d.sub_captions = lines
+        lines = self._valid("sub_captions", prompts, send, split)
+        self._keep(live, lines, "sub_captions", "decomposition", "no usable sub-caption")
 
     def question_kind(self, rng: random.Random) -> str:
         """A Table 8 question prompt in the paper's mix (descriptive questions half plain, half Wh-)."""
