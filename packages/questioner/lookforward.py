@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import random
 import tarfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from ireid.core.answers import clean_answer
 from ireid.core.expected_gain import ExpectedGainRule
 from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
+from ireid.core.processes import ordered_map
 from ireid.core.protocols import Dialogue, TextImageRetriever, Turn
 from ireid.core.records import Record
 from ireid.core.rounds import QuestionStrategy, RoundContext, pool_size, retrieval_text_reader, unused_questions
@@ -405,34 +405,6 @@ class _Job:
         return index, chosen
 
 
-_FORKED_JOB: _Job | None = None  # the job of this forked process
-
-
-def _forked(index: int) -> tuple[int, list[Any]]:
-    assert _FORKED_JOB is not None
-    return _FORKED_JOB(index)
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # as DataLoader workers do: a forked process must not re-enter the parent's OpenMP pool
-
-
-def _results(job: _Job, processes: int) -> Iterator[tuple[int, list[Any]]]:
-    """(batch index, targets) in batch order, computed here or by `processes` forked processes."""
-    if processes < 1:
-        raise ValueError(f"processes must be at least 1, got {processes}")
-    if processes == 1 or len(job.work) < 2:
-        yield from map(job, range(len(job.work)))
-        return
-    global _FORKED_JOB
-    _FORKED_JOB = job
-    try:
-        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread) as pool:
-            yield from pool.imap(_forked, range(len(job.work)))
-    finally:
-        _FORKED_JOB = None
-
-
 def build_targets(
     retriever: TextImageRetriever,
     gallery: Gallery,
@@ -471,7 +443,9 @@ def build_targets(
             todo = [r for r in members if r.key not in writer.written_keys]
             work += [(group, todo[start : start + batch_size]) for start in range(0, len(todo), batch_size)]
         job = _Job(work, retriever, max_rounds, budget, targets, seed, explore, policy)
-        for index, chosen in tqdm(_results(job, processes), total=len(work), desc="look forward", unit="batch"):
+        for index, chosen in tqdm(
+            ordered_map(job, range(len(work)), processes), total=len(work), desc="look forward", unit="batch"
+        ):
             for record, target in zip(work[index][1], chosen, strict=True):
                 writer.write_sample(record.key, _members(target, record))
     summary = {"split": split, "records": len(records), **settings, "rounds": summarise(out, split)}

@@ -1,15 +1,12 @@
 """Gallery encoding shared among forked processes of one thread each.
 
-The items are a list known up front (a folder's listing, a split's samples); process k decodes and encodes batches
-k, k + N, ... and the batches come back in order, so the index is written as one process writes it. Each process
-runs one thread, as DataLoader workers do: a forked process must not re-enter its parent's OpenMP pool, and the
-arithmetic is then the same in every process.
+The items are a list known up front (a folder's listing, a split's samples); the batches are decoded and encoded by
+`ireid.core.processes.ordered_map` and come back in order, so the index is written as one process writes it.
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from ireid.core.loader import SkipCounter, undecoded_samples
+from ireid.core.processes import ordered_map
 from ireid.retriever.gallery_folder import list_image_folder, read_image
 from ireid.retriever.gallery_rows import rows_float32
 from ireid.retriever.index import EncodedBatch, Item
@@ -43,36 +41,13 @@ class _Encoding:
         return EncodedBatch([item[0] for item in items], rows, [item[2] if len(item) > 2 else None for item in items])
 
 
-_FORKED: _Encoding | None = None  # the encoding job of this forked process
-
-
-def _forked(start: int) -> EncodedBatch:
-    assert _FORKED is not None
-    return _FORKED(start)
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def encoded_batches(
     embed_fn: Callable[[list[Image.Image]], Tensor], load: Loader, count: int, batch_size: int = 64, processes: int = 1
 ) -> Iterator[EncodedBatch]:
     """Batches of `batch_size` consecutive items, encoded here (`processes` 1) or by forked processes, in order."""
-    if batch_size < 1 or processes < 1:
-        raise ValueError(f"batch_size and processes must be at least 1, got {batch_size} and {processes}")
-    job = _Encoding(embed_fn, load, count, batch_size)
-    starts = range(0, count, batch_size)
-    if processes == 1 or len(starts) < 2:
-        yield from map(job, starts)
-        return
-    global _FORKED
-    _FORKED = job
-    try:
-        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread) as pool:
-            yield from pool.imap(_forked, starts)
-    finally:
-        _FORKED = None
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return ordered_map(_Encoding(embed_fn, load, count, batch_size), range(0, count, batch_size), processes)
 
 
 def shard_loader(root: Path, split: str, skips: SkipCounter) -> tuple[Loader, int]:
