@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from ireid.app.thi_pipeline import ANNOTATED, vision_model
+from ireid.app.vision_models import ANNOTATED, vision_model
 from ireid.core.converters.common import PNG_MAGIC
 from ireid.core.interactive_pedes.construction import ConstructionSettings, InteractivePedesBuilder, consistency
 from ireid.core.llm import OPENAI_PREFIX, ServerSettings, load_chat_llm

@@ -12,7 +12,8 @@ import torch
 
 from ireid.answerer import build_witness
 from ireid.app.strategies import build_strategy, server_options, strategy_settings
-from ireid.app.thi_pipeline import ANNOTATED, build_thi, thi_settings
+from ireid.app.thi_pipeline import build_thi, thi_settings
+from ireid.app.vision_models import ANNOTATED
 from ireid.core.gallery import Gallery, encode_split
 from ireid.core.images import ImageStore
 from ireid.core.loader import check_complete, load_records

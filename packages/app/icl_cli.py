@@ -20,7 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ireid.app.thi_pipeline import ANNOTATED, build_perception, thi_report, write_sft
+from ireid.app.thi_pipeline import build_perception, thi_report, write_sft
+from ireid.app.vision_models import ANNOTATED
 from ireid.core.converters.common import PNG_MAGIC
 from ireid.core.images import ImageStore
 from ireid.core.llm import OPENAI_PREFIX, ServerSettings, load_chat_llm

@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ireid.app.thi_pipeline import ANNOTATED, vision_model
+from ireid.app.vision_models import ANNOTATED, vision_model
 from ireid.core.images import ImageSource, ImageStore
 from ireid.core.llm import OPENAI_PREFIX, ChatLLM, ServerSettings, load_chat_llm
 from ireid.core.loader import load_records

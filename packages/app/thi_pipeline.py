@@ -1,4 +1,4 @@
-"""ICL put together from its parts: the MLLM a source string names, the perception and THI, the SFT data with the
+"""ICL put together from its parts: the perception and THI (the MLLM from `vision_models`), the SFT data with the
 retriever's hard negatives, and Table 6's THI rows on one world. Used by `ireid icl`, by `ireid eval interactive`'s
 THI re-ranking and by `ireid eval learning`.
 """
@@ -17,16 +17,16 @@ import torch
 from tqdm import tqdm
 
 from ireid.app.stages import REPO_CONFIGS, fit_step
+from ireid.app.vision_models import ANNOTATED, CHATREID_PREFIX, vision_model
 from ireid.chatreid.conversations import check_conversation, stage_prefix
 from ireid.chatreid.data import ConversationData
-from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.gallery import closest_other_people, encode_split
 from ireid.core.images import ImageStore
-from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM, ServerSettings
+from ireid.core.llm import ServerSettings
 from ireid.core.loader import load_records
-from ireid.core.protocols import TextImageRetriever, VisionLanguageModel
+from ireid.core.protocols import TextImageRetriever
 from ireid.core.records import Record, evenly_spaced
 from ireid.core.settings import from_mapping
 from ireid.core.shards import ShardWriter, atomic_write_json
@@ -36,21 +36,6 @@ from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerc
 from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations
 from ireid.icl.thi import THI, MLLMAggregator, THISettings
 from ireid.retriever.inference import ModuleRetriever, ensure_vision_tower
-
-CHATREID_PREFIX = "chatreid:"
-ANNOTATED = "annotated"
-
-
-def vision_model(source: str, server: ServerSettings | None = None) -> VisionLanguageModel:
-    """The MLLM a source string names: chatreid:<checkpoint> or openai:<base_url>#<model>."""
-    if source.startswith(CHATREID_PREFIX):
-        return ChatReID.from_checkpoint(source.removeprefix(CHATREID_PREFIX))
-    if source.startswith(OPENAI_PREFIX):
-        base_url, _, model = source.removeprefix(OPENAI_PREFIX).partition("#")
-        if not base_url or not model:
-            raise ValueError(f"MLLM source {source!r}: expected openai:<base_url>#<model>")
-        return OpenAIVisionLLM(base_url, model, **dataclasses.asdict(server or ServerSettings()))
-    raise ValueError(f"MLLM source {source!r}: expected annotated, chatreid:<ckpt> or openai:<base_url>#<model>")
 
 
 def build_perception(

@@ -1,0 +1,31 @@
+"""One string names a vision-language model, for every command that asks one about images: ICL's THI and its RDA,
+the Interactive-PEDES construction, PlugIR's captioner and the investigator's strategies.
+
+- `chatreid:<checkpoint>`: a ChatReID model (tiny, or real Qwen2-VL weights);
+- `openai:<base_url>#<model>`: a vision server such as vLLM or SGLang, with the run's `ServerSettings`;
+- `annotated` (`ANNOTATED`): no model; each caller reads the data's annotations instead, and says that it uses
+  ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ireid.chatreid.inference import ChatReID
+from ireid.core.llm import OPENAI_PREFIX, OpenAIVisionLLM, ServerSettings
+from ireid.core.protocols import VisionLanguageModel
+
+CHATREID_PREFIX = "chatreid:"
+ANNOTATED = "annotated"
+
+
+def vision_model(source: str, server: ServerSettings | None = None) -> VisionLanguageModel:
+    """The MLLM a source string names: chatreid:<checkpoint> or openai:<base_url>#<model>."""
+    if source.startswith(CHATREID_PREFIX):
+        return ChatReID.from_checkpoint(source.removeprefix(CHATREID_PREFIX))
+    if source.startswith(OPENAI_PREFIX):
+        base_url, _, model = source.removeprefix(OPENAI_PREFIX).partition("#")
+        if not base_url or not model:
+            raise ValueError(f"MLLM source {source!r}: expected openai:<base_url>#<model>")
+        return OpenAIVisionLLM(base_url, model, **dataclasses.asdict(server or ServerSettings()))
+    raise ValueError(f"MLLM source {source!r}: expected annotated, chatreid:<ckpt> or openai:<base_url>#<model>")
