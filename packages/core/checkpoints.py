@@ -7,12 +7,23 @@ it (a `ValueError`, so commands end it in one line), never a traceback from insi
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ireid.core.shards import atomic_write_bytes
+
+
+def save_torch_file(path: str | Path, obj: Any) -> Path:
+    """`torch.save` written whole or not at all: a reader, or a job resumed after a kill, never sees half a file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def read_torch_file(path: str | Path, what: str, mmap: bool = False) -> Any:

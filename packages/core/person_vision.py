@@ -12,7 +12,6 @@ the retriever's embedding space (where its identity embedding lives).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ireid.core.checkpoints import read_torch_file
-from ireid.core.shards import atomic_write_bytes
+from ireid.core.checkpoints import read_torch_file, save_torch_file
 
 VISION_TOWER_FORMAT = "ireid.person-vision-tower/2"
 
@@ -102,13 +100,8 @@ class VisionTowerFile:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        buffer = io.BytesIO()
         weights = {"state": self.state, "projection": self.projection}
-        torch.save({"format": VISION_TOWER_FORMAT, **self.architecture(), **weights}, buffer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buffer.getvalue())
-        return path
+        return save_torch_file(path, {"format": VISION_TOWER_FORMAT, **self.architecture(), **weights})
 
     def copy_into(self, model: nn.Module, where: str, what: str) -> None:
         """These weights into `model`'s CLIP vision transformer (`vision_transformer`), strictly: another

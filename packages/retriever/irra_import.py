@@ -26,7 +26,6 @@ directory, as any real-weights retriever checkpoint does.
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,8 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ireid.core.checkpoints import read_torch_file
-from ireid.core.shards import atomic_write_bytes
+from ireid.core.checkpoints import read_torch_file, save_torch_file
 from ireid.retriever.model import RetrieverNet, RetrieverSettings, build_retriever_net
 
 IRRA_IMAGE_SIZE = (384, 128)
@@ -367,8 +365,4 @@ def _with_mask_rows(table: Tensor, rows: int, vocab: int) -> Tensor:
 def _write_checkpoint(net: RetrieverNet, out: str | Path) -> Path:
     """A retriever checkpoint as `inference.retriever_from_checkpoint` reads it: settings and state dict."""
     hparams = {**dataclasses.asdict(net.settings), "image_size": list(net.settings.image_size)}
-    buffer = io.BytesIO()
-    torch.save({"hyper_parameters": hparams, "state_dict": net.state_dict()}, buffer)
-    out = Path(out)
-    atomic_write_bytes(out, buffer.getvalue())
-    return out
+    return save_torch_file(out, {"hyper_parameters": hparams, "state_dict": net.state_dict()})

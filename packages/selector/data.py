@@ -15,7 +15,6 @@ attends over 40 candidates, not 200. Padding is masked anyway, so what is learne
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from ireid.core.checkpoints import read_torch_file
-from ireid.core.shards import atomic_write_bytes
+from ireid.core.checkpoints import read_torch_file, save_torch_file
 
 FIELDS = {"dialogue": 2, "candidates": 3, "mask": 2}
 
@@ -62,9 +60,7 @@ def load_selector_tensors(path: str | Path) -> dict[str, Tensor]:
 
 def save_selector_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
     """Written whole or not at all (a reader never sees half a file)."""
-    buffer = io.BytesIO()
-    torch.save(check_selector_tensors(tensors, str(path)), buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    save_torch_file(path, check_selector_tensors(tensors, str(path)))
 
 
 def synthetic_batch(
