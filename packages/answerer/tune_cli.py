@@ -1,8 +1,8 @@
 """`ireid-answerer-tune` / `python -m ireid.answerer tune`: LightningCLI fit of the tuned witness.
 
 `--config configs/answerer/tune-smollm2.yaml` trains; add `--ckpt_path last` to resume an interrupted run. The
-data module gets the model's tokenizer, checkpoints are written atomically unless the config names other plugins,
-and progress shows as a tqdm bar.
+data module gets the model's tokenizer, checkpoints are written atomically (`IreidCLI`), and progress shows as a
+tqdm bar.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser
 
-from ireid.answerer.tuning import AtomicCheckpointIO, WitnessTuner, WitnessTuningData
+from ireid.answerer.tuning import WitnessTuner, WitnessTuningData
 from ireid.core.lightning_cli import IreidCLI, run_cli
 
 
@@ -38,4 +38,4 @@ class TuneCLI(IreidCLI):
 def main(args: list[str] | None = None) -> int:
     """Run `fit` with the given arguments (sys.argv[1:] when None)."""
     argv = ["fit", *(sys.argv[1:] if args is None else args)]
-    return run_cli(TuneCLI, WitnessTuner, WitnessTuningData, argv, trainer_defaults={"plugins": [AtomicCheckpointIO()]})
+    return run_cli(TuneCLI, WitnessTuner, WitnessTuningData, argv)

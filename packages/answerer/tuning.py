@@ -13,15 +13,12 @@ of the step, so `--ckpt_path last` resumes exactly where the run stopped. At the
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.fabric.plugins import TorchCheckpointIO
 from peft import LoraConfig, get_peft_model
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -43,7 +40,6 @@ from ireid.answerer.tuning_data import (
 from ireid.core.llm import LocalChatLLM
 from ireid.core.loader import load_records
 from ireid.core.records import QA, Record
-from ireid.core.shards import atomic_write_bytes
 
 LORA_DEFAULTS: dict[str, Any] = {
     "r": 16,
@@ -51,18 +47,6 @@ LORA_DEFAULTS: dict[str, Any] = {
     "dropout": 0.05,
     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO, but written beside the target and renamed into place, and read weights-only."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(Path(path), buffer.getvalue())
-
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> Any:
-        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
 
 def reply_loss(lm: PreTrainedModel, batch: dict[str, Tensor]) -> Tensor:

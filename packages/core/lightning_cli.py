@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from ireid.core.callbacks import RandomState
+from ireid.core.checkpoints import read_checkpoint_file, refusal, save_torch_file
 from ireid.core.user_errors import one_line_errors
 
 DEFAULTS_KEY = "defaults"
@@ -101,6 +104,22 @@ def expand_configs(args: Sequence[str]) -> list[str]:
     return expanded
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO for every fit: a checkpoint is written beside its name and renamed into place, so a
+    kill -9 mid-save leaves the previous `last.ckpt` whole for `--ckpt_path`; it is read weights-only."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        save_torch_file(path, checkpoint)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> Any:
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # torch.load raises many types for foreign, damaged or code-carrying files
+            raise ValueError(f"{path}: {refusal(error)} (expected a Lightning checkpoint)") from error
+
+
 class IreidCLI(LightningCLI):
     """LightningCLI with the project's settings: omegaconf interpolation, composed configs, declared links.
 
@@ -128,6 +147,28 @@ class IreidCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for source, target in self.links:
             parser.link_arguments(source, target)
+
+    def _parse_ckpt_path(self) -> None:
+        # `--ckpt_path` resumes the run its config describes. LightningCLI would parse the checkpoint's saved
+        # hyper-parameters as model arguments over the command's, which fails for modules that save derived ones
+        # (the selector's network config); here the file is only checked, so a damaged or unsafe one is one line.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            read_checkpoint_file(path, "Lightning checkpoint to resume")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # checkpoints are written atomically, so a kill mid-save leaves the previous one whole to resume from,
+        # unless the config names its own plugins
+        config = self._get(self.config_init, "trainer", default={})
+        if not config.get("plugins") and "plugins" not in kwargs:
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        # and they carry the random state, so a resumed run draws what the interrupted one would have drawn
+        callbacks = kwargs.get("callbacks", config.get("callbacks")) or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if not any(isinstance(c, RandomState) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, RandomState()]
+        return super().instantiate_trainer(**kwargs)
 
 
 @one_line_errors

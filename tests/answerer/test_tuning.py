@@ -16,7 +16,7 @@ from ireid.answerer import build_witness, load_prompt, witness_conversation
 from ireid.answerer.consistency import consistency, sample_questions
 from ireid.answerer.tune_cli import main as tune_main
 from ireid.answerer.tuned import WITNESS_FILE, read_witness_file
-from ireid.answerer.tuning import AtomicCheckpointIO, WitnessTuner, WitnessTuningData, reply_loss, warmup_cosine
+from ireid.answerer.tuning import WitnessTuner, WitnessTuningData, reply_loss, warmup_cosine
 from ireid.answerer.tuning_data import (
     IGNORE,
     PackedBatches,
@@ -26,6 +26,7 @@ from ireid.answerer.tuning_data import (
     reply_end_id,
     witness_examples,
 )
+from ireid.core.lightning_cli import AtomicCheckpointIO
 from ireid.core.llm import load_chat_llm
 from ireid.core.loader import load_records
 from ireid.core.records import QA
