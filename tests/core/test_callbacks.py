@@ -1,13 +1,19 @@
-"""A run cut at max_steps inside an epoch is validated at its last step."""
+"""A run cut at max_steps inside an epoch is validated at its last step; last.ckpt is the latest state, not the
+best; checkpoints carry the random state."""
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ireid.core.callbacks import ValidateAtLastStep
+from ireid.core.callbacks import RandomState, ResumableCheckpoint, ValidateAtLastStep
+from ireid.core.lightning_cli import AtomicCheckpointIO
 from tests.helpers import quiet_trainer
 
 
@@ -27,6 +33,7 @@ class Counting(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.validated_at.append(self.global_step)
+        self.log("val/score", -float(self.global_step))  # best at the first validation, worse after
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -42,3 +49,28 @@ def test_a_run_cut_inside_an_epoch_is_validated_at_its_last_step(callbacks: list
     trainer.fit(module, data, data)
     assert trainer.global_step == 7
     assert module.validated_at[-1] == last_validation
+
+
+def test_last_checkpoint_is_the_latest_state_even_when_the_best_is_older(tmp_path: Path) -> None:
+    """Validated every 2 of 6 steps with a score that only gets worse: Lightning 2.6's ModelCheckpoint would leave
+    last.ckpt at step 2 (a copy of the best), so a resumed run would repeat 4 steps."""
+    data = DataLoader(TensorDataset(torch.randn(12, 2)), batch_size=2)
+    checkpoints = ResumableCheckpoint(tmp_path, "best", monitor="val/score", mode="max", save_last=True)
+    trainer = quiet_trainer(6, callbacks=[checkpoints], enable_checkpointing=True, val_check_interval=2,
+                            plugins=[AtomicCheckpointIO()])  # fmt: skip
+    trainer.fit(Counting(), data, data)
+    step = {p.name: torch.load(p, weights_only=True)["global_step"] for p in tmp_path.glob("*.ckpt")}
+    assert step == {"best.ckpt": 2, "last.ckpt": 6}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_random_state_is_set_back_when_training_resumes() -> None:
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    saved = RandomState().state_dict()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    resumed = RandomState()
+    resumed.load_state_dict(saved)
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    resumed.on_train_start(quiet_trainer(1), Counting())
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], expected[0]) and np.array_equal(drawn[1], expected[1]) and drawn[2] == expected[2]

@@ -134,7 +134,8 @@ def test_warmup_learns_held_out_questions_below_the_unigram_baseline(
     ckpts = fit("warmup-synthetic.yaml", tmp_path, tiny_world, lookforward, tower_file, "--trainer.max_steps", "120",
                 "--trainer.val_check_interval", "120", "--model.lr", "3e-3")  # fmt: skip
     checkpoint = torch.load(ckpts / "best.ckpt", map_location="cpu", weights_only=True)
-    held_out = float(next(s["best_model_score"] for k, s in checkpoint["callbacks"].items() if "ModelCheckpoint" in k))
+    states = checkpoint["callbacks"].items()
+    held_out = float(next(s["best_model_score"] for k, s in states if k.startswith("ResumableCheckpoint")))
 
     def targets(split: str) -> list[list[int]]:
         questions = [example.question for example in read_rounds(lookforward, split)]
