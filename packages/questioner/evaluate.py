@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 from ireid.core.images import ImageStore
+from ireid.core.pixels import decode_image
 from ireid.core.shards import atomic_write_json
 from ireid.core.vocabulary.parse import mentioned_attributes, parse_question
 from ireid.questioner.data import QuestionerDataset, collate, read_rounds
 from ireid.questioner.inference import LlavaReidQuestioner, load_selector
-from ireid.questioner.vision import decode_image
 
 
 def attribute(question: str) -> str | None:

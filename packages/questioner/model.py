@@ -25,13 +25,14 @@ from transformers import DynamicCache, LlavaOnevisionForConditionalGeneration, P
 from ireid.core.factory import Built, build_model
 from ireid.core.lora import LoraSettings
 from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
+from ireid.core.pixels import PixelSpec, to_pixels
 from ireid.core.protocols import Dialogue
 from ireid.core.vocabulary.asking import open_questions
 from ireid.core.vocabulary.parse import covered_attributes, parse_question
 from ireid.questioner.encoding import IGNORE, Encoded, PromptEncoder, pad_batch
 from ireid.questioner.prompt import build_prompt, system_message
 from ireid.questioner.tower_cache import TowerCache
-from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
+from ireid.questioner.vision import pool_patches, pooled_tokens
 from ireid.selector.model import Selector
 
 ImageInput = bytes | Image.Image

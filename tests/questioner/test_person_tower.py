@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 
 from ireid.core.person_vision import VisionTowerFile
+from ireid.core.pixels import to_pixels
 from ireid.questioner.inference import network_from_checkpoint
 from ireid.questioner.module import QuestionerModule
-from ireid.questioner.vision import to_pixels
 from ireid.retriever.inference import load_retriever
 from ireid.retriever.transforms import ImageTransform
 from tests.questioner.conftest import TINY

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ireid.questioner.vision import PixelSpec, pool_patches, pooled_tokens, to_pixels
+from ireid.core.pixels import PixelSpec, to_pixels
+from ireid.questioner.vision import pool_patches, pooled_tokens
 
 
 def test_even_grid_pools_to_the_mean_of_each_window() -> None:
