@@ -28,6 +28,7 @@ from ireid.chatreid.encoding import template_messages
 from ireid.chatreid.eval_tasks import TASKS
 from ireid.chatreid.image_sizes import SizeRule
 from ireid.chatreid.model import ChatReIDNetwork, load_network
+from ireid.chatreid.person_tower import PersonTowerVisual
 from ireid.core.prompts import read_prompt
 
 _PLACEHOLDER = re.compile(r"\{(query|candidate|text)\}")
@@ -99,7 +100,11 @@ class ChatReID:
         self.model = model.eval()
         self.processor = processor
         self.batch_size = batch_size
-        self.size_rule = size_rule or SizeRule()
+        visual = getattr(getattr(model, "model", None), "visual", None)
+        # a person tower reads one input size: every image is resized to it unless a rule is given
+        self.size_rule = size_rule or SizeRule(
+            exact_hw=visual.image_hw if isinstance(visual, PersonTowerVisual) else None
+        )
         self.yes_id, self.no_id = _first_token(processor, yes), _first_token(processor, no)
         if self.yes_id == self.no_id:
             raise ValueError(f"{yes!r} and {no!r} start with the same token; their probabilities cannot be told apart")

@@ -53,3 +53,11 @@ def test_the_data_path_applies_the_rule_before_the_processor(processor):
     plain = ConversationEncoder(processor, store, SizeRule())(parsed)
     small = ConversationEncoder(processor, store, SizeRule(max_hw=(64, 32)))(parsed)
     assert plain.image_grid_thw.tolist() == [[1, 16, 8]] and small.image_grid_thw.tolist() == [[1, 8, 4]]
+
+
+def test_an_exact_size_resizes_every_image_for_a_person_tower() -> None:
+    rule = SizeRule(exact_hw=(128, 64))
+    assert rule.size((300, 100)) == rule.size((32, 16)) == (128, 64)
+    assert rule(Image.new("RGB", (100, 300))).size == (64, 128)
+    with pytest.raises(ValueError, match="exact_hw"):
+        SizeRule(exact_hw=(0, 64))
