@@ -54,8 +54,9 @@ TASKS_BY_STAGE: dict[int, tuple[str, ...]] = {
         "i2i_one_to_one",  # stage 2's question replayed; weight 0 unless asked (a departure: `instructions.MIXES`)
     ),
 }
-# Tasks other engines write for stage-3 training: ICL's SFT (`ireid.icl.sft`: Yes/No anchor localisation, VQA).
-EXTERNAL_TASKS: dict[int, tuple[str, ...]] = {3: ("icl_anchor", "icl_vqa")}
+# Tasks other engines write for stage-3 training: ICL's SFT (`ireid.icl.sft`: Yes/No anchor localisation, VQA) and
+# the visual witness's (`ireid.answerer.visual_sft`: the data set's questions about the person's image).
+EXTERNAL_TASKS: dict[int, tuple[str, ...]] = {3: ("icl_anchor", "icl_vqa", "visual_witness")}
 # Images before the gallery; None: the task has no gallery images.
 QUERY_IMAGES: dict[str, int | None] = {
     "caption": None,
@@ -74,6 +75,7 @@ QUERY_IMAGES: dict[str, int | None] = {
     "reid_multimodal": 1,
     "icl_anchor": None,
     "icl_vqa": None,
+    "visual_witness": None,
 }
 OPTION_TASKS = frozenset({"t2i_many_to_one"})  # answer positions count captions, not gallery images
 FIELDS = ("stage", "task", "images", "messages", "answer_positions")

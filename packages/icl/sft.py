@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ireid.core.image_conversations import image_question_conversation
 from ireid.core.records import Record
 from ireid.icl.perception import TOPIC_ATTRIBUTES, anchor_prompt, annotated_answer, vqa_questions
 
@@ -21,23 +22,14 @@ VQA_TASK = "icl_vqa"
 STAGE = 3  # ICL's SFT tunes a whole model as ChatReID's stage 3 does (its own vision encoder frozen)
 
 
-def _conversation(task: str, image_key: str, prompt: str, answer: str) -> dict[str, Any]:
-    """One image, then the prompt, then the answer: the order THI's model calls use."""
-    messages = [
-        {"role": "user", "content": [{"type": "image", "index": 0}, {"type": "text", "text": prompt}]},
-        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-    ]
-    return {"stage": STAGE, "task": task, "images": [image_key], "messages": messages, "answer_positions": []}
-
-
 def anchor_conversation(text: str, image_key: str, match: bool) -> dict[str, Any]:
     """Eq. 2's question about one image, answered Yes (the text's person) or No."""
-    return _conversation(ANCHOR_TASK, image_key, anchor_prompt(text), "Yes" if match else "No")
+    return image_question_conversation(STAGE, ANCHOR_TASK, image_key, anchor_prompt(text), "Yes" if match else "No")
 
 
 def vqa_conversation(image_key: str, question: str, answer: str) -> dict[str, Any]:
     """One human-centred question about an image, with its annotated answer."""
-    return _conversation(VQA_TASK, image_key, question, answer)
+    return image_question_conversation(STAGE, VQA_TASK, image_key, question, answer)
 
 
 def sft_conversations(
