@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ireid.answerer.attribute_witness import AttributeReader, AttributeWitness
 from ireid.answerer.llm_witness import Layout, LLMWitness
 from ireid.answerer.rule_based import RuleBasedWitness
 from ireid.answerer.tuned import load_tuned_llm
+from ireid.answerer.visual_witness import VisualWitness
 from ireid.core.llm import load_chat_llm
-from ireid.core.protocols import Witness
+from ireid.core.protocols import VisionLanguageModel, Witness
 
 RULE_SPECS = {"rule": "unknown", "rule-absent": "absent"}
 TUNED_PREFIX = "tuned:"
+VISUAL_PREFIX = "visual:"
+ATTRIBUTES_PREFIX = "attributes:"
+
+
+def is_visual(spec: str) -> bool:
+    """Whether `spec` names a witness that looks at the target's image (its memories are images, not texts)."""
+    return spec.startswith(VISUAL_PREFIX)
 
 
 def build_witness(
@@ -23,6 +33,7 @@ def build_witness(
     max_new_tokens: int = 40,
     prompt: str | None = None,
     layout: Layout = "user",
+    vision_model: Callable[[str], VisionLanguageModel] | None = None,
     **llm_options: Any,
 ) -> Witness:
     """The witness `spec` names.
@@ -33,7 +44,19 @@ def build_witness(
     `layout`); `llm_options` (batch_size, server options) go to `load_chat_llm`.
     "tuned:<dir>": a witness tuned by `python -m ireid.answerer tune`: its base with the adapter merged in, asked with
     the prompt it was tuned on (leave `prompt` and `layout` at their defaults); `llm_options` may give batch_size.
+    "visual:<vision model>": `VisualWitness`, answering from an image of the target (`prompt` may replace its
+    instruction); `vision_model` builds the model the rest names (`ireid.app.vision_models.vision_model`:
+    chatreid:<ckpt> or openai:<url>#<model>). "visual:attributes:<file>": `AttributeWitness`, reading attributes
+    off the image with a trained encoder and heads (`ireid witness fit-attributes`).
     """
+    if is_visual(spec):
+        source = spec.removeprefix(VISUAL_PREFIX)
+        if source.startswith(ATTRIBUTES_PREFIX):
+            reader = AttributeReader.load(source.removeprefix(ATTRIBUTES_PREFIX))
+            return AttributeWitness(reader, seed=seed)
+        if vision_model is None:
+            raise ValueError(f"witness {spec!r}: no vision-model factory was given to build {source!r}")
+        return VisualWitness(vision_model(source), max_new_tokens=max_new_tokens, prompt=prompt)
     if spec in RULE_SPECS:
         return RuleBasedWitness(missing=RULE_SPECS[spec], seed=seed)
     if spec.startswith(TUNED_PREFIX):

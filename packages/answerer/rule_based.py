@@ -8,7 +8,7 @@ memory: the reference an LLM witness is measured against, and a fast determinist
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from ireid.core.answers import UNKNOWN, answer_for_short_question
@@ -53,19 +53,23 @@ class RuleBasedWitness:
         return [self.answer_one(q, m) for q, m in zip(questions, memories, strict=True)]
 
     def answer_one(self, question: str, memory: str) -> str:
+        return self.answer_values(question, parse_description(memory), memory)
+
+    def answer_values(self, question: str, remembered: Mapping[str, str], memory: str = "") -> str:
+        """The answer from attribute values already read (from a text memory, or off an image); `memory` names the
+        memory in the seed of the sentence draw."""
         short = answer_for_short_question(question)
         if short is not None:
             return short
         parsed = parse_question(question)
         if parsed is None:
             return UNKNOWN
-        remembered = parse_description(memory)
         value = remembered.get(parsed.attribute)
         if value is None and self.missing == "absent":
             value = ATTRIBUTES[parsed.attribute].absent
         if value is None:
             return UNKNOWN
-        rng = derive_rng(self.seed, question, memory)
+        rng = derive_rng(self.seed, question, memory or " ".join(f"{k}={v}" for k, v in sorted(remembered.items())))
         said = state(parsed.attribute, value, remembered.get("gender"), rng)
         if parsed.options:
             return said if value in parsed.options else f"{NONE_OF_THE_OPTIONS} {said}"

@@ -12,15 +12,18 @@ the retriever's embedding space (where its identity embedding lives).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from ireid.core.checkpoints import read_torch_file, save_torch_file
+from ireid.core.pixels import PixelSpec, to_pixels
 
 VISION_TOWER_FORMAT = "ireid.person-vision-tower/2"
 
@@ -133,3 +136,31 @@ class VisionTowerFile:
                 raise ValueError(f"{path}: missing field {key!r}")
         fields = (data["config"], tuple(data["image_hw"]), tuple(data["mean"]), tuple(data["std"]), data["state"])
         return cls(*fields, data["projection"])
+
+
+class PersonEncoder(nn.Module):
+    """A vision tower file as a frozen image encoder: images → the retriever's L2-normalised identity embedding
+    (the class token through the final LayerNorm and the visual projection), for models that read a person from it."""
+
+    def __init__(self, tower: VisionTowerFile, where: str = "vision tower file") -> None:
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        super().__init__()
+        self.clip = CLIPVisionModel(CLIPVisionConfig.from_dict(dict(tower.config)))
+        resize_vision_positions(self.clip, tower.image_hw)
+        tower.copy_into(self.clip, where, "a person encoder")
+        self.projection = nn.Linear(self.clip.config.hidden_size, int(tower.projection.shape[0]), bias=False)
+        tower.copy_projection_into(self.projection, where)
+        self.pixels = PixelSpec(tuple(tower.image_hw), tuple(tower.mean), tuple(tower.std))  # type: ignore[arg-type]
+        self.requires_grad_(False)
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, images: Sequence[bytes | Image.Image], batch_size: int = 64) -> Tensor:
+        """[N, projection dim] float32, one row per image."""
+        rows = []
+        for start in range(0, len(images), batch_size):
+            pixels = to_pixels(images[start : start + batch_size], self.pixels)
+            pooled = self.clip(pixel_values=pixels).pooler_output
+            rows.append(F.normalize(self.projection(pooled), dim=-1))
+        return torch.cat(rows) if rows else torch.zeros(0, self.projection.out_features)

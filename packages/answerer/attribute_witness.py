@@ -1,0 +1,158 @@
+"""A visual witness that reads the person's attributes off the image and answers in the world's sentences.
+
+Its eyes are a trained retriever's frozen image encoder (a vision tower file, `PersonEncoder`); on top sits one
+linear classifier per annotated attribute, fitted on a data set's training images and their `attributes`
+(`fit_attribute_reader`: supervised, a minute on a CPU). To answer, it reads the asked attribute from the image and
+states the value as the rule-based witness does. Where its most likely value is below `min_confidence` (0.5 by
+default, kept in the file), it cannot tell from the image and answers "I don't know.", the visual answerer's third
+rule.
+
+Both the encoder and the heads travel in one file (`save` / `load`, weights-only), named as
+`build_witness("visual:attributes:<file>")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from ireid.answerer.rule_based import RuleBasedWitness
+from ireid.core.answers import UNKNOWN, answer_for_short_question
+from ireid.core.checkpoints import read_torch_file, save_torch_file
+from ireid.core.person_vision import PersonEncoder, VisionTowerFile
+from ireid.core.vocabulary.parse import parse_question
+
+FORMAT = "ireid.attribute-witness/1"
+
+
+class AttributeHeads(nn.Module):
+    """One linear classifier per attribute over the encoder's embedding."""
+
+    def __init__(self, dim: int, vocabulary: Mapping[str, Sequence[str]]) -> None:
+        super().__init__()
+        self.vocabulary = {name: list(values) for name, values in vocabulary.items()}
+        self.heads = nn.ModuleDict({name: nn.Linear(dim, len(values)) for name, values in self.vocabulary.items()})
+
+    def forward(self, embeddings: Tensor) -> dict[str, Tensor]:
+        return {name: head(embeddings) for name, head in self.heads.items()}
+
+
+@dataclass
+class AttributeReader:
+    """A frozen person encoder and its attribute heads; `read` gives each image's (value, probability) per
+    attribute."""
+
+    encoder: PersonEncoder
+    heads: AttributeHeads
+    tower: VisionTowerFile
+    min_confidence: float = 0.5  # the witness's default: below it, "I don't know."
+
+    @torch.no_grad()
+    def read(self, images: Sequence[bytes | Image.Image]) -> list[dict[str, tuple[str, float]]]:
+        logits = self.heads(self.encoder(images))
+        readings: list[dict[str, tuple[str, float]]] = [{} for _ in images]
+        for name, scores in logits.items():
+            probabilities, best = scores.softmax(-1).max(-1)
+            for i, (p, b) in enumerate(zip(probabilities.tolist(), best.tolist(), strict=True)):
+                readings[i][name] = (self.heads.vocabulary[name][b], p)
+        return readings
+
+    def save(self, path: str | Path, details: Mapping[str, Any] | None = None) -> Path:
+        tower = {"tower": self.tower.architecture(), "tower_state": self.tower.state,
+                 "tower_projection": self.tower.projection}  # fmt: skip
+        heads = {"vocabulary": self.heads.vocabulary, "heads": self.heads.state_dict()}
+        extra = {"min_confidence": self.min_confidence, "details": dict(details or {})}
+        return save_torch_file(path, {"format": FORMAT, **tower, **heads, **extra})
+
+    @classmethod
+    def load(cls, path: str | Path) -> AttributeReader:
+        data = read_torch_file(path, "attribute witness file")
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path}: field 'format' must be {FORMAT!r}, got {found!r}")
+        for key in ("tower", "tower_state", "tower_projection", "vocabulary", "heads"):
+            if key not in data:
+                raise ValueError(f"{path}: missing field {key!r}")
+        architecture = data["tower"]
+        tower = VisionTowerFile(architecture["config"], tuple(architecture["image_hw"]), tuple(architecture["mean"]),
+                                tuple(architecture["std"]), data["tower_state"], data["tower_projection"])  # fmt: skip
+        encoder = PersonEncoder(tower, str(path))
+        heads = AttributeHeads(encoder.projection.out_features, data["vocabulary"])
+        try:
+            heads.load_state_dict(data["heads"])
+        except RuntimeError as error:
+            raise ValueError(
+                f"{path}: field 'heads' does not fit its vocabulary: {str(error).splitlines()[0]}"
+            ) from None
+        return cls(encoder, heads.eval(), tower, float(data.get("min_confidence", 0.5)))
+
+
+def fit_attribute_reader(
+    tower: VisionTowerFile, images: Sequence[bytes], attributes: Sequence[Mapping[str, str]], steps: int = 400,
+    lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0,
+) -> AttributeReader:  # fmt: skip
+    """Heads fitted on the frozen encoder's embeddings of `images`, full batch (AdamW, cross-entropy per attribute
+    over the images that show it); the vocabulary is every value the annotations use."""
+    if len(images) != len(attributes) or not images:
+        raise ValueError(f"{len(images)} images for {len(attributes)} annotations")
+    vocabulary: dict[str, list[str]] = {}
+    for annotated in attributes:
+        for name, value in annotated.items():
+            vocabulary.setdefault(name, [])
+            if value not in vocabulary[name]:
+                vocabulary[name].append(value)
+    if not vocabulary:
+        raise ValueError("no image has annotated attributes to learn from")
+    vocabulary = {name: sorted(values) for name, values in sorted(vocabulary.items())}
+    encoder = PersonEncoder(tower)
+    embeddings = encoder(images)
+    targets = {name: torch.tensor([values.index(a[name]) if name in a else -100 for a in attributes])
+               for name, values in vocabulary.items()}  # fmt: skip
+    torch.manual_seed(seed)
+    heads = AttributeHeads(embeddings.shape[1], vocabulary)
+    optimiser = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        logits = heads(embeddings)
+        loss = sum(F.cross_entropy(logits[name], targets[name], ignore_index=-100) for name in vocabulary)
+        optimiser.zero_grad()
+        loss.backward()  # type: ignore[union-attr]
+        optimiser.step()
+    return AttributeReader(encoder, heads.eval(), tower)
+
+
+class AttributeWitness:
+    """Answers from the attributes it reads off each image (module docstring). Its memories are images."""
+
+    memory = "image"
+
+    def __init__(self, reader: AttributeReader, min_confidence: float | None = None, seed: int = 0) -> None:
+        min_confidence = reader.min_confidence if min_confidence is None else min_confidence
+        if not 0.0 <= min_confidence < 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1), got {min_confidence}")
+        self.reader = reader
+        self.min_confidence = min_confidence
+        self.rule = RuleBasedWitness(seed=seed)
+
+    def answer(self, questions: Sequence[str], memories: Sequence[Image.Image]) -> list[str]:
+        if len(questions) != len(memories):
+            raise ValueError(f"{len(questions)} questions but {len(memories)} images")
+        readings = self.reader.read(list(memories)) if questions else []
+        answers = []
+        for question, reading in zip(questions, readings, strict=True):
+            parsed = None if answer_for_short_question(question) else parse_question(question)
+            if parsed is None or parsed.attribute not in reading:
+                answers.append(UNKNOWN)
+                continue
+            seen = {name: value for name, (value, p) in reading.items() if p >= self.min_confidence}
+            if parsed.attribute not in seen:
+                answers.append(UNKNOWN)  # the image cannot tell
+                continue
+            answers.append(self.rule.answer_values(question, seen))
+        return answers
