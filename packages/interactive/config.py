@@ -82,8 +82,16 @@ class TargetFrequencyConfig:
 
 @dataclass
 class RerankConfig:
+    """LLaVA-ReID §5.3: a base model's initial-description similarity averaged in, from a retriever checkpoint or a
+    saved similarity file (`ireid.interactive.similarity_file`), one of the two."""
+
     base_ckpt: str = ""  # a retriever checkpoint whose initial-description similarity is averaged in
+    base_scores: str = ""  # or a saved similarity file (.npz: scores, query_keys, gallery_keys)
     weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if bool(self.base_ckpt) == bool(self.base_scores):
+            raise ValueError("config field 'rerank': give one of 'base_ckpt' and 'base_scores'")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ireid.core.protocols import Dialogue, TextImageRetriever, Witness
 from ireid.core.records import Record
 from ireid.core.rounds import QuestionStrategy
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
-from ireid.interactive.session import BatchResult, Reranker, run_batch
+from ireid.interactive.session import BatchResult, Reranker, run_batch, witness_memory
 
 
 @dataclass
@@ -106,6 +106,7 @@ def evaluate_strategy(
     seed: int = 0,
     reranker_for: Callable[[Sequence[Record]], Reranker] | None = None,
     settings: Mapping[str, Any] | None = None,
+    memory_of: Callable[[Record], Any] = witness_memory,
 ) -> StrategyResult:
     """Run `strategy` over every query in batches, resuming from `out_dir`, and summarise.
 
@@ -124,7 +125,7 @@ def evaluate_strategy(
         result = _load_batch(path, keys, settings) if path.exists() else None
         if result is None:
             reranker = reranker_for(batch) if reranker_for else None
-            result = run_batch(strategy, batch, gallery, retriever, witness, rounds, text_of, seed, reranker)
+            result = run_batch(strategy, batch, gallery, retriever, witness, rounds, text_of, seed, reranker, memory_of)
             _save_batch(path, result, settings)
         results.append(result)
     summary, bri = _summarise([r.rounds for r in results])

@@ -17,11 +17,16 @@ from ireid.core.rounds import QuestionStrategy, RoundContext
 
 
 def witness_memory(record: Record) -> str:
-    """What the witness remembers: the fine-grained description (LLaVA-ReID's answerer memory)."""
-    memory = record.fine_description or " ".join(record.captions)
-    if not memory:
-        raise ValueError(f"record {record.key!r}: no fine description or caption to serve as the witness's memory")
-    return memory
+    """What a text witness remembers: the fine-grained description (LLaVA-ReID's answerer memory)."""
+    if not record.fine_description:
+        raise ValueError(f"record {record.key!r}: {NO_FINE_DESCRIPTION}")
+    return record.fine_description
+
+
+NO_FINE_DESCRIPTION = (
+    "no fine description for a text witness to remember; use a witness that looks at the target's image "
+    "(--witness visual:<vision model>)"
+)
 
 
 @dataclass
@@ -65,11 +70,15 @@ def run_batch(
     text_of: Callable[[Dialogue], str],
     seed: int = 0,
     reranker: Reranker | None = None,
+    memory_of: Callable[[Record], Any] = witness_memory,
 ) -> BatchResult:
-    """Run `rounds` rounds for a batch of searches; only dialogues that got a question are re-encoded."""
+    """Run `rounds` rounds for a batch of searches; only dialogues that got a question are re-encoded.
+
+    `memory_of` gives what the witness remembers of each query's person: the fine description for a text witness,
+    an image for a visual one (`ireid.interactive.witness_views`)."""
     queries = list(queries)
     dialogues = [Dialogue(initial=q.initial_description) for q in queries]
-    memories = [witness_memory(q) for q in queries]
+    memories = [memory_of(q) for q in queries]
     pids = torch.tensor([q.pid for q in queries], dtype=torch.long)
     scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
     per_round = [per_query_stats(scores, pids, gallery.pids)]
