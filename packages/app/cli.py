@@ -1,4 +1,5 @@
-"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL, the investigator app and the demo.
+"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL, the visual witness, the investigator
+app and the demo.
 
 Each trainable package keeps its own LightningCLI program (`python -m ireid.<package> fit`).
 """
@@ -18,6 +19,7 @@ from ireid.app import (
     lookforward_cli,
     selection_cli,
     serve_cli,
+    witness_cli,
 )
 from ireid.core.user_errors import one_line_errors
 
@@ -38,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     selection_cli.configure(selection)
     selection.set_defaults(run=selection_cli.run)
+    similarity = eval_commands.add_parser(
+        "similarity", help="a base T-ReID model's initial-description similarities, saved for --rerank-scores"
+    )
+    eval_cli.configure_similarity(similarity)
+    similarity.set_defaults(run=eval_cli.run_similarity)
     learning = eval_commands.add_parser(
         "learning", help="each learned part against its non-learned twins, mean ± sd over world seeds"
     )
@@ -50,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     targets.set_defaults(run=lookforward_cli.run)
     chatreid_cli.register(commands)
     icl_cli.register(commands)
+    witness_cli.register(commands)
     serve = commands.add_parser("serve", help="the investigator app: search person images by talking, in a web page")
     serve_cli.configure(serve)
     serve.set_defaults(run=serve_cli.run)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ireid.answerer import build_witness
+from ireid.answerer import build_witness, is_visual
 from ireid.app.strategies import build_strategy, server_options, strategy_settings
 from ireid.app.thi_pipeline import build_thi, thi_settings
-from ireid.app.vision_models import ANNOTATED
+from ireid.app.vision_models import ANNOTATED, vision_model
 from ireid.core.gallery import Gallery, encode_split
 from ireid.core.images import ImageStore
+from ireid.core.llm import ChatServerError
 from ireid.core.loader import check_complete, load_records
+from ireid.core.protocols import Witness
 from ireid.core.records import Record, evenly_spaced
 from ireid.core.rounds import retrieval_text_reader
 from ireid.core.shards import atomic_write_json
@@ -25,7 +28,9 @@ from ireid.interactive.config import EvalConfig, RerankConfig, load_config
 from ireid.interactive.harness import StrategyResult, evaluate_strategy
 from ireid.interactive.reference import retriever_reference
 from ireid.interactive.report import markdown_report, write_report
-from ireid.interactive.session import BaseModelAveraging, Reranker
+from ireid.interactive.session import NO_FINE_DESCRIPTION, BaseModelAveraging, Reranker, witness_memory
+from ireid.interactive.similarity_file import SimilarityFile, save_similarity
+from ireid.interactive.witness_views import witness_views
 from ireid.retriever.inference import ModuleRetriever
 
 # Config keys that a command-line flag of the same name overrides.
@@ -41,7 +46,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", dest="data_dir", help="shard folder")
     parser.add_argument("--split")
     parser.add_argument("--retriever-ckpt", dest="retriever_ckpt")
-    parser.add_argument("--witness", help="rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | model dir")
+    parser.add_argument(
+        "--witness",
+        help="rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | model dir | tuned:<dir> (from the fine "
+        "description) | visual:chatreid:<ckpt> | visual:openai:<url>#<model> (from another image of the target)",
+    )
     parser.add_argument("--strategies", type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--batch-size", dest="batch_size", type=int)
@@ -59,6 +68,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rerank-ckpt", help="T-ReID re-ranking: base retriever checkpoint (weight 0.5)")
     parser.add_argument(
+        "--rerank-scores",
+        help="T-ReID re-ranking: a base model's saved similarity file (.npz; `ireid eval similarity`)",
+    )
+    parser.add_argument(
         "--thi", metavar="MLLM", help="ICL★ rows: THI re-ranks every round (annotated | chatreid:<ckpt> | openai:...)"
     )
 
@@ -72,8 +85,8 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     }
     if server:
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, **server))
-    if getattr(args, "rerank_ckpt", None):
-        config.rerank = RerankConfig(base_ckpt=args.rerank_ckpt)
+    if getattr(args, "rerank_ckpt", None) or getattr(args, "rerank_scores", None):
+        config.rerank = RerankConfig(base_ckpt=args.rerank_ckpt or "", base_scores=args.rerank_scores or "")
     if getattr(args, "thi", None):
         config.thi = {**(config.thi or {}), "mllm": args.thi}
     if config.thi is not None and config.rerank is not None:
@@ -91,11 +104,15 @@ def _reranker_factory(config: EvalConfig, gallery_dir: Path, retriever: ModuleRe
         thi = build_thi(mllm, settings, retriever, records, images, server)
         reranker = THIReranker(thi, gallery.keys, gallery.embeddings)
         return lambda batch: reranker
-    if config.rerank is None or not config.rerank.base_ckpt:
+    if config.rerank is None:
         return None
+    weight = config.rerank.weight
+    if config.rerank.base_scores:
+        saved = SimilarityFile(config.rerank.base_scores)
+        saved.lookup([], gallery.keys)  # every gallery image has its column, checked before the first batch
+        return lambda batch: BaseModelAveraging(saved.lookup([q.key for q in batch], gallery.keys), weight)
     base = ModuleRetriever.from_checkpoint(config.rerank.base_ckpt)
     base_gallery = encode_split(base, gallery_dir, config.split)
-    weight = config.rerank.weight
 
     def reranker_for(batch: Sequence[Record]) -> Reranker:
         with torch.no_grad():
@@ -103,6 +120,51 @@ def _reranker_factory(config: EvalConfig, gallery_dir: Path, retriever: ModuleRe
         return BaseModelAveraging(scores, weight)
 
     return reranker_for
+
+
+# Asked once before the first batch, so a vision server that rejects images stops the run at its start.
+PROBE_QUESTION = "What was the person wearing?"
+
+
+@dataclass
+class WitnessSetup:
+    """The witness, what it remembers of each query, the queries it can answer for, and a line on those it cannot."""
+
+    witness: Witness
+    memory_of: Callable[[Record], Any]
+    queries: list[Record]
+    skipped: str = ""
+
+
+def setup_witness(config: EvalConfig, queries: list[Record], gallery: Sequence[Record]) -> WitnessSetup:
+    """A text witness needs every query's fine description; a visual one (`visual:...`) another gallery image of each
+    query's person (queries without one are skipped and counted). Both are checked before the first batch."""
+    witness = build_witness(
+        config.witness,
+        tokenizer_dir=config.tokenizer_dir,
+        vision_model=lambda source: vision_model(source, config.server),
+        **server_options(config.witness, config.server),
+    )
+    where = f"{config.data_dir} ({config.split})"
+    if not is_visual(config.witness):
+        missing = [q.key for q in queries if not q.fine_description]
+        if missing:
+            raise ValueError(f"{where}: {len(missing)} of {len(queries)} queries (first: {missing[0]}) have "
+                             f"{NO_FINE_DESCRIPTION}")  # fmt: skip
+        return WitnessSetup(witness, witness_memory, queries)
+    views = witness_views(queries, gallery, ImageStore.from_shards(config.data_dir, config.split))
+    kept = [q for q in queries if q.key in views.images]
+    if not kept:
+        raise ValueError(f"{where}: no query can have a visual witness: {views.summary()}")
+    if views.skipped:
+        print(f"visual witness, {where}: {len(kept)} of {len(queries)} queries kept; {views.summary()}")
+    try:
+        witness.answer([PROBE_QUESTION], [views.images[kept[0].key]])
+    except ChatServerError as error:
+        raise ChatServerError(
+            f"witness {config.witness}: asked about an image before the first batch: {error}"
+        ) from None
+    return WitnessSetup(witness, views.memory, kept, views.summary())
 
 
 @dataclass
@@ -118,13 +180,12 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
     out = Path(config.out)
     report_dir = report_dir or out
     atomic_write_json(report_dir / "config.json", config.to_dict())
+    records = load_records(config.data_dir, config.split)
+    witness = setup_witness(config, evenly_spaced(records, config.max_queries), records)
+    queries = witness.queries
     retriever = ModuleRetriever.from_checkpoint(config.retriever_ckpt)
     gallery: Gallery = encode_split(retriever, config.data_dir, config.split)
     partial = check_complete(config.data_dir, config.split, len(gallery), config.allow_partial)
-    queries = evenly_spaced(load_records(config.data_dir, config.split), config.max_queries)
-    witness = build_witness(
-        config.witness, tokenizer_dir=config.tokenizer_dir, **server_options(config.witness, config.server)
-    )
     text_of = retrieval_text_reader(with_questions=config.text == "questions+answers")
     reranker_for = _reranker_factory(config, Path(config.data_dir), retriever, gallery)
     results = []
@@ -136,7 +197,7 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
                 queries,
                 gallery,
                 retriever,
-                witness,
+                witness.witness,
                 out / "strategies" / name,
                 rounds=config.rounds,
                 batch_size=config.batch_size,
@@ -144,6 +205,7 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
                 seed=config.seed,
                 reranker_for=reranker_for,
                 settings=strategy_settings(name, config),
+                memory_of=witness.memory_of,
             )
         )
         counts = getattr(strategy, "counts", None)  # the LLM strategies count their model calls and fallbacks
@@ -154,10 +216,13 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
         "data": f"{config.data_dir} ({config.split}: {len(queries)} queries, gallery {len(gallery)} images)",
         "retriever": config.retriever_ckpt,
         "retriever alone, R@1 on these queries": ", ".join(f"{k} {v:.1f}" for k, v in reference.items()),
-        "witness": config.witness,
+        "witness": config.witness
+        + (" (answers from another gallery image of the target)" if is_visual(config.witness) else ""),
         "retriever reads": config.text,
         "rounds": config.rounds,
     }
+    if witness.skipped:
+        context["skipped queries"] = witness.skipped
     if partial:
         context["partial data"] = f"{partial} (--allow-partial)"
     if config.thi is not None:
@@ -167,9 +232,37 @@ def evaluate(config: EvalConfig, report_dir: Path | None = None) -> EvalOutcome:
             f"ICL★ THI on each round's dialogue text, MLLM {mllm}{uses}, K {settings.rounds}, ξ {settings.xi} "
             f"({settings.xi_from}), λ {settings.lam}, aggregation {settings.aggregation}"
         )
-    elif config.rerank is not None and config.rerank.base_ckpt:
-        context["re-ranking"] = "T-ReID, the base model's initial-description similarity averaged in (LLaVA-ReID §5.3)"
+    elif config.rerank is not None:
+        base = config.rerank.base_ckpt or f"saved similarities {config.rerank.base_scores}"
+        context["re-ranking"] = (
+            f"T-ReID, the base model's initial-description similarity averaged in (LLaVA-ReID §5.3): {base}"
+        )
     return EvalOutcome(results, context, write_report(results, report_dir, context))
+
+
+def configure_similarity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retriever-ckpt", required=True, help="the base T-ReID model (a retriever checkpoint)")
+    parser.add_argument("--data", required=True, type=Path, help="shard folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", required=True, type=Path, help=".npz file for --rerank-scores")
+
+
+def run_similarity(args: argparse.Namespace) -> int:
+    """Every record's initial description (its caption on converted T-ReID sets) against the split's images."""
+    retriever = ModuleRetriever.from_checkpoint(args.retriever_ckpt)
+    gallery = encode_split(retriever, args.data, args.split)
+    records = load_records(args.data, args.split)
+    empty = [r.key for r in records if not r.initial_description]
+    if empty:
+        raise ValueError(f"{args.data} ({args.split}): record {empty[0]!r} has no initial description to score")
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(records), 256):
+            chunk = records[start : start + 256]
+            scores.append(gallery.scores(retriever.encode_text([r.initial_description for r in chunk])).float())
+    save_similarity(args.out, torch.cat(scores).numpy(), [r.key for r in records], gallery.keys)
+    print(f"{len(records)} queries × {len(gallery.keys)} images -> {args.out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
