@@ -155,7 +155,7 @@ class IreidCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():
-            read_checkpoint_file(path, "Lightning checkpoint to resume")
+            read_checkpoint_file(path, "Lightning checkpoint to resume", mmap=True)  # tensors mapped, not read
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # checkpoints are written atomically, so a kill mid-save leaves the previous one whole to resume from,
