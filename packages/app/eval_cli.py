@@ -49,7 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--witness",
         help="rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | model dir | tuned:<dir> (from the fine "
-        "description) | visual:chatreid:<ckpt> | visual:openai:<url>#<model> (from another image of the target)",
+        "description) | visual:chatreid:<ckpt> | visual:openai:<url>#<model> | visual:attributes:<file> (from "
+        "another image of the target)",
     )
     parser.add_argument("--strategies", type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
     parser.add_argument("--rounds", type=int)
@@ -136,30 +137,34 @@ class WitnessSetup:
     skipped: str = ""
 
 
-def setup_witness(config: EvalConfig, queries: list[Record], gallery: Sequence[Record]) -> WitnessSetup:
-    """A text witness needs every query's fine description; a visual one (`visual:...`) another gallery image of each
-    query's person (queries without one are skipped and counted). Both are checked before the first batch."""
-    witness = build_witness(
+def _witness(config: EvalConfig) -> Witness:
+    return build_witness(
         config.witness,
         tokenizer_dir=config.tokenizer_dir,
         vision_model=lambda source: vision_model(source, config.server),
         **server_options(config.witness, config.server),
     )
+
+
+def setup_witness(config: EvalConfig, queries: list[Record], gallery: Sequence[Record]) -> WitnessSetup:
+    """A text witness needs every query's fine description; a visual one (`visual:...`) another gallery image of each
+    query's person (queries without one are skipped and counted). Both are checked before the first batch."""
     where = f"{config.data_dir} ({config.split})"
     if not is_visual(config.witness):
         missing = [q.key for q in queries if not q.fine_description]
         if missing:
             raise ValueError(f"{where}: {len(missing)} of {len(queries)} queries (first: {missing[0]}) have "
                              f"{NO_FINE_DESCRIPTION}")  # fmt: skip
-        return WitnessSetup(witness, witness_memory, queries)
+        return WitnessSetup(_witness(config), witness_memory, queries)
     views = witness_views(queries, gallery, ImageStore.from_shards(config.data_dir, config.split))
-    kept = [q for q in queries if q.key in views.images]
+    kept = [q for q in queries if q.key in views.chosen]
     if not kept:
         raise ValueError(f"{where}: no query can have a visual witness: {views.summary()}")
     if views.skipped:
         print(f"visual witness, {where}: {len(kept)} of {len(queries)} queries kept; {views.summary()}")
+    witness = _witness(config)
     try:
-        witness.answer([PROBE_QUESTION], [views.images[kept[0].key]])
+        witness.answer([PROBE_QUESTION], [views.memory(kept[0])])
     except ChatServerError as error:
         raise ChatServerError(
             f"witness {config.witness}: asked about an image before the first batch: {error}"

@@ -134,7 +134,7 @@ def witness_consistency(
     items = sample_questions(records, questions, seed)
     visual = any(is_visual(spec) for spec in specs)
     views = witness_views([r for r, _ in items], records, ImageStore.from_shards(data, split)) if visual else None
-    seen = [(r, qa) for r, qa in items if views is None or r.key in views.images]
+    seen = [(r, qa) for r, qa in items if views is None or r.key in views.chosen]
     rng = random.Random(seed)
     others = [rng.choice([o for o in records if o.pid != r.pid]).fine_description for r, _ in seen]
     rows: dict[str, Any] = {
@@ -144,7 +144,7 @@ def witness_consistency(
         witness = build_witness(spec, tokenizer_dir=tokenizer_dir,
                                 vision_model=lambda source: vision_model(source, server),
                                 **server_options(spec, server))  # fmt: skip
-        memories = [views.images[r.key] if is_visual(spec) else r.fine_description for r, _ in seen]  # type: ignore[union-attr]
+        memories = [views.memory(r) if views and is_visual(spec) else r.fine_description for r, _ in seen]
         rows[spec] = _scored(witness.answer([qa.question for _, qa in seen], memories), seen)
     skipped = views.skipped if views is not None else {}
     return {"data": str(data), "split": split, "questions": len(seen), "seed": seed, "scoring": SCORING,

@@ -23,13 +23,16 @@ UNDECODABLE = "the witness's image does not decode"
 
 @dataclass
 class WitnessViews:
-    """The image each kept query's witness remembers (by query key), and the skipped query keys by reason."""
+    """The gallery image each kept query's witness remembers (`chosen`: query key → image key), decoded when asked
+    for, and the skipped query keys by reason."""
 
-    images: dict[str, Image.Image] = field(default_factory=dict)
+    images: ImageSource
+    chosen: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
 
     def memory(self, record: Record) -> Image.Image:
-        return self.images[record.key]
+        (image,) = self.images.load([self.chosen[record.key]])
+        return image
 
     def summary(self) -> str:
         """One line: how many queries were skipped, why, and the first of each."""
@@ -42,11 +45,12 @@ def _preference(query: Record, other: Record) -> tuple[bool, bool, bool, str]:
 
 
 def witness_views(queries: Sequence[Record], gallery: Sequence[Record], images: ImageSource) -> WitnessViews:
-    """Each query's witness image from `gallery` (see the module's rule), decoded; the rest skipped by reason."""
+    """Each query's witness image from `gallery` (see the module's rule), checked to decode; the rest skipped by
+    reason."""
     by_pid: dict[int, list[Record]] = defaultdict(list)
     for record in gallery:
         by_pid[record.pid].append(record)
-    views = WitnessViews()
+    views = WitnessViews(images)
     for query in queries:
         others = [r for r in by_pid.get(query.pid, []) if r.key != query.key]
         if not others:
@@ -54,7 +58,9 @@ def witness_views(queries: Sequence[Record], gallery: Sequence[Record], images: 
             continue
         chosen = min(others, key=lambda other: _preference(query, other))
         try:
-            (views.images[query.key],) = images.load([chosen.key])
+            images.load([chosen.key])  # decoded once here, so a bad image is a counted skip, not a lost run
         except (KeyError, ValueError):
             views.skipped.setdefault(UNDECODABLE, []).append(query.key)
+            continue
+        views.chosen[query.key] = chosen.key
     return views

@@ -32,7 +32,7 @@ def test_queries_without_a_usable_image_are_skipped_and_counted() -> None:
     store = ImageStore({alone.key: jpeg(), broken.key: jpeg(), broken_view.key: b"not an image",
                         fine.key: jpeg(), fine_view.key: jpeg()})  # fmt: skip
     views = witness_views([alone, broken, fine], [alone, broken, broken_view, fine, fine_view], store)
-    assert set(views.images) == {fine.key}
+    assert set(views.chosen) == {fine.key}
     assert views.skipped == {NO_OTHER_IMAGE: [alone.key], UNDECODABLE: [broken.key]}
     assert views.summary() == (f"1 skipped, {NO_OTHER_IMAGE} (first: {alone.key}); "
                                f"1 skipped, {UNDECODABLE} (first: {broken.key})")  # fmt: skip
