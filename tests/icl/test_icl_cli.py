@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ireid.app.cli import main
@@ -20,6 +21,7 @@ from ireid.core.lightning_cli import compose_config
 from ireid.core.loader import load_records
 from ireid.icl.perception import anchor_prompt
 from ireid.icl.sft import ANCHOR_TASK
+from tests.helpers import train_on_two_processes
 
 
 def test_build_sft_writes_shards_the_chatreid_loader_reads(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
@@ -72,8 +74,8 @@ def test_eval_interactive_scores_thi_rows_beside_each_strategy(tiny_world: Path,
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "icl"
 
 
-def test_sft_config_trains_a_model_thi_can_ask(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
-    """`configs/icl/sft-synthetic.yaml` on `ireid icl build-sft`'s data, two steps; the checkpoint answers Eq. 2."""
+def sft_config(tiny_world: Path, tower_file: Path, tmp_path: Path) -> Path:
+    """`ireid icl build-sft`'s data and `configs/icl/sft-synthetic.yaml` pointed at it, under `tmp_path`."""
     ckpt = tower_file.parent / "retriever.ckpt"
     assert main(["icl", "build-sft", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--out",
                  str(tmp_path / "sft"), "--samples", "40", "--negatives", "3"]) == 0  # fmt: skip
@@ -84,13 +86,29 @@ def test_sft_config_trains_a_model_thi_can_ask(tiny_world: Path, tower_file: Pat
     config["model"]["vision_checkpoint"] = str(tower_file)
     path = tmp_path / "sft.yaml"
     path.write_text(yaml.safe_dump(config))
-    short = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
-             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
-    assert train(["fit", "--config", str(path), *short]) == 0
+    return path
+
+
+SHORT = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
+
+
+def test_sft_config_trains_a_model_thi_can_ask(tiny_world: Path, tower_file: Path, tmp_path: Path) -> None:
+    """`configs/icl/sft-synthetic.yaml` on `ireid icl build-sft`'s data, two steps; the checkpoint answers Eq. 2."""
+    assert train(["fit", "--config", str(sft_config(tiny_world, tower_file, tmp_path)), *SHORT]) == 0
     model = ChatReID.from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
     record = load_records(tiny_world, "test")[0]
     image = ImageStore.from_shards(tiny_world, "test").load([record.key])
     assert len(model.judge([anchor_prompt(record.captions[0])], image)) == 1
+
+
+def test_the_sft_with_the_papers_lora_trains_on_two_processes(tiny_world: Path, tower_file: Path, tmp_path: Path):
+    """ICL's SFT as `sft-real.yaml` runs it (LoRA r 8, α 16 on the decoder, the rest frozen) on two processes."""
+    config = sft_config(tiny_world, tower_file, tmp_path)
+    lora = ["--model.lora", '{"r": 8, "alpha": 16, "dropout": 0.05}']
+    train_on_two_processes("ireid.chatreid", ["fit", "--config", str(config), *SHORT, *lora], tmp_path)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2 and any("lora_" in key for key in checkpoint["state_dict"])
 
 
 def test_the_real_sft_config_fits_the_module_with_the_papers_lora() -> None:
