@@ -49,8 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--witness",
         help="rule | rule-absent | tiny | smollm2 | openai:<url>#<model> | model dir | tuned:<dir> (from the fine "
-        "description) | visual:chatreid:<ckpt> | visual:openai:<url>#<model> | visual:attributes:<file> (from "
-        "another image of the target)",
+        "description) | visual:chatreid:<ckpt> | visual:qwen2-vl:<dir> | visual:openai:<url>#<model> | "
+        "visual:attributes:<file> (from another image of the target)",
     )
     parser.add_argument("--strategies", type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
     parser.add_argument("--rounds", type=int)

@@ -153,3 +153,21 @@ def test_a_server_that_rejects_images_stops_the_run_in_one_line_before_it_starts
     [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert rejecting_server in error and "before the first batch" in error
     assert not (tmp_path / "eval" / "strategies").exists()
+
+
+def test_released_qwen2_vl_weights_at_a_path_answer_as_a_witness(tiny_world: Path, tmp_path: Path) -> None:
+    """`visual:qwen2-vl:<dir>`: a model folder as `save_pretrained` writes it (here a tiny one), no checkpoint."""
+    from ireid.answerer import VisualWitness, build_witness
+    from ireid.app.vision_models import vision_model
+    from ireid.core.factory import build_model
+    from ireid.core.tokenizer import dataset_tokenizer
+
+    built = build_model("qwen2-vl", "tiny", tokenizer=dataset_tokenizer(tiny_world, 2048))
+    built.model.save_pretrained(tmp_path / "qwen2-vl")
+    built.processor.save_pretrained(tmp_path / "qwen2-vl")
+    witness = build_witness(f"visual:qwen2-vl:{tmp_path / 'qwen2-vl'}", vision_model=vision_model, max_new_tokens=4)
+    assert isinstance(witness, VisualWitness)
+    [answer] = witness.answer(["What colour was the person's top?"], [Image.new("RGB", (64, 128), "red")])
+    assert isinstance(answer, str) and answer
+    with pytest.raises(FileNotFoundError, match="no Qwen2-VL weights folder"):
+        vision_model(f"qwen2-vl:{tmp_path / 'missing'}")
