@@ -32,10 +32,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import CLIPVisionConfig, CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ireid.core.person_vision import VisionTowerFile, resize_vision_positions, vision_transformer
+from ireid.core.person_vision import VisionTowerFile, person_tower_modules, vision_transformer
 
 
 class PersonTowerMerger(nn.Module):
@@ -61,18 +60,15 @@ class PersonTowerVisual(nn.Module):
 
     def __init__(self, architecture: dict[str, Any], dim: int, merge_size: int, temporal_patch_size: int):
         super().__init__()
-        config = CLIPVisionConfig.from_dict(dict(architecture["config"]))
+        self.tower, self.projection = person_tower_modules(architecture)
         self.image_hw = tuple(int(s) for s in architecture["image_hw"])
-        self.patch_size = config.patch_size
+        self.patch_size = self.tower.config.patch_size
         self.spatial_merge_size = merge_size
         self.temporal_patch_size = temporal_patch_size
         grid = (self.image_hw[0] // self.patch_size, self.image_hw[1] // self.patch_size)
         if grid[0] % merge_size or grid[1] % merge_size:
             raise ValueError(f"the tower's {grid[0]}x{grid[1]} patch grid does not split into {merge_size}² windows")
         self.grid_hw = grid
-        self.tower = CLIPVisionModel(config)
-        resize_vision_positions(self.tower, self.image_hw)
-        self.projection = nn.Linear(config.hidden_size, int(architecture["projection_dim"]), bias=False)
         self.tower.requires_grad_(False)
         self.projection.requires_grad_(False)
         self.merger = PersonTowerMerger(self.projection.out_features, dim, merge_size)

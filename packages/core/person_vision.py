@@ -138,18 +138,25 @@ class VisionTowerFile:
         return cls(*fields, data["projection"])
 
 
+def person_tower_modules(architecture: dict[str, Any]) -> tuple[nn.Module, nn.Linear]:
+    """An untrained CLIP vision model with the person-shaped position grid of `architecture`
+    (`VisionTowerFile.architecture()`), and its visual projection (no bias): what a tower file's weights go into."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    config = CLIPVisionConfig.from_dict(dict(architecture["config"]))
+    clip = CLIPVisionModel(config)
+    resize_vision_positions(clip, tuple(int(s) for s in architecture["image_hw"]))
+    return clip, nn.Linear(config.hidden_size, int(architecture["projection_dim"]), bias=False)
+
+
 class PersonEncoder(nn.Module):
     """A vision tower file as a frozen image encoder: images → the retriever's L2-normalised identity embedding
     (the class token through the final LayerNorm and the visual projection), for models that read a person from it."""
 
     def __init__(self, tower: VisionTowerFile, where: str = "vision tower file") -> None:
-        from transformers import CLIPVisionConfig, CLIPVisionModel
-
         super().__init__()
-        self.clip = CLIPVisionModel(CLIPVisionConfig.from_dict(dict(tower.config)))
-        resize_vision_positions(self.clip, tower.image_hw)
+        self.clip, self.projection = person_tower_modules(tower.architecture())
         tower.copy_into(self.clip, where, "a person encoder")
-        self.projection = nn.Linear(self.clip.config.hidden_size, int(tower.projection.shape[0]), bias=False)
         tower.copy_projection_into(self.projection, where)
         self.pixels = PixelSpec(tuple(tower.image_hw), tuple(tower.mean), tuple(tower.std))  # type: ignore[arg-type]
         self.requires_grad_(False)
