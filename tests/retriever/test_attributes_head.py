@@ -68,8 +68,10 @@ def test_module_requests_attributes_from_the_data(tiny_world, tmp_path):
     module = RetrieverModule(str(tiny_world), losses="sdm+attr", text_length=96, temperature=0.07)
     assert set(module.hparams.attribute_values) >= {"hat", "glasses", "shoes_type"}
     assert module.use_attr and not module.use_id
-    new = {id(p) for g in module.param_groups() if g["name"].startswith("new") for p in g["params"]}
-    assert id(module.attribute_heads.heads[0].weight) in new, "the heads are new modules (IRRA's lr factor)"
+    groups = {g["name"]: g for g in module.param_groups()}
+    assert id(module.attribute_heads.heads[0].weight) in {id(p) for p in groups["attr"]["params"]}
+    assert groups["attr"]["lr"] == module.hparams.lr * module.hparams.new_module_lr_factor, "IRRA's factor by default"
+    assert id(module.attribute_heads.heads[0].bias) in {id(p) for p in groups["new-bias"]["params"]}
 
     data = RetrievalDataModule(str(tiny_world), batch_size=6, num_workers=0, partial_text_prob=0.5)
     batch = next(iter(data.train_dataloader()))

@@ -125,6 +125,15 @@ def test_param_groups_follow_irra(tiny_world):
     assert not module.features.clip.logit_scale.requires_grad
 
 
+def test_attribute_heads_take_their_own_lr_factor(tiny_world):
+    module = RetrieverModule(str(tiny_world), losses="sdm+attr", lr=1e-3, new_module_lr_factor=5, attr_lr_factor=50,
+                             text_length=64)  # fmt: skip
+    groups = {g["name"]: g for g in module.param_groups()}
+    assert groups["attr"]["lr"] == pytest.approx(5e-2) and groups["new-bias"]["lr"] == pytest.approx(2e-3)
+    heads = {id(head.weight) for head in module.attribute_heads.heads}
+    assert heads == {id(p) for p in groups["attr"]["params"]}
+
+
 def test_partial_pairs_add_a_second_sdm_term_over_the_same_images(tiny_world):
     module = RetrieverModule(str(tiny_world), losses="sdm", text_length=64).eval()
     logged = {}
