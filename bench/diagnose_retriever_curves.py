@@ -19,7 +19,7 @@ from typing import Any
 
 from benchlib import RESULTS, write_result
 
-TAGS = ("train/sdm", "train/sdm_partial", "val/fine/R1", "val/partial/R1")
+TAGS = ("train/sdm", "train/sdm_partial", "train/attr", "val/fine/R1", "val/partial/R1")
 TAKEOFF_SDM = 25.0
 """Below this a run has left the uniform solution (about 27.8 for a batch of 64 at τ = 0.07)."""
 
@@ -63,16 +63,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (loss_axis, r1_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (loss_axis, attr_axis, r1_axis) = plt.subplots(1, 3, figsize=(17, 4.5))
     colours = plt.get_cmap("tab20").colors  # distinct colours for up to 20 runs
     for index, row in enumerate(rows):
-        for axis, tag in ((loss_axis, "train/sdm"), (r1_axis, "val/fine/R1")):
+        for axis, tag in ((loss_axis, "train/sdm"), (attr_axis, "train/attr"), (r1_axis, "val/fine/R1")):
             points = row["curves"].get(tag, [])
             if points:
                 style = {"marker": "o"} if tag.startswith("val") else {"linewidth": 1}
                 axis.plot(*zip(*points, strict=True), color=colours[index % 20], label=row["run"], **style)
     loss_axis.axhline(TAKEOFF_SDM, color="grey", linestyle=":", linewidth=1)
     loss_axis.set(xlabel="step", ylabel="train/sdm (fine texts)", title="leaving the uniform solution")
+    attr_axis.set(xlabel="step", ylabel="train/attr (mean over attributes)", title="the attribute heads")
     r1_axis.set(xlabel="step", ylabel="validation fine R@1 (%)", title="validation R@1")
     r1_axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
