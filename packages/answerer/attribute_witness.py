@@ -27,6 +27,7 @@ from ireid.answerer.rule_based import RuleBasedWitness
 from ireid.core.answers import UNKNOWN, answer_for_short_question
 from ireid.core.checkpoints import read_torch_file, save_torch_file
 from ireid.core.person_vision import PersonEncoder, VisionTowerFile
+from ireid.core.records import attribute_values
 from ireid.core.vocabulary.parse import parse_question
 
 FORMAT = "ireid.attribute-witness/1"
@@ -102,15 +103,9 @@ def fit_attribute_reader(
     over the images that show it); the vocabulary is every value the annotations use."""
     if len(images) != len(attributes) or not images:
         raise ValueError(f"{len(images)} images for {len(attributes)} annotations")
-    vocabulary: dict[str, list[str]] = {}
-    for annotated in attributes:
-        for name, value in annotated.items():
-            vocabulary.setdefault(name, [])
-            if value not in vocabulary[name]:
-                vocabulary[name].append(value)
+    vocabulary = attribute_values(attributes)
     if not vocabulary:
         raise ValueError("no image has annotated attributes to learn from")
-    vocabulary = {name: sorted(values) for name, values in sorted(vocabulary.items())}
     encoder = PersonEncoder(tower)
     embeddings = encoder(images)
     targets = {name: torch.tensor([values.index(a[name]) if name in a else -100 for a in attributes])

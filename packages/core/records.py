@@ -7,6 +7,7 @@ Every loader, converter and trainer speaks `Record`; validation happens once, at
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -226,3 +227,13 @@ def evenly_spaced(records: list[Record], count: int | None) -> list[Record]:
 
 # Fields written only when they differ from their default, so records without them keep their bytes.
 _OMITTED_DEFAULTS: dict[str, Any] = {"clothes_id": 0, "modality": "rgb"}
+
+
+def attribute_values(annotations: Iterable[Mapping[str, str]]) -> dict[str, list[str]]:
+    """Every attribute name the annotations use, sorted, with its values sorted: the vocabulary an attribute
+    classifier is built over ({} when nothing is annotated)."""
+    values: dict[str, set[str]] = {}
+    for annotated in annotations:
+        for name, value in annotated.items():
+            values.setdefault(name, set()).add(value)
+    return {name: sorted(values[name]) for name in sorted(values)}

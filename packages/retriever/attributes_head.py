@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ireid.core.records import Record
+from ireid.core.records import Record, attribute_values
 from ireid.retriever.losses import make_id_classifier
 
 IGNORE = -100
@@ -23,13 +23,10 @@ IGNORE = -100
 
 def attribute_vocabulary(records: Iterable[Record], where: str) -> dict[str, list[str]]:
     """Every attribute name with its sorted values, as annotated in `records` (`where` names them in errors)."""
-    values: dict[str, set[str]] = {}
-    for record in records:
-        for name, value in record.attributes.items():
-            values.setdefault(name, set()).add(value)
-    if not values:
+    vocabulary = attribute_values(record.attributes for record in records)
+    if not vocabulary:
         raise ValueError(f"{where}: the 'attr' loss needs records with an 'attributes' object, and none has one")
-    return {name: sorted(values[name]) for name in sorted(values)}
+    return vocabulary
 
 
 class AttributeHeads(nn.Module):
