@@ -203,7 +203,7 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
         attribute heads' weights × their own factor; biases × bias factor with their own weight decay. Grouped by
         rule, so there are at most five groups to log."""
         hp = self.hparams
-        attr_factor = hp.new_module_lr_factor if hp.get("attr_lr_factor") is None else hp.attr_lr_factor
+        attr_factor = hp.new_module_lr_factor if hp.attr_lr_factor is None else hp.attr_lr_factor
         rules = {
             "clip": (hp.lr, hp.weight_decay),
             "clip-bias": (hp.lr * hp.bias_lr_factor, hp.weight_decay_bias),
