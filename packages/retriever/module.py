@@ -78,6 +78,8 @@ class RetrieverModule(L.LightningModule, RetrieverEncoding):
         seed: int = 0,
     ):
         super().__init__()
+        if attr_lr_factor is not None and attr_lr_factor <= 0:
+            raise ValueError(f"model.attr_lr_factor must be positive (or null), got {attr_lr_factor}")
         terms = parse_losses(losses)
         self.use_id = "id" in terms
         self.use_mlm = "mlm" in terms

@@ -132,6 +132,8 @@ def test_attribute_heads_take_their_own_lr_factor(tiny_world):
     assert groups["attr"]["lr"] == pytest.approx(5e-2) and groups["new-bias"]["lr"] == pytest.approx(2e-3)
     heads = {id(head.weight) for head in module.attribute_heads.heads}
     assert heads == {id(p) for p in groups["attr"]["params"]}
+    with pytest.raises(ValueError, match="attr_lr_factor must be positive"):
+        RetrieverModule(str(tiny_world), losses="sdm+attr", attr_lr_factor=0.0, text_length=64)
 
 
 def test_partial_pairs_add_a_second_sdm_term_over_the_same_images(tiny_world):
