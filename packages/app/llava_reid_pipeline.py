@@ -21,6 +21,7 @@ from ireid.app.stages import REPO_CONFIGS, fit_step
 from ireid.app.strategies import build_strategy
 from ireid.core.gallery import encode_split
 from ireid.core.loader import load_records
+from ireid.core.processes import available_cores
 from ireid.core.records import evenly_spaced
 from ireid.core.shards import atomic_write_json
 from ireid.interactive.config import EvalConfig
@@ -53,6 +54,7 @@ class LlavaReIDBudget:
     on_policy_steps: int = 100
     warmup_minutes: float | None = None
     joint_minutes: float | None = None
+    processes: int | None = None  # forked processes that build the targets (None: one per available core)
 
 
 def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: LlavaReIDBudget) -> Path:
@@ -75,6 +77,7 @@ def build_targets_once(retriever_ckpt: Path, data_dir: Path, out: Path, budget: 
             targets=budget.targets,
             explore=budget.explore,
             gallery_ids=budget.gallery_ids,
+            processes=budget.processes or available_cores(),
         )
         last = summary["rounds"][str(max(int(t) for t in summary["rounds"]))]
         rank = last["mean_rank_after"]

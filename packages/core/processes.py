@@ -10,10 +10,9 @@ pool, and the arithmetic is then the same in every process.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
-
-import torch
 
 T = TypeVar("T")
 
@@ -25,7 +24,14 @@ def _run(item: Any) -> Any:
     return _JOB(item)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the platform has one): a default process count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _one_thread() -> None:
+    import torch  # here, so that importing this module (as the torch-free world generator does) loads no torch
+
     torch.set_num_threads(1)
 
 

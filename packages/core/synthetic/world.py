@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import statistics
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ireid.core.processes import available_cores
 from ireid.core.records import QA_TYPES, SPLITS, Record, make_key
 from ireid.core.seeding import derive_rng
 from ireid.core.shards import DatasetWriter, atomic_write_json
@@ -62,7 +62,7 @@ class _InProcess:
 def render_pool(jobs: int, workers: int | None) -> Iterator[Any]:
     """Processes that render in parallel, results in order. They are forked: they only draw with PIL and numpy, and
     a forked child, unlike a spawned one, needs no `if __name__ == "__main__"` guard in the caller's script."""
-    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = workers or available_cores()
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if workers == 1 or jobs < MIN_PARALLEL or "fork" not in multiprocessing.get_all_start_methods():
