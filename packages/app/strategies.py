@@ -94,7 +94,11 @@ def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = N
     if name in ("expected-gain", "expected-gain:annotated"):
         settings = config.expected_gain
         return ExpectedGain(
-            settings.pool, settings.temperature, settings.answer_temperature, annotated=name.endswith(":annotated")
+            settings.pool,
+            settings.temperature,
+            settings.answer_temperature,
+            annotated=name.endswith(":annotated"),
+            contradiction=settings.contradiction,
         )
     if name == "target-frequency":
         settings = config.target_frequency

@@ -12,6 +12,11 @@ flat enough to spread over many candidates (at round 0 the top candidate is the 
 searches, and a sharp posterior only protects the current leader). It speaks the pedestrian vocabulary
 (`ireid.core.vocabulary`), so it runs on data described in it.
 
+With `contradiction` < 1 the posterior also weighs how well each candidate fits what the dialogue already states
+(Bayes' rule with the witness's answers as evidence): per stated attribute, the probability that the candidate shows
+the stated value, floored at `contradiction`. The retriever ranks on text similarity and keeps candidates that
+contradict an answer near the top; without this the rule spends questions on people the dialogue has ruled out.
+
 With `annotated=True` each candidate's answer is the value its gallery record annotates instead: perfect eyes. The
 `expected-gain` and `expected-gain:annotated` (uses ground truth) strategies of `ireid.interactive` ask with it;
 the questioner's `expected` training targets (`ireid.questioner.lookforward`) are its annotated choices over the
@@ -31,11 +36,15 @@ from ireid.core.records import Record
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import gender_of, uncovered_attributes
 from ireid.core.vocabulary.attributes import ATTRIBUTES
+from ireid.core.vocabulary.parse import parse_description
 from ireid.core.vocabulary.templates import TEMPLATES, fields
 
 
 def value_statements(attribute: str, gender: str | None) -> list[str]:
-    """One statement per value of `attribute` (the first template), as a witness would answer the question."""
+    """One statement per value of `attribute` (the first template), as a witness would answer the question; gender,
+    which no question asks, as an initial description states it."""
+    if attribute == "gender":
+        return [f"It was a {value}." for value in ATTRIBUTES[attribute].values]
     template = TEMPLATES[attribute].statements[0]
     person = {"gender": gender} if gender else {}
     return [template.format(**fields(person, attribute, value)) for value in ATTRIBUTES[attribute].values]
@@ -97,24 +106,58 @@ def encode_continuations(
 
 @dataclass(frozen=True)
 class ExpectedGainRule:
-    """The rule's settings: `pool` candidates stand for the target under softmax(score / `temperature`); each
-    candidate's likely answer is softmax(score / `answer_temperature`) over an attribute's values, or with
-    `annotated` its gallery record's value."""
+    """The rule's settings: `pool` candidates stand for the target under softmax(score / `temperature`), times their
+    fit to the dialogue's statements floored at `contradiction` (1: not weighed); each candidate's likely answer is
+    softmax(score / `answer_temperature`) over an attribute's values, or with `annotated` its gallery record's
+    value."""
 
     pool: int = 200
     temperature: float = 0.2
     answer_temperature: float = 0.02
     annotated: bool = False
+    contradiction: float = 0.2
 
     def __post_init__(self) -> None:
         if self.pool < 2:
             raise ValueError(f"expected-gain needs a pool of at least 2 candidates, got {self.pool}")
+        if not 0.0 <= self.contradiction <= 1.0:
+            raise ValueError(f"expected-gain's contradiction must be within [0, 1], got {self.contradiction}")
+
+    def stated_likelihood(
+        self, ctx: RoundContext, text: str, gender: str | None, pool: Tensor, seen: dict[tuple[str, str | None], Tensor]
+    ) -> Tensor:
+        """[P] how well each pool candidate fits what `text` states: per stated attribute, the probability that the
+        candidate shows the stated value (its annotation, or the softmax over the value statements' scores),
+        floored at `contradiction`, multiplied over the attributes. `seen` caches each attribute's answers over
+        the whole gallery ([V, N]) for the call."""
+        likelihood = torch.ones(len(pool))
+        for attribute, value in parse_description(text).items():
+            values = ATTRIBUTES[attribute].values if attribute in ATTRIBUTES else ()
+            if value not in values:
+                continue
+            key = (attribute, None if self.annotated else gender)
+            if key not in seen:
+                seen[key] = self.gallery_answers(ctx, attribute, gender)
+            fits = seen[key][values.index(value), pool]
+            likelihood *= self.contradiction + (1.0 - self.contradiction) * fits
+        return likelihood
+
+    def gallery_answers(self, ctx: RoundContext, attribute: str, gender: str | None) -> Tensor:
+        """[V, N] P(value | gallery image) for `attribute`: one-hot annotations (uniform where there is none), or
+        a softmax over the scores of the value statements alone."""
+        count = len(ATTRIBUTES[attribute].values)
+        if self.annotated:
+            return one_hot_answers(annotated_values(ctx.gallery.records, attribute), count)
+        statements = ctx.retriever.encode_text(value_statements(attribute, gender)).float()
+        return torch.softmax(statements @ ctx.gallery.embeddings.float().T / self.answer_temperature, dim=0)
 
     @torch.no_grad()
     def choose(self, ctx: RoundContext) -> list[str | None]:
         """Per dialogue, the uncovered attribute to ask about (None when every attribute is covered)."""
         plans: list[tuple[int, list[str], list[int]]] = []  # (dialogue, attributes, values per attribute)
         prefixes: list[str] = []
+        genders: list[str | None] = []
+        seen: dict[tuple[str, str | None], Tensor] = {}
         endings: list[list[str]] = []  # per dialogue, each uncovered attribute's statements in turn
         for i, dialogue in enumerate(ctx.dialogues):
             current = ctx.text_of(dialogue)
@@ -122,6 +165,7 @@ class ExpectedGainRule:
             gender = gender_of(dialogue)
             statements = [value_statements(attribute, gender) for attribute in todo]
             prefixes.append(current)
+            genders.append(gender)
             endings.append([s for group in statements for s in group])
             plans.append((i, todo, [len(group) for group in statements]))
         if not any(endings):
@@ -140,6 +184,9 @@ class ExpectedGainRule:
             before = ctx.scores[i].float()
             pool = torch.topk(before, min(self.pool, len(ctx.gallery))).indices
             posterior = torch.softmax(before[pool] / self.temperature, dim=0)
+            if self.contradiction < 1.0:
+                posterior = posterior * self.stated_likelihood(ctx, prefixes[i], genders[i], pool, seen)
+                posterior = posterior / posterior.sum().clamp_min(1e-30)
             # every question's answers at once, padded to the longest value list: [A, V, N]
             valid = torch.zeros(len(todo), max(counts), dtype=torch.bool)
             for k, count in enumerate(counts):

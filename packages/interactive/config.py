@@ -27,6 +27,7 @@ class ExpectedGainConfig:
     pool: int = 200  # the top candidates that stand for the target (ranks are places in the whole gallery)
     temperature: float = 0.2  # posterior over them: softmax(score / temperature), flat on purpose
     answer_temperature: float = 0.02  # each candidate's likely answer: softmax over an attribute's values
+    contradiction: float = 0.2  # times their fit to each stated answer, floored here (1: not weighed)
 
 
 @dataclass

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from ireid.core.answers import clean_answer
-from ireid.core.expected_gain import ExpectedGainRule
 from ireid.core.gallery import Gallery
 from ireid.core.metrics import target_ranks_from_scores
 from ireid.core.protocols import Dialogue, Turn
@@ -23,6 +22,7 @@ from ireid.core.rounds import RoundContext, retrieval_text_reader
 from ireid.core.synthetic.world import plan_identities, world_records
 from ireid.core.vocabulary.parse import parse_question
 from ireid.questioner.lookforward import (
+    TEACHER,
     _choose,
     _taught_ranks,
     answered_pair,
@@ -244,7 +244,7 @@ def test_expected_targets_ask_what_the_annotated_rule_chooses_and_follow_its_pat
     dialogues = [Dialogue(r.initial_description) for r in records[:6]]
     scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
     ctx = RoundContext(1, records[:6], dialogues, scores, gallery, retriever, text_of)
-    chosen = ExpectedGainRule(annotated=True).choose(ctx)
+    chosen = TEACHER.choose(ctx)
     oracle = look_forward_batch(records[:6], gallery, retriever, max_rounds=1)
     for target, attribute, best in zip(taught, chosen, oracle, strict=True):
         first, second = target["rounds"]
@@ -267,7 +267,7 @@ def test_the_teachers_pairs_alone_are_looked_forward_unless_none_can_be_tried(wo
     dialogues[3] = Dialogue(f"{records[3].initial_description} {clean_answer(stated.answer)}")
     scores = gallery.scores(retriever.encode_text([text_of(d) for d in dialogues]))
     ctx = RoundContext(1, records[:8], dialogues, scores, gallery, retriever, text_of)
-    taught = ExpectedGainRule(annotated=True).choose(ctx)
+    taught = TEACHER.choose(ctx)
     taught[1] = None
     taught[2] = "not-an-attribute"
     taught[3] = parse_question(stated.question).attribute

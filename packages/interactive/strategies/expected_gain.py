@@ -22,9 +22,14 @@ class ExpectedGain:
     uses_ground_truth = False
 
     def __init__(
-        self, pool: int = 200, temperature: float = 0.2, answer_temperature: float = 0.02, annotated: bool = False
+        self,
+        pool: int = 200,
+        temperature: float = 0.2,
+        answer_temperature: float = 0.02,
+        annotated: bool = False,
+        contradiction: float = 0.2,
     ):
-        self.rule = ExpectedGainRule(pool, temperature, answer_temperature, annotated)
+        self.rule = ExpectedGainRule(pool, temperature, answer_temperature, annotated, contradiction)
         self.uses_ground_truth = annotated
         self.name = "expected-gain:annotated" if annotated else "expected-gain"
 
