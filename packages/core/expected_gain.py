@@ -127,9 +127,9 @@ class ExpectedGainRule:
         self, ctx: RoundContext, text: str, gender: str | None, pool: Tensor, seen: dict[tuple[str, str | None], Tensor]
     ) -> Tensor:
         """[P] how well each pool candidate fits what `text` states: per stated attribute, the probability that the
-        candidate shows the stated value (its annotation, or the softmax over the value statements' scores),
-        floored at `contradiction`, multiplied over the attributes. `seen` caches each attribute's answers over
-        the whole gallery ([V, N]) for the call."""
+        candidate shows the stated value (its annotation, or the softmax over the value statements' scores against
+        its image), floored at `contradiction`, multiplied over the attributes. `seen` keeps, for the call, each
+        attribute's gallery annotations or value-statement embeddings."""
         likelihood = torch.ones(len(pool))
         for attribute, value in parse_description(text).items():
             values = ATTRIBUTES[attribute].values if attribute in ATTRIBUTES else ()
@@ -137,19 +137,18 @@ class ExpectedGainRule:
                 continue
             key = (attribute, None if self.annotated else gender)
             if key not in seen:
-                seen[key] = self.gallery_answers(ctx, attribute, gender)
-            fits = seen[key][values.index(value), pool]
-            likelihood *= self.contradiction + (1.0 - self.contradiction) * fits
+                seen[key] = (
+                    annotated_values(ctx.gallery.records, attribute)
+                    if self.annotated
+                    else ctx.retriever.encode_text(value_statements(attribute, gender)).float()
+                )
+            if self.annotated:
+                answers = one_hot_answers(seen[key][pool], len(values))
+            else:
+                scores = seen[key] @ ctx.gallery.embeddings[pool].float().T
+                answers = torch.softmax(scores / self.answer_temperature, dim=0)
+            likelihood *= self.contradiction + (1.0 - self.contradiction) * answers[values.index(value)]
         return likelihood
-
-    def gallery_answers(self, ctx: RoundContext, attribute: str, gender: str | None) -> Tensor:
-        """[V, N] P(value | gallery image) for `attribute`: one-hot annotations (uniform where there is none), or
-        a softmax over the scores of the value statements alone."""
-        count = len(ATTRIBUTES[attribute].values)
-        if self.annotated:
-            return one_hot_answers(annotated_values(ctx.gallery.records, attribute), count)
-        statements = ctx.retriever.encode_text(value_statements(attribute, gender)).float()
-        return torch.softmax(statements @ ctx.gallery.embeddings.float().T / self.answer_temperature, dim=0)
 
     @torch.no_grad()
     def choose(self, ctx: RoundContext) -> list[str | None]:
