@@ -92,14 +92,7 @@ def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = N
     if name == "plugir":
         return PlugIR(config.plugir.top_n, config.plugir.clusters, config.plugir.candidates)  # type: ignore[arg-type]
     if name in ("expected-gain", "expected-gain:annotated"):
-        settings = config.expected_gain
-        return ExpectedGain(
-            settings.pool,
-            settings.temperature,
-            settings.answer_temperature,
-            annotated=name.endswith(":annotated"),
-            contradiction=settings.contradiction,
-        )
+        return ExpectedGain(**dataclasses.asdict(config.expected_gain), annotated=name.endswith(":annotated"))
     if name == "target-frequency":
         settings = config.target_frequency
         if not settings.targets:

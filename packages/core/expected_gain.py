@@ -132,7 +132,7 @@ class ExpectedGainRule:
         attribute's gallery annotations or value-statement embeddings."""
         likelihood = torch.ones(len(pool))
         for attribute, value in parse_description(text).items():
-            values = ATTRIBUTES[attribute].values if attribute in ATTRIBUTES else ()
+            values = ATTRIBUTES[attribute].values  # parse_description speaks only the vocabulary's attributes
             if value not in values:
                 continue
             key = (attribute, None if self.annotated else gender)
