@@ -1,5 +1,5 @@
-"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL, the visual witness, the investigator
-app and the demo.
+"""The `ireid` command: data, look-forward targets, evaluation, ChatReID, ICL, the visual witness, the attribute
+net, the investigator app and the demo.
 
 Each trainable package keeps its own LightningCLI program (`python -m ireid.<package> fit`).
 """
@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ireid.app import (
+    attribute_net_cli,
     chatreid_cli,
     data_cli,
     demo,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     chatreid_cli.register(commands)
     icl_cli.register(commands)
     witness_cli.register(commands)
+    attribute_net_cli.register(commands)
     serve = commands.add_parser("serve", help="the investigator app: search person images by talking, in a web page")
     serve_cli.configure(serve)
     serve.set_defaults(run=serve_cli.run)
