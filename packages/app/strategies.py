@@ -30,7 +30,7 @@ from ireid.selector.inference import load_selector
 
 STRATEGIES: tuple[str, ...] = (
     "initial", "random", "oracle-lookforward", "simirv", "plugir", "expected-gain", "expected-gain:annotated",
-    "target-frequency", "chatir", "simirv-llm", "plugir-llm", "llava-reid",
+    "expected-gain:reader", "target-frequency", "chatir", "simirv-llm", "plugir-llm", "llava-reid",
 )  # fmt: skip
 # LLaVA-ReID Table 3 rows beside "llava-reid" (selector, look-forward targets): other candidate rules, random targets.
 LLAVA_REID_VARIANTS: tuple[str, ...] = (
@@ -91,8 +91,14 @@ def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = N
         return SimIRV()
     if name == "plugir":
         return PlugIR(config.plugir.top_n, config.plugir.clusters, config.plugir.candidates)  # type: ignore[arg-type]
-    if name in ("expected-gain", "expected-gain:annotated"):
-        return ExpectedGain(**dataclasses.asdict(config.expected_gain), annotated=name.endswith(":annotated"))
+    if name in ("expected-gain", "expected-gain:annotated", "expected-gain:reader"):
+        settings = dataclasses.asdict(config.expected_gain)
+        reader = settings.pop("reader")
+        if name != "expected-gain:reader":
+            return ExpectedGain(**settings, annotated=name.endswith(":annotated"))
+        if not reader:
+            raise ValueError("config expected_gain.reader: name an attribute net file (ireid attribute-net fit)")
+        return ExpectedGain(**settings, reader=reader, images=images or _gallery_images(config.data_dir, config.split))
     if name == "target-frequency":
         settings = config.target_frequency
         if not settings.targets:

@@ -17,15 +17,17 @@ With `contradiction` < 1 the posterior also weighs how well each candidate fits 
 the stated value, floored at `contradiction`. The retriever ranks on text similarity and keeps candidates that
 contradict an answer near the top; without this the rule spends questions on people the dialogue has ruled out.
 
-With `annotated=True` each candidate's answer is the value its gallery record annotates instead: perfect eyes. The
-`expected-gain` and `expected-gain:annotated` (uses ground truth) strategies of `ireid.interactive` ask with it;
+With `annotated=True` each candidate's answer is the value its gallery record annotates instead: perfect eyes. Given
+`eyes` (an attribute net's probabilities for every gallery image, `ireid.core.attribute_net`), each candidate's answer
+is what the net reads off its image, for the attributes the net names. The `expected-gain`, `expected-gain:reader`
+and `expected-gain:annotated` (uses ground truth) strategies of `ireid.interactive` ask with it;
 the questioner's `expected` training targets (`ireid.questioner.lookforward`) are its annotated choices over the
 training gallery, whose annotations are training data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -124,35 +126,41 @@ class ExpectedGainRule:
             raise ValueError(f"expected-gain's contradiction must be within [0, 1], got {self.contradiction}")
 
     def stated_likelihood(
-        self, ctx: RoundContext, text: str, gender: str | None, pool: Tensor, seen: dict[tuple[str, str | None], Tensor]
-    ) -> Tensor:
+        self, ctx: RoundContext, text: str, gender: str | None, pool: Tensor,
+        seen: dict[tuple[str, str | None], Tensor], eyes: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:  # fmt: skip
         """[P] how well each pool candidate fits what `text` states: per stated attribute, the probability that the
-        candidate shows the stated value (its annotation, or the softmax over the value statements' scores against
-        its image), floored at `contradiction`, multiplied over the attributes. `seen` keeps, for the call, each
-        attribute's gallery annotations or value-statement embeddings."""
+        candidate shows the stated value (its annotation, what `eyes` read off its image, or the softmax over the
+        value statements' scores against its image), floored at `contradiction`, multiplied over the attributes.
+        `seen` keeps, for the call, each attribute's gallery annotations or value-statement embeddings."""
         likelihood = torch.ones(len(pool))
         for attribute, value in parse_description(text).items():
             values = ATTRIBUTES[attribute].values  # parse_description speaks only the vocabulary's attributes
             if value not in values:
                 continue
-            key = (attribute, None if self.annotated else gender)
-            if key not in seen:
-                seen[key] = (
-                    annotated_values(ctx.gallery.records, attribute)
-                    if self.annotated
-                    else ctx.retriever.encode_text(value_statements(attribute, gender)).float()
-                )
-            if self.annotated:
-                answers = one_hot_answers(seen[key][pool], len(values))
+            if not self.annotated and eyes is not None and attribute in eyes:
+                answers = eyes[attribute][pool].T
             else:
-                scores = seen[key] @ ctx.gallery.embeddings[pool].float().T
-                answers = torch.softmax(scores / self.answer_temperature, dim=0)
+                key = (attribute, None if self.annotated else gender)
+                if key not in seen:
+                    seen[key] = (
+                        annotated_values(ctx.gallery.records, attribute)
+                        if self.annotated
+                        else ctx.retriever.encode_text(value_statements(attribute, gender)).float()
+                    )
+                if self.annotated:
+                    answers = one_hot_answers(seen[key][pool], len(values))
+                else:
+                    scores = seen[key] @ ctx.gallery.embeddings[pool].float().T
+                    answers = torch.softmax(scores / self.answer_temperature, dim=0)
             likelihood *= self.contradiction + (1.0 - self.contradiction) * answers[values.index(value)]
         return likelihood
 
     @torch.no_grad()
-    def choose(self, ctx: RoundContext) -> list[str | None]:
-        """Per dialogue, the uncovered attribute to ask about (None when every attribute is covered)."""
+    def choose(self, ctx: RoundContext, eyes: Mapping[str, Tensor] | None = None) -> list[str | None]:
+        """Per dialogue, the uncovered attribute to ask about (None when every attribute is covered). `eyes`: per
+        attribute, [N, V] probabilities of each gallery image's values in the vocabulary's order (`ATTRIBUTES`);
+        attributes it lacks are read through the retriever."""
         plans: list[tuple[int, list[str], list[int]]] = []  # (dialogue, attributes, values per attribute)
         prefixes: list[str] = []
         genders: list[str | None] = []
@@ -171,10 +179,13 @@ class ExpectedGainRule:
             return [None] * len(ctx.dialogues)
         encoded = encode_continuations(ctx.retriever, prefixes, endings)
         images = ctx.gallery.embeddings.float()
-        if self.annotated:  # every gallery record's answers [V, N], read once per call
-            asked = {a for _, todo, _ in plans for a in todo}
-            values = {a: annotated_values(ctx.gallery.records, a) for a in asked}
-            table = {a: one_hot_answers(values[a], len(ATTRIBUTES[a].values)) for a in asked}
+        asked = {a for _, todo, _ in plans for a in todo}
+        table: dict[str, Tensor] = {}  # the answers [V, N] of every gallery image not read through the retriever
+        if self.annotated:
+            table = {a: one_hot_answers(annotated_values(ctx.gallery.records, a), len(ATTRIBUTES[a].values))
+                     for a in asked}  # fmt: skip
+        elif eyes is not None:
+            table = {a: eyes[a].T for a in asked if a in eyes}
         chosen: list[str | None] = [None] * len(ctx.dialogues)
         offset = 0
         for i, todo, counts in plans:
@@ -184,7 +195,7 @@ class ExpectedGainRule:
             pool = torch.topk(before, min(self.pool, len(ctx.gallery))).indices
             posterior = torch.softmax(before[pool] / self.temperature, dim=0)
             if self.contradiction < 1.0:
-                posterior = posterior * self.stated_likelihood(ctx, prefixes[i], genders[i], pool, seen)
+                posterior = posterior * self.stated_likelihood(ctx, prefixes[i], genders[i], pool, seen, eyes)
                 posterior = posterior / posterior.sum().clamp_min(1e-30)
             # every question's answers at once, padded to the longest value list: [A, V, N]
             valid = torch.zeros(len(todo), max(counts), dtype=torch.bool)
@@ -193,13 +204,12 @@ class ExpectedGainRule:
             after = torch.zeros(*valid.shape, len(images))
             after[valid] = encoded[offset : offset + sum(counts)].float() @ images.T
             offset += sum(counts)
-            if self.annotated:
-                answer = torch.zeros(*valid.shape, len(pool))
-                for k, (attribute, count) in enumerate(zip(todo, counts, strict=True)):
+            logits = (after[..., pool] / self.answer_temperature).masked_fill(~valid[..., None], float("-inf"))
+            answer = torch.softmax(logits, dim=1)
+            for k, (attribute, count) in enumerate(zip(todo, counts, strict=True)):
+                if attribute in table:
+                    answer[k] = 0.0
                     answer[k, :count] = table[attribute][:, pool]
-            else:
-                logits = (after[..., pool] / self.answer_temperature).masked_fill(~valid[..., None], float("-inf"))
-                answer = torch.softmax(logits, dim=1)
             gains = expected_log_rank_gain(before, after, pool, posterior, answer).tolist()
             chosen[i] = todo[max(range(len(todo)), key=lambda k: gains[k])]  # the first of equals: vocabulary order
         return chosen

@@ -28,6 +28,7 @@ class ExpectedGainConfig:
     temperature: float = 0.2  # posterior over them: softmax(score / temperature), flat on purpose
     answer_temperature: float = 0.02  # each candidate's likely answer: softmax over an attribute's values
     contradiction: float = 0.2  # times their fit to each stated answer, floored here (1: not weighed)
+    reader: str | None = None  # expected-gain:reader's attribute net file (`ireid attribute-net fit`)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from ireid.core.expected_gain import annotated_values, one_hot_answers
+from ireid.core.expected_gain import ExpectedGainRule, annotated_values, one_hot_answers
 from ireid.core.gallery import Gallery
 from ireid.core.protocols import Dialogue
 from ireid.core.records import Record
@@ -192,6 +192,43 @@ def test_annotated_expected_gain_reads_the_candidates_records_and_says_so() -> N
     answers = one_hot_answers(annotated_values([*records, unannotated], "hat"), len(values))
     assert answers[:, 0].tolist() == [float(v == "none") for v in values]
     assert torch.allclose(answers[:, 2], torch.full((len(values),), 1 / len(values))), "not annotated: uniform"
+
+
+def test_expected_gain_with_eyes_asks_from_what_they_read_off_the_images() -> None:
+    """`choose(ctx, eyes)` takes each candidate's answers from the eyes, not from the records: eyes that read what
+    the annotated rule reads ask what it asks, on records that say nothing; eyes that see no hat lead elsewhere."""
+    hats = ("none", "cap", "beanie", "sun hat")
+    shown = [{**BASE, "hat": hats[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
+    encoder = AttributeEncoder()
+    images = torch.stack([encoder.embed(a) for a in shown])
+    query = person(0)
+    dialogue = Dialogue(query.fine_description.split(".")[0] + ".")
+
+    def ctx(records: list[Record]) -> RoundContext:
+        gallery = Gallery([r.key for r in records], torch.arange(8), images, records)
+        scores = gallery.scores(encoder.encode_text([dialogue.initial]))
+        return RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
+
+    def eyes(records: list[Record]) -> dict[str, torch.Tensor]:
+        return {a: one_hot_answers(annotated_values(records, a), len(s.values)).T for a, s in ATTRIBUTES.items()}
+
+    seen = [person(i + 1, hat=a["hat"], glasses=a["glasses"]) for i, a in enumerate(shown)]
+    hatless = [person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(shown)]
+    blank = [person(i + 1, hat="none", glasses="none") for i in range(8)]
+    rule = ExpectedGainRule(pool=8, temperature=0.2, answer_temperature=0.02, contradiction=0.2)
+    perfect = dataclasses.replace(rule, annotated=True)
+    assert rule.choose(ctx(blank), eyes(seen)) == perfect.choose(ctx(seen)) == ["hat"]
+    assert rule.choose(ctx(blank), eyes(hatless)) == perfect.choose(ctx(hatless)) != ["hat"]
+
+
+def test_expected_gain_reader_needs_its_attribute_net_file() -> None:
+    from ireid.app.strategies import build_strategy
+    from ireid.interactive.config import EvalConfig
+
+    with pytest.raises(ValueError, match=r"expected_gain\.reader"):
+        build_strategy("expected-gain:reader", EvalConfig())
+    with pytest.raises(ValueError, match="without annotations and given images"):
+        ExpectedGain(reader="net.pt", annotated=True)
 
 
 def test_target_frequency_asks_the_uncovered_attribute_most_often_the_target_at_that_round() -> None:

@@ -2,22 +2,31 @@
 
 Asks about the attribute the expected-gain rule (`ireid.core.expected_gain`) chooses from what a deployed system
 has: the current ranking, the gallery images' embeddings and the retriever's text encoder, never the gallery's
-annotations nor the target. `expected-gain:annotated` (uses ground truth) is the same rule with perfect eyes: each
-candidate's answer is the value its gallery record annotates, not one guessed from the retriever's scores. It
-tells how much of the gap to the oracle is perception and how much is the rule itself.
+annotations nor the target. `expected-gain:reader` is the same rule whose candidates' answers are read off their
+images by an attribute net (`ireid.core.attribute_net`, trained on the training split's annotations): eyes trained
+to name attributes, where the retriever's were trained to match descriptions. `expected-gain:annotated` (uses
+ground truth) reads them from the gallery's annotations: perfect eyes. Side by side the three tell how much of the
+gap to the oracle is perception and how much is the rule itself.
 """
 
 from __future__ import annotations
 
+import torch
+from torch import Tensor
+
+from ireid.core.attribute_net import AttributeNet
 from ireid.core.expected_gain import ExpectedGainRule
+from ireid.core.images import ImageSource
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import gender_of
+from ireid.core.vocabulary.attributes import ATTRIBUTES
 from ireid.core.vocabulary.templates import descriptive_question
 
 
 class ExpectedGain:
-    """The uncovered attribute with the largest expected rank improvement over the current candidates
-    (`annotated`: their answers read from the gallery's annotations, which makes it a ground-truth reference)."""
+    """The uncovered attribute with the largest expected rank improvement over the current candidates (`reader`: an
+    attribute net file whose readings of `images` are their answers; `annotated`: their answers read from the
+    gallery's annotations, which makes it a ground-truth reference)."""
 
     uses_ground_truth = False
 
@@ -28,13 +37,32 @@ class ExpectedGain:
         answer_temperature: float = 0.02,
         annotated: bool = False,
         contradiction: float = 0.2,
+        reader: str | None = None,
+        images: ImageSource | None = None,
     ):
+        if reader is not None and (annotated or images is None):
+            raise ValueError("expected-gain reads with an attribute net only without annotations and given images")
         self.rule = ExpectedGainRule(pool, temperature, answer_temperature, annotated, contradiction)
+        self.net = None if reader is None else AttributeNet.load(reader)
+        self.images = images
+        self.read: tuple[tuple[str, ...], dict[str, Tensor]] | None = None  # the gallery's keys and its readings
         self.uses_ground_truth = annotated
-        self.name = "expected-gain:annotated" if annotated else "expected-gain"
+        self.name = "expected-gain:annotated" if annotated else "expected-gain:reader" if reader else "expected-gain"
+
+    def eyes(self, ctx: RoundContext) -> dict[str, Tensor] | None:
+        """The attribute net's readings of the gallery's images, once per gallery."""
+        if self.net is None or self.images is None:
+            return None
+        keys = tuple(ctx.gallery.keys)
+        if self.read is None or self.read[0] != keys:
+            vocabulary = {name: spec.values for name, spec in ATTRIBUTES.items()}
+            chunks = [self.net.eyes(self.images.load(list(keys[s : s + 1024])), vocabulary)
+                      for s in range(0, len(keys), 1024)]  # fmt: skip
+            self.read = (keys, {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]} if chunks else {})
+        return self.read[1]
 
     def ask(self, ctx: RoundContext) -> list[str | None]:
         return [
             None if attribute is None else descriptive_question(attribute, gender_of(dialogue))
-            for attribute, dialogue in zip(self.rule.choose(ctx), ctx.dialogues, strict=True)
+            for attribute, dialogue in zip(self.rule.choose(ctx, self.eyes(ctx)), ctx.dialogues, strict=True)
         ]
