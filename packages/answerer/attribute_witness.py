@@ -8,7 +8,8 @@ default, kept in the file), it cannot tell from the image and answers "I don't k
 rule.
 
 Both the encoder and the heads travel in one file (`save` / `load`, weights-only), named as
-`build_witness("visual:attributes:<file>")`.
+`build_witness("visual:attributes:<file>")`. `visual:attribute-net:<file>` reads with an attribute net instead
+(`NetReader`): a small CNN trained end to end to name attributes, which names them far more often.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 
 from ireid.answerer.rule_based import RuleBasedWitness
 from ireid.core.answers import UNKNOWN, answer_for_short_question
+from ireid.core.attribute_net import AttributeNet
 from ireid.core.checkpoints import read_torch_file, save_torch_file
 from ireid.core.person_vision import PersonEncoder, VisionTowerFile
 from ireid.core.records import attribute_values
@@ -45,6 +47,40 @@ class AttributeHeads(nn.Module):
         return {name: head(embeddings) for name, head in self.heads.items()}
 
 
+def most_likely(
+    vocabulary: Mapping[str, Sequence[str]], probabilities: Mapping[str, Tensor]
+) -> list[dict[str, tuple[str, float]]]:
+    """Per image, each attribute's most likely value and its probability, from [N, V] probabilities per attribute."""
+    readings: list[dict[str, tuple[str, float]]] = []
+    for name, table in probabilities.items():
+        best_p, best = table.max(-1)
+        if not readings:
+            readings = [{} for _ in range(len(table))]
+        for i, (p, b) in enumerate(zip(best_p.tolist(), best.tolist(), strict=True)):
+            readings[i][name] = (vocabulary[name][b], p)
+    return readings
+
+
+class Reader(Protocol):
+    """What the witness reads with: each image's (value, probability) per attribute, and its confidence default."""
+
+    min_confidence: float
+
+    def read(self, images: Sequence[bytes | Image.Image]) -> list[dict[str, tuple[str, float]]]: ...
+
+
+@dataclass
+class NetReader:
+    """An attribute net (`ireid.core.attribute_net`, `ireid attribute-net fit`) as the witness's eyes: trained end to
+    end to name attributes, where the heads of `AttributeReader` sit on an encoder trained to match descriptions."""
+
+    net: AttributeNet
+    min_confidence: float = 0.5
+
+    def read(self, images: Sequence[bytes | Image.Image]) -> list[dict[str, tuple[str, float]]]:
+        return most_likely(self.net.vocabulary, self.net.probabilities(images))
+
+
 @dataclass
 class AttributeReader:
     """A frozen person encoder and its attribute heads; `read` gives each image's (value, probability) per
@@ -58,12 +94,7 @@ class AttributeReader:
     @torch.no_grad()
     def read(self, images: Sequence[bytes | Image.Image]) -> list[dict[str, tuple[str, float]]]:
         logits = self.heads(self.encoder(images))
-        readings: list[dict[str, tuple[str, float]]] = [{} for _ in images]
-        for name, scores in logits.items():
-            probabilities, best = scores.softmax(-1).max(-1)
-            for i, (p, b) in enumerate(zip(probabilities.tolist(), best.tolist(), strict=True)):
-                readings[i][name] = (self.heads.vocabulary[name][b], p)
-        return readings
+        return most_likely(self.heads.vocabulary, {name: scores.softmax(-1) for name, scores in logits.items()})
 
     def save(self, path: str | Path, details: Mapping[str, Any] | None = None) -> Path:
         tower = {"tower": self.tower.architecture(), "tower_state": self.tower.state,
@@ -127,7 +158,7 @@ class AttributeWitness:
 
     memory = "image"
 
-    def __init__(self, reader: AttributeReader, min_confidence: float | None = None, seed: int = 0) -> None:
+    def __init__(self, reader: Reader, min_confidence: float | None = None, seed: int = 0) -> None:
         min_confidence = reader.min_confidence if min_confidence is None else min_confidence
         if not 0.0 <= min_confidence < 1.0:
             raise ValueError(f"min_confidence must lie in [0, 1), got {min_confidence}")

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ireid.answerer.attribute_witness import AttributeReader, AttributeWitness
+from ireid.answerer.attribute_witness import AttributeReader, AttributeWitness, NetReader
 from ireid.answerer.llm_witness import Layout, LLMWitness
 from ireid.answerer.rule_based import RuleBasedWitness
 from ireid.answerer.tuned import load_tuned_llm
 from ireid.answerer.visual_witness import VisualWitness
+from ireid.core.attribute_net import AttributeNet
 from ireid.core.llm import load_chat_llm
 from ireid.core.protocols import VisionLanguageModel, Witness
 
@@ -18,6 +19,7 @@ RULE_SPECS = {"rule": "unknown", "rule-absent": "absent"}
 TUNED_PREFIX = "tuned:"
 VISUAL_PREFIX = "visual:"
 ATTRIBUTES_PREFIX = "attributes:"
+ATTRIBUTE_NET_PREFIX = "attribute-net:"
 
 
 def is_visual(spec: str) -> bool:
@@ -47,10 +49,13 @@ def build_witness(
     "visual:<vision model>": `VisualWitness`, answering from an image of the target (`prompt` may replace its
     instruction); `vision_model` builds the model the rest names (`ireid.app.vision_models.vision_model`:
     chatreid:<ckpt> or openai:<url>#<model>). "visual:attributes:<file>": `AttributeWitness`, reading attributes
-    off the image with a trained encoder and heads (`ireid witness fit-attributes`).
+    off the image with a trained encoder and heads (`ireid witness fit-attributes`); "visual:attribute-net:<file>"
+    the same with an attribute net as its eyes (`ireid attribute-net fit`).
     """
     if is_visual(spec):
         source = spec.removeprefix(VISUAL_PREFIX)
+        if source.startswith(ATTRIBUTE_NET_PREFIX):
+            return AttributeWitness(NetReader(AttributeNet.load(source.removeprefix(ATTRIBUTE_NET_PREFIX))), seed=seed)
         if source.startswith(ATTRIBUTES_PREFIX):
             reader = AttributeReader.load(source.removeprefix(ATTRIBUTES_PREFIX))
             return AttributeWitness(reader, seed=seed)

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from ireid.answerer import build_witness
-from ireid.answerer.attribute_witness import AttributeReader, AttributeWitness, fit_attribute_reader
+from ireid.answerer.attribute_witness import AttributeReader, AttributeWitness, NetReader, fit_attribute_reader
+from ireid.core.attribute_net import fit_attribute_net
 from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
 from ireid.core.person_vision import PersonEncoder, VisionTowerFile
+from tests.core.test_attribute_net import shirts
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +102,15 @@ def test_it_beats_answering_at_random_on_people_it_never_saw(tmp_path_factory: p
         others = [rng.choice([o for o in test if o.pid != r.pid]).fine_description for r, _ in items]
         chance.append(consistency(rule.answer(questions, others), items)["consistent"])
     assert sum(seen) / 3 > sum(chance) / 3 + 0.1, (seen, chance)
+
+
+def test_an_attribute_net_as_its_eyes_answers_what_the_image_shows(tmp_path: Path) -> None:
+    """`visual:attribute-net:<file>`: the witness reads with a trained attribute net (`NetReader`) and states the
+    colour of the top each image shows."""
+    train, test = shirts(96, seed=0), shirts(24, seed=1)
+    net, _ = fit_attribute_net(*train, steps=60, batch_size=32, lr=3e-3, progress=False)
+    witness = build_witness(f"visual:attribute-net:{net.save(tmp_path / 'net.pt')}")
+    assert isinstance(witness, AttributeWitness) and isinstance(witness.reader, NetReader)
+    said = witness.answer(["What colour was the top the person wore?"] * len(test[0]), test[0])
+    right = sum(truth["upper_colour"] in answer.lower() for answer, truth in zip(said, test[1], strict=True))
+    assert right >= 0.8 * len(said), said
