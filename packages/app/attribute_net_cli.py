@@ -14,9 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ireid.core.attribute_net import AttributeNet, accuracy, fit_attribute_net
-from ireid.core.images import ImageStore
-from ireid.core.loader import load_records
+from ireid.core.attribute_net import AttributeNet, accuracy, annotated_images, fit_attribute_net
 from ireid.core.shards import atomic_write_json
 
 
@@ -41,15 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.set_defaults(run=run_test)
 
 
-def annotated(data: Path, split: str) -> tuple[list[bytes], list[dict[str, str]]]:
-    """The split's images that annotate attributes, and those annotations."""
-    store = ImageStore.from_shards(data, split)
-    records = [r for r in load_records(data, split) if r.attributes]
-    if not records:
-        raise ValueError(f"{data} ({split}): no record has annotated attributes")
-    return [store.encoded(r.key) for r in records], [r.attributes for r in records]
-
-
 def summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The mean accuracy and majority baseline over attributes, with the per-attribute scores."""
     mean = sum(s["accuracy"] for s in scores.values()) / len(scores)
@@ -65,9 +54,9 @@ def show(split: str, result: dict[str, Any]) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    net, training = fit_attribute_net(*annotated(args.data, args.split), steps=args.steps, minutes=args.minutes,
+    net, training = fit_attribute_net(*annotated_images(args.data, args.split), steps=args.steps, minutes=args.minutes,
                                       seed=args.seed)  # fmt: skip
-    result = summary(accuracy(net, *annotated(args.data, args.test_split)))
+    result = summary(accuracy(net, *annotated_images(args.data, args.test_split)))
     net.save(args.out, {"data": str(args.data), "split": args.split, "seed": args.seed, **training,
                         args.test_split: result})  # fmt: skip
     show(args.test_split, result)
@@ -76,7 +65,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    result = summary(accuracy(AttributeNet.load(args.net), *annotated(args.data, args.split)))
+    result = summary(accuracy(AttributeNet.load(args.net), *annotated_images(args.data, args.split)))
     if args.out:
         atomic_write_json(args.out, {"data": str(args.data), "net": str(args.net), "split": args.split, **result})
     show(args.split, result)

@@ -8,6 +8,7 @@ with its twins on that world's unseen test identities:
 | `retriever` | IRRA's sdm+id+mlm; sdm+id with RDA | sdm alone; sdm+id without RDA | test fine R@1, mAP |
 | `questioner` | llava-reid | expected-gain, target-frequency, plugir (ground truth), random | R@1 (last round), BRI |
 | `selection` (Table 3) | the selector; look-forward targets | top-k, k-means, uniform; random targets | same |
+| `eyes` | expected-gain reading candidates with an attribute net | expected-gain, the retriever's eyes | same |
 | `chatreid` (Table 4) | stages 1+2+3 (2+3, 3 alone shown) | the retriever alone | standard, text-to-image mAP, R@1 |
 | `icl` (Table 6) | THI with a tiny MLLM tuned on Eq. 3's data (perfect eyes shown) | the retriever | caption R@1, mAP |
 
@@ -33,12 +34,13 @@ from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
 from ireid.app.stages import REPO_CONFIGS
 from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows
+from ireid.core.attribute_net import AttributeNet, accuracy, annotated_images, fit_attribute_net
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
 
-PARTS = ("retriever", "questioner", "selection", "chatreid", "icl")
-DEFAULT_PARTS = ("retriever", "questioner", "selection")
+PARTS = ("retriever", "questioner", "selection", "eyes", "chatreid", "icl")
+DEFAULT_PARTS = ("retriever", "questioner", "selection", "eyes")
 
 
 @dataclass
@@ -47,6 +49,14 @@ class RetrieverRows:
 
     config: str = str(REPO_CONFIGS / "retriever" / "demo.yaml")
     overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for every variant
+
+
+@dataclass
+class EyesBudget:
+    """The `eyes` part's attribute net (`ireid.core.attribute_net`): its training batches and time cap."""
+
+    steps: int = 1200  # about 200 s on 2 CPU cores
+    minutes: float | None = None
 
 
 @dataclass
@@ -67,6 +77,7 @@ class LearningConfig:
     llava_reid: LlavaReIDBudget = field(default_factory=LlavaReIDBudget)
     chatreid: ChatReIDBudget = field(default_factory=ChatReIDBudget)
     icl: ICLBudget = field(default_factory=ICLBudget)
+    eyes: EyesBudget = field(default_factory=EyesBudget)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -120,8 +131,16 @@ ICL_THI = Comparison(
     ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
     references=(THI_ANNOTATED,),
 )
-COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, CHATREID, ICL_THI)
-GROUND_TRUTH = {"plugir", "oracle-lookforward", THI_ANNOTATED}  # rows that read gallery annotations or the target
+EYES = Comparison(
+    "Eyes that name attributes (expected-gain)",
+    "expected-gain:reader",
+    ("expected-gain",),
+    ("R@1", "BRI", "attribute accuracy"),
+    references=("expected-gain:annotated",),
+)
+COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, EYES, CHATREID, ICL_THI)
+# rows that read gallery annotations or the target
+GROUND_TRUTH = {"plugir", "oracle-lookforward", "expected-gain:annotated", THI_ANNOTATED}
 
 SeedResults = dict[str, dict[str, float]]  # row name -> metric -> value
 
@@ -169,6 +188,33 @@ def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: 
     return {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}
 
 
+def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
+    """The expected-gain rule reading its candidates with an attribute net trained on the world's training split,
+    against the same rule with the retriever's eyes and with perfect ones (the net is trained once per seed)."""
+    net_path = seed_dir / "attribute-net.pt"
+    if not net_path.is_file():
+        net, training = fit_attribute_net(
+            *annotated_images(data_dir, "train"), steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed
+        )
+        net.save(net_path, {"data": str(data_dir), "seed": seed, **training})
+    scores = accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test"))
+    eval_config = load_config(config.eval_config)
+    eval_config = dataclasses.replace(
+        eval_config,
+        data_dir=str(data_dir),
+        retriever_ckpt=str(retriever),
+        out=str(seed_dir / "eval"),
+        max_queries=config.max_queries,
+        seed=seed,
+        strategies=[EYES.learned, *EYES.twins, *EYES.references],
+        expected_gain=dataclasses.replace(eval_config.expected_gain, reader=str(net_path)),
+    )
+    outcome = evaluate(eval_config, seed_dir / "eval" / "eyes")
+    rows = {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}
+    rows[EYES.learned]["attribute accuracy"] = 100 * statistics.mean(s["accuracy"] for s in scores.values())
+    return rows
+
+
 def run_seed(config: LearningConfig, seed: int) -> SeedResults:
     """Every configured part on the world of `seed` (built, trained and evaluated under `out/seed-<seed>`)."""
     seed_dir = Path(config.out) / f"seed-{seed}"
@@ -182,6 +228,9 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
     if {"questioner", "selection"} & set(config.parts):
         retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
         rows.update(_dialogue_rows(config, seed, seed_dir, data_dir, retriever))
+    if "eyes" in config.parts:
+        retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
+        rows.update(_eyes_rows(config, seed, seed_dir, data_dir, retriever))
     if "icl" in config.parts:
         retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
         rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed))

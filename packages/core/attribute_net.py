@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ireid.core.checkpoints import read_torch_file, save_torch_file
+from ireid.core.images import ImageStore
+from ireid.core.loader import load_records
 from ireid.core.pixels import PixelSpec, decode_image, to_pixels
 from ireid.core.records import attribute_values
 from ireid.core.tiny_configs import PERSON_HW
@@ -117,6 +119,15 @@ class AttributeNet(nn.Module):
         except RuntimeError as error:
             raise ValueError(f"{path}: field 'state' does not fit the network: {str(error).splitlines()[0]}") from None
         return net.eval()
+
+
+def annotated_images(data_dir: str | Path, split: str) -> tuple[list[bytes], list[dict[str, str]]]:
+    """A shard folder split's images that annotate attributes, and those annotations (what the net learns from)."""
+    store = ImageStore.from_shards(data_dir, split)
+    records = [r for r in load_records(data_dir, split) if r.attributes]
+    if not records:
+        raise ValueError(f"{data_dir} ({split}): no record has annotated attributes")
+    return [store.encoded(r.key) for r in records], [r.attributes for r in records]
 
 
 def crops(images: Sequence[bytes | Image.Image]) -> Tensor:

@@ -32,6 +32,7 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
         "retriever_minutes": 1,
         "retriever": {"overrides": FAST_RETRIEVER},
         "llava_reid": {"train_records": 8, "val_records": 4, "selector_steps": 2, "warmup_steps": 3, "joint_steps": 2},
+        "eyes": {"steps": 3},
     }
     (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
     args = ["eval", "learning", "--config", str(tmp_path / "learning.yaml")]
@@ -42,10 +43,13 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
     expected = {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA", "llava-reid", "expected-gain", "plugir", "random"}
     expected |= {"target-frequency"}
     expected |= {"oracle-lookforward", "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform"}
-    assert set(rows) == expected | {"llava-reid:random-targets"}
+    eyes = {"expected-gain:reader", "expected-gain:annotated"}
+    assert set(rows) == expected | {"llava-reid:random-targets"} | eyes
+    assert 0 <= rows["expected-gain:reader"]["attribute accuracy"] <= 100
     assert all(0 <= rows[name]["fine R@1"] <= 100 for name in ("sdm", "sdm+id, RDA"))
     assert all(rows[name]["BRI"] > 0 for name in expected - {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA"})
-    for title in ("Retriever losses (IRRA)", "RDA (ICL)", "Questioner (LLaVA-ReID)", "Question targets"):
+    titles = ("Retriever losses (IRRA)", "RDA (ICL)", "Questioner (LLaVA-ReID)", "Question targets", "Eyes that name")
+    for title in titles:
         assert title in printed
     assert "| plugir (uses ground truth) |" in printed and "**llava-reid** (learned)" in printed
     assert (tmp_path / "learning" / "learning.md").read_text().startswith("# Learned parts against their twins")
@@ -58,6 +62,7 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
 
     monkeypatch.setattr(ablation_cli, "run_variant", never)
     monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
+    monkeypatch.setattr("ireid.app.learning.fit_attribute_net", never)
     assert main(args) == 0
     assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"] == summary["per_seed"]
 
