@@ -32,8 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--retriever-ckpt", type=Path, help="the retriever (default: the demo's)")
     parser.add_argument("--questioner", type=Path, help="a trained LLaVA-ReID questioner checkpoint")
-    parser.add_argument("--strategy", help="the question strategy (default: llava-reid with a questioner, else "
-                        "expected-gain); any of `ireid eval interactive`'s that needs no ground truth")  # fmt: skip
+    parser.add_argument("--attribute-net", type=Path, help="eyes that name attributes (`ireid attribute-net fit`): "
+                        "questions from expected-gain:reader unless --strategy names another")  # fmt: skip
+    parser.add_argument("--strategy", help="the question strategy (default: expected-gain:reader with an attribute "
+                        "net, else llava-reid with a questioner, else expected-gain); any of `ireid eval "
+                        "interactive`'s that needs no ground truth")  # fmt: skip
     parser.add_argument("--eval-config", type=Path, help="strategy settings (default: the demo's, else "
                         "configs/interactive/synthetic.yaml)")  # fmt: skip
     parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="where `make demo` wrote its run")
@@ -66,7 +69,14 @@ def resolve(args: argparse.Namespace) -> tuple[EvalConfig, str]:
     if args.questioner is not None:
         llava_reid = dataclasses.replace(config.llava_reid, questioner_ckpt=str(args.questioner))
         config = dataclasses.replace(config, llava_reid=llava_reid)
-    strategy = args.strategy or ("llava-reid" if config.llava_reid.questioner_ckpt else "expected-gain")
+    if args.attribute_net is not None:
+        if not args.attribute_net.is_file():
+            raise ValueError(f"--attribute-net {args.attribute_net}: not found")
+        config = dataclasses.replace(
+            config, expected_gain=dataclasses.replace(config.expected_gain, reader=str(args.attribute_net))
+        )
+    default = "llava-reid" if config.llava_reid.questioner_ckpt else "expected-gain"
+    strategy = args.strategy or ("expected-gain:reader" if args.attribute_net is not None else default)
     return config, strategy
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -232,3 +233,18 @@ def test_a_symlink_out_of_the_gallery_is_refused(tmp_path: Path, retriever, retr
 def test_serve_without_a_demo_or_gallery_says_what_to_do(tmp_path: Path, capsys) -> None:
     assert main(["serve", "--demo", str(tmp_path / "no-demo")]) == 2
     assert "run `make demo` first, or pass --gallery" in capsys.readouterr().err
+
+
+def test_serve_with_an_attribute_net_asks_with_its_eyes(tiny_world: Path, retriever_ckpt: Path, tmp_path: Path) -> None:
+    """`--attribute-net FILE` makes expected-gain:reader the strategy, reading the gallery with that net."""
+    from ireid.app.serve_cli import build_investigator, configure
+    from ireid.core.attribute_net import annotated_images, fit_attribute_net
+
+    net, _ = fit_attribute_net(*annotated_images(tiny_world, "train"), steps=2, batch_size=4, progress=False)
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    flags = ["--data", str(tiny_world), "--retriever-ckpt", str(retriever_ckpt), "--demo", str(tmp_path / "none")]
+    investigator = build_investigator(parser.parse_args([*flags, "--attribute-net", str(net.save(tmp_path / "n.pt"))]))
+    assert investigator.strategy.name == "expected-gain:reader"
+    with pytest.raises(ValueError, match=r"--attribute-net .*missing\.pt: not found"):
+        build_investigator(parser.parse_args([*flags, "--attribute-net", str(tmp_path / "missing.pt")]))
