@@ -15,6 +15,7 @@ BENCHMARKS = [
     "bench_retriever.py",
     "bench_llm_witness.py",
     "bench_interactive.py",
+    "bench_attribute_net.py",
 ]
 
 
