@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ireid.answerer.rule_based import RuleBasedWitness
 from ireid.core.answers import UNKNOWN, answer_for_short_question
 from ireid.core.attribute_net import AttributeNet
-from ireid.core.checkpoints import read_torch_file, save_torch_file
+from ireid.core.checkpoints import read_format_file, save_torch_file
 from ireid.core.person_vision import PersonEncoder, VisionTowerFile
 from ireid.core.records import attribute_values
 from ireid.core.vocabulary.parse import parse_question
@@ -105,13 +105,8 @@ class AttributeReader:
 
     @classmethod
     def load(cls, path: str | Path) -> AttributeReader:
-        data = read_torch_file(path, "attribute witness file")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{path}: field 'format' must be {FORMAT!r}, got {found!r}")
-        for key in ("tower", "tower_state", "tower_projection", "vocabulary", "heads"):
-            if key not in data:
-                raise ValueError(f"{path}: missing field {key!r}")
+        fields = ("tower", "tower_state", "tower_projection", "vocabulary", "heads")
+        data = read_format_file(path, "attribute witness file", FORMAT, fields)
         architecture = data["tower"]
         tower = VisionTowerFile(architecture["config"], tuple(architecture["image_hw"]), tuple(architecture["mean"]),
                                 tuple(architecture["std"]), data["tower_state"], data["tower_projection"])  # fmt: skip

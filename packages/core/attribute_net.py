@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ireid.core.checkpoints import read_torch_file, save_torch_file
+from ireid.core.checkpoints import read_format_file, save_torch_file
 from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
 from ireid.core.pixels import PixelSpec, decode_image, to_pixels
@@ -106,13 +106,7 @@ class AttributeNet(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> AttributeNet:
-        data = read_torch_file(path, "attribute net file")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{path}: field 'format' must be {FORMAT!r}, got {found!r}")
-        for key in ("vocabulary", "settings", "state"):
-            if key not in data:
-                raise ValueError(f"{path}: missing field {key!r}")
+        data = read_format_file(path, "attribute net file", FORMAT, ("vocabulary", "settings", "state"))
         net = cls(data["vocabulary"], **data["settings"])
         try:
             net.load_state_dict(data["state"])

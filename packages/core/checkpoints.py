@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,22 @@ def read_torch_file(path: str | Path, what: str, mmap: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch.load raises many types for foreign, damaged or code-carrying files
         raise ValueError(f"{path}: {refusal(error)} (expected a {what})") from error
+
+
+def read_format_file(
+    path: str | Path, what: str, file_format: str, fields: Sequence[str], hint: str = ""
+) -> dict[str, Any]:  # fmt: skip
+    """A `read_torch_file` dict whose field 'format' is `file_format` and which holds every one of `fields`; errors name
+    the file and the field (`hint` follows a foreign format of this project)."""
+    data = read_torch_file(path, what)
+    if not isinstance(data, dict) or data.get("format") != file_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        advice = hint if hint and str(found).startswith("ireid.") else ""
+        raise ValueError(f"{path}: field 'format' must be {file_format!r}, got {found!r}{advice}")
+    for key in fields:
+        if key not in data:
+            raise ValueError(f"{path}: missing field {key!r}")
+    return data
 
 
 _GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)")

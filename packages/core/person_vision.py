@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from ireid.core.checkpoints import read_torch_file, save_torch_file
+from ireid.core.checkpoints import read_format_file, save_torch_file
 from ireid.core.pixels import PixelSpec, to_pixels
 
 VISION_TOWER_FORMAT = "ireid.person-vision-tower/2"
@@ -126,14 +126,9 @@ class VisionTowerFile:
     def load(cls, path: str | Path) -> VisionTowerFile:
         """Read with `weights_only=True`; errors name the file and the field."""
         path = Path(path)
-        data = read_torch_file(path, "vision tower file")
-        if not isinstance(data, dict) or data.get("format") != VISION_TOWER_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            hint = " (export it again from the retriever checkpoint)" if str(found).startswith("ireid.") else ""
-            raise ValueError(f"{path}: field 'format' must be {VISION_TOWER_FORMAT!r}, got {found!r}{hint}")
-        for key in ("config", "image_hw", "mean", "std", "state", "projection"):
-            if key not in data:
-                raise ValueError(f"{path}: missing field {key!r}")
+        data = read_format_file(path, "vision tower file", VISION_TOWER_FORMAT,
+                                ("config", "image_hw", "mean", "std", "state", "projection"),
+                                hint=" (export it again from the retriever checkpoint)")  # fmt: skip
         fields = (data["config"], tuple(data["image_hw"]), tuple(data["mean"]), tuple(data["std"]), data["state"])
         return cls(*fields, data["projection"])
 
