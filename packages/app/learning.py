@@ -173,18 +173,29 @@ def _dialogue_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: 
         random_joint = train_llava_reid(seed_dir / "llava-reid-random-targets", data_dir, retriever, budget, seed=seed)
         llava = dataclasses.replace(llava, random_targets_ckpt=str(random_joint))
         names += [CANDIDATES.learned, *CANDIDATES.twins, *TARGETS.twins]
+    frequency = dataclasses.replace(eval_config.target_frequency, targets=str(targets_dir(llava_dir)))
+    changes = {"llava_reid": llava, "target_frequency": frequency}
+    return _dialogue_results(config, seed, seed_dir, data_dir, retriever, "learning", names, changes)
+
+
+def _dialogue_results(
+    config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path, name: str,
+    strategies: Sequence[str], changes: dict[str, Any],
+) -> SeedResults:  # fmt: skip
+    """R@1 after the last round and BRI of `strategies` on the seed's test queries, through the interactive harness
+    (`eval_config` with the seed's data and retriever and `changes`; finished strategies are read back from
+    `eval/<name>`)."""
     eval_config = dataclasses.replace(
-        eval_config,
+        load_config(config.eval_config),
         data_dir=str(data_dir),
         retriever_ckpt=str(retriever),
         out=str(seed_dir / "eval"),
         max_queries=config.max_queries,
         seed=seed,
-        strategies=list(dict.fromkeys(names)),
-        llava_reid=llava,
-        target_frequency=dataclasses.replace(eval_config.target_frequency, targets=str(targets_dir(llava_dir))),
+        strategies=list(dict.fromkeys(strategies)),
+        **changes,
     )
-    outcome = evaluate(eval_config, seed_dir / "eval" / "learning")
+    outcome = evaluate(eval_config, seed_dir / "eval" / name)
     return {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}
 
 
@@ -198,19 +209,10 @@ def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path
         )
         net.save(net_path, {"data": str(data_dir), "seed": seed, **training})
     scores = accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test"))
-    eval_config = load_config(config.eval_config)
-    eval_config = dataclasses.replace(
-        eval_config,
-        data_dir=str(data_dir),
-        retriever_ckpt=str(retriever),
-        out=str(seed_dir / "eval"),
-        max_queries=config.max_queries,
-        seed=seed,
-        strategies=[EYES.learned, *EYES.twins, *EYES.references],
-        expected_gain=dataclasses.replace(eval_config.expected_gain, reader=str(net_path)),
-    )
-    outcome = evaluate(eval_config, seed_dir / "eval" / "eyes")
-    rows = {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}
+    expected_gain = dataclasses.replace(load_config(config.eval_config).expected_gain, reader=str(net_path))
+    names = [EYES.learned, *EYES.twins, *EYES.references]
+    changes = {"expected_gain": expected_gain}
+    rows = _dialogue_results(config, seed, seed_dir, data_dir, retriever, "eyes", names, changes)
     rows[EYES.learned]["attribute accuracy"] = 100 * statistics.mean(s["accuracy"] for s in scores.values())
     return rows
 
