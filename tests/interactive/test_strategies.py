@@ -151,17 +151,25 @@ class AttributeEncoder:
         return torch.stack([self.embed(parse_description(t)) for t in texts])
 
 
-def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_their_records() -> None:
-    hats = ("none", "cap", "beanie", "sun hat")
-    shown = [{**BASE, "hat": hats[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
+HATS = ("none", "cap", "beanie", "sun hat")
+SHOWN = [{**BASE, "hat": HATS[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
+
+
+def hat_round(records: list[Record]) -> RoundContext:
+    """Round 1 of one query over eight gallery images that show `SHOWN` (four hats, one pair of sunglasses), whose
+    gallery records are `records`."""
     encoder = AttributeEncoder()
-    blank = [person(i + 1) for i in range(8)]  # the records all say the same: only the images differ
-    gallery = Gallery([r.key for r in blank], torch.arange(8), torch.stack([encoder.embed(a) for a in shown]), blank)
+    images = torch.stack([encoder.embed(a) for a in SHOWN])
     query = person(0)
     dialogue = Dialogue(query.fine_description.split(".")[0] + ".")
+    gallery = Gallery([r.key for r in records], torch.arange(8), images, records)
     scores = gallery.scores(encoder.encode_text([dialogue.initial]))
-    ctx = RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
-    question = ExpectedGain(pool=8).ask(ctx)[0]
+    return RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
+
+
+def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_their_records() -> None:
+    blank = [person(i + 1) for i in range(8)]  # the records all say the same: only the images differ
+    question = ExpectedGain(pool=8).ask(hat_round(blank))[0]
     assert parse_question(question).attribute == "hat"  # four even values beat glasses (7:1) and the shared rest
     assert ExpectedGain.uses_ground_truth is False and PlugIR.uses_ground_truth is True
 
@@ -169,24 +177,15 @@ def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_the
 def test_annotated_expected_gain_reads_the_candidates_records_and_says_so() -> None:
     """The same rule with the gallery's annotations as the candidates' answers: on the same images, records that
     agree with them lead to the hat, records on which every candidate wears no hat lead elsewhere."""
-    hats = ("none", "cap", "beanie", "sun hat")
-    shown = [{**BASE, "hat": hats[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
-    encoder = AttributeEncoder()
-    images = torch.stack([encoder.embed(a) for a in shown])
-    query = person(0)
-    dialogue = Dialogue(query.fine_description.split(".")[0] + ".")
     strategy = ExpectedGain(pool=8, annotated=True)
     assert strategy.uses_ground_truth and strategy.name == "expected-gain:annotated"
 
     def asked(records: list[Record]) -> str:
-        gallery = Gallery([r.key for r in records], torch.arange(8), images, records)
-        scores = gallery.scores(encoder.encode_text([dialogue.initial]))
-        ctx = RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
-        return parse_question(strategy.ask(ctx)[0]).attribute
+        return parse_question(strategy.ask(hat_round(records))[0]).attribute
 
-    assert asked([person(i + 1, hat=a["hat"], glasses=a["glasses"]) for i, a in enumerate(shown)]) == "hat"
-    assert asked([person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(shown)]) != "hat"
-    records = [person(i + 1, hat=hats[i % 4]) for i in range(2)]
+    assert asked([person(i + 1, hat=a["hat"], glasses=a["glasses"]) for i, a in enumerate(SHOWN)]) == "hat"
+    assert asked([person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(SHOWN)]) != "hat"
+    records = [person(i + 1, hat=HATS[i % 4]) for i in range(2)]
     unannotated = dataclasses.replace(person(9), attributes={k: v for k, v in BASE.items() if k != "hat"})
     values = ATTRIBUTES["hat"].values
     answers = one_hot_answers(annotated_values([*records, unannotated], "hat"), len(values))
@@ -197,28 +196,17 @@ def test_annotated_expected_gain_reads_the_candidates_records_and_says_so() -> N
 def test_expected_gain_with_eyes_asks_from_what_they_read_off_the_images() -> None:
     """`choose(ctx, eyes)` takes each candidate's answers from the eyes, not from the records: eyes that read what
     the annotated rule reads ask what it asks, on records that say nothing; eyes that see no hat lead elsewhere."""
-    hats = ("none", "cap", "beanie", "sun hat")
-    shown = [{**BASE, "hat": hats[i % 4], "glasses": "none" if i < 7 else "sunglasses"} for i in range(8)]
-    encoder = AttributeEncoder()
-    images = torch.stack([encoder.embed(a) for a in shown])
-    query = person(0)
-    dialogue = Dialogue(query.fine_description.split(".")[0] + ".")
-
-    def ctx(records: list[Record]) -> RoundContext:
-        gallery = Gallery([r.key for r in records], torch.arange(8), images, records)
-        scores = gallery.scores(encoder.encode_text([dialogue.initial]))
-        return RoundContext(1, [query], [dialogue], scores, gallery, encoder, retrieval_text_reader())  # type: ignore[arg-type]
 
     def eyes(records: list[Record]) -> dict[str, torch.Tensor]:
         return {a: one_hot_answers(annotated_values(records, a), len(s.values)).T for a, s in ATTRIBUTES.items()}
 
-    seen = [person(i + 1, hat=a["hat"], glasses=a["glasses"]) for i, a in enumerate(shown)]
-    hatless = [person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(shown)]
+    seen = [person(i + 1, hat=a["hat"], glasses=a["glasses"]) for i, a in enumerate(SHOWN)]
+    hatless = [person(i + 1, hat="none", glasses=a["glasses"]) for i, a in enumerate(SHOWN)]
     blank = [person(i + 1, hat="none", glasses="none") for i in range(8)]
     rule = ExpectedGainRule(pool=8, temperature=0.2, answer_temperature=0.02, contradiction=0.2)
     perfect = dataclasses.replace(rule, annotated=True)
-    assert rule.choose(ctx(blank), eyes(seen)) == perfect.choose(ctx(seen)) == ["hat"]
-    assert rule.choose(ctx(blank), eyes(hatless)) == perfect.choose(ctx(hatless)) != ["hat"]
+    assert rule.choose(hat_round(blank), eyes(seen)) == perfect.choose(hat_round(seen)) == ["hat"]
+    assert rule.choose(hat_round(blank), eyes(hatless)) == perfect.choose(hat_round(hatless)) != ["hat"]
 
 
 def test_expected_gain_reader_needs_its_attribute_net_file() -> None:
