@@ -209,6 +209,36 @@ def test_expected_gain_with_eyes_asks_from_what_they_read_off_the_images() -> No
     assert rule.choose(hat_round(blank), eyes(hatless)) == perfect.choose(hat_round(hatless)) != ["hat"]
 
 
+def test_expected_gain_reader_reads_each_gallery_once(tmp_path) -> None:
+    """`expected-gain:reader` reads the gallery's images with its net at the first question, and again only for a
+    gallery of other images."""
+    from PIL import Image
+
+    from ireid.core.attribute_net import AttributeNet
+
+    loaded: list[int] = []
+
+    class Images:
+        def load(self, keys: Sequence[str]) -> list[Image.Image]:
+            loaded.append(len(keys))
+            return [Image.new("RGB", (64, 128), (30 * i, 0, 0)) for i in range(len(keys))]
+
+        def encoded(self, key: str) -> bytes:
+            raise AssertionError("the strategy decodes through load")
+
+    net = AttributeNet({"hat": list(HATS)}).save(tmp_path / "net.pt")
+    strategy = ExpectedGain(pool=8, reader=str(net), images=Images())
+    assert strategy.name == "expected-gain:reader" and not strategy.uses_ground_truth
+    blank = [person(i + 1) for i in range(8)]
+    first = hat_round(blank)
+    assert parse_question(strategy.ask(first)[0]).attribute in ATTRIBUTES
+    strategy.ask(first)
+    strategy.ask(hat_round(blank))  # the same images in another gallery object
+    assert loaded == [8]
+    strategy.ask(hat_round([person(i + 20) for i in range(8)]))
+    assert loaded == [8, 8]
+
+
 def test_expected_gain_reader_needs_its_attribute_net_file() -> None:
     from ireid.app.strategies import build_strategy
     from ireid.interactive.config import EvalConfig

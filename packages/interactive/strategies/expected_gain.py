@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ireid.core.attribute_net import AttributeNet
 from ireid.core.expected_gain import ExpectedGainRule
+from ireid.core.gallery import Gallery
 from ireid.core.images import ImageSource
 from ireid.core.rounds import RoundContext
 from ireid.core.vocabulary.asking import gender_of
@@ -45,7 +46,7 @@ class ExpectedGain:
         self.rule = ExpectedGainRule(pool, temperature, answer_temperature, annotated, contradiction)
         self.net = None if reader is None else AttributeNet.load(reader)
         self.images = images
-        self.read: tuple[tuple[str, ...], dict[str, Tensor]] | None = None  # the gallery's keys and its readings
+        self.read: tuple[Gallery, dict[str, Tensor]] | None = None  # the gallery last read, and its readings
         self.uses_ground_truth = annotated
         self.name = "expected-gain:annotated" if annotated else "expected-gain:reader" if reader else "expected-gain"
 
@@ -53,12 +54,15 @@ class ExpectedGain:
         """The attribute net's readings of the gallery's images, once per gallery."""
         if self.net is None or self.images is None:
             return None
-        keys = tuple(ctx.gallery.keys)
-        if self.read is None or self.read[0] != keys:
+        if self.read is not None and self.read[0] is not ctx.gallery and self.read[0].keys == ctx.gallery.keys:
+            self.read = (ctx.gallery, self.read[1])  # the same images in another gallery object
+        if self.read is None or self.read[0] is not ctx.gallery:
+            keys = ctx.gallery.keys
             vocabulary = {name: spec.values for name, spec in ATTRIBUTES.items()}
             chunks = [self.net.eyes(self.images.load(list(keys[s : s + 1024])), vocabulary)
                       for s in range(0, len(keys), 1024)]  # fmt: skip
-            self.read = (keys, {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]} if chunks else {})
+            readings = {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]} if chunks else {}
+            self.read = (ctx.gallery, readings)
         return self.read[1]
 
     def ask(self, ctx: RoundContext) -> list[str | None]:
