@@ -125,34 +125,45 @@ class ExpectedGainRule:
         if not 0.0 <= self.contradiction <= 1.0:
             raise ValueError(f"expected-gain's contradiction must be within [0, 1], got {self.contradiction}")
 
+    def read_answers(
+        self, ctx: RoundContext, attribute: str, seen: dict[tuple[str, str | None], Tensor],
+        eyes: Mapping[str, Tensor] | None = None,
+    ) -> Tensor | None:  # fmt: skip
+        """[V, N] every gallery image's answer about `attribute` where it is read rather than guessed through the
+        retriever: its annotation (`annotated`; one-hot, kept in `seen` for the call) or what `eyes` read off it.
+        None where neither reads it."""
+        if self.annotated:
+            key = (attribute, None)
+            if key not in seen:
+                values = annotated_values(ctx.gallery.records, attribute)
+                seen[key] = one_hot_answers(values, len(ATTRIBUTES[attribute].values))
+            return seen[key]
+        if eyes is not None and attribute in eyes:
+            return eyes[attribute].T
+        return None
+
     def stated_likelihood(
         self, ctx: RoundContext, text: str, gender: str | None, pool: Tensor,
         seen: dict[tuple[str, str | None], Tensor], eyes: Mapping[str, Tensor] | None = None,
     ) -> Tensor:  # fmt: skip
         """[P] how well each pool candidate fits what `text` states: per stated attribute, the probability that the
-        candidate shows the stated value (its annotation, what `eyes` read off its image, or the softmax over the
-        value statements' scores against its image), floored at `contradiction`, multiplied over the attributes.
-        `seen` keeps, for the call, each attribute's gallery annotations or value-statement embeddings."""
+        candidate shows the stated value (`read_answers`, or else the softmax over the value statements' scores
+        against its image), floored at `contradiction`, multiplied over the attributes. `seen` keeps, for the call,
+        each attribute's read answers or value-statement embeddings."""
         likelihood = torch.ones(len(pool))
         for attribute, value in parse_description(text).items():
             values = ATTRIBUTES[attribute].values  # parse_description speaks only the vocabulary's attributes
             if value not in values:
                 continue
-            if not self.annotated and eyes is not None and attribute in eyes:
-                answers = eyes[attribute][pool].T
+            read = self.read_answers(ctx, attribute, seen, eyes)
+            if read is not None:
+                answers = read[:, pool]
             else:
-                key = (attribute, None if self.annotated else gender)
+                key = (attribute, gender)
                 if key not in seen:
-                    seen[key] = (
-                        annotated_values(ctx.gallery.records, attribute)
-                        if self.annotated
-                        else ctx.retriever.encode_text(value_statements(attribute, gender)).float()
-                    )
-                if self.annotated:
-                    answers = one_hot_answers(seen[key][pool], len(values))
-                else:
-                    scores = seen[key] @ ctx.gallery.embeddings[pool].float().T
-                    answers = torch.softmax(scores / self.answer_temperature, dim=0)
+                    seen[key] = ctx.retriever.encode_text(value_statements(attribute, gender)).float()
+                scores = seen[key] @ ctx.gallery.embeddings[pool].float().T
+                answers = torch.softmax(scores / self.answer_temperature, dim=0)
             likelihood *= self.contradiction + (1.0 - self.contradiction) * answers[values.index(value)]
         return likelihood
 
@@ -180,12 +191,8 @@ class ExpectedGainRule:
         encoded = encode_continuations(ctx.retriever, prefixes, endings)
         images = ctx.gallery.embeddings.float()
         asked = {a for _, todo, _ in plans for a in todo}
-        table: dict[str, Tensor] = {}  # the answers [V, N] of every gallery image not read through the retriever
-        if self.annotated:
-            table = {a: one_hot_answers(annotated_values(ctx.gallery.records, a), len(ATTRIBUTES[a].values))
-                     for a in asked}  # fmt: skip
-        elif eyes is not None:
-            table = {a: eyes[a].T for a in asked if a in eyes}
+        read = {a: self.read_answers(ctx, a, seen, eyes) for a in asked}
+        table = {a: answers for a, answers in read.items() if answers is not None}  # [V, N] each
         chosen: list[str | None] = [None] * len(ctx.dialogues)
         offset = 0
         for i, todo, counts in plans:
