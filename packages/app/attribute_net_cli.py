@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ireid.core.attribute_net import AttributeNet, accuracy, annotated_images, fit_attribute_net
+from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images, fit_attribute_net
 from ireid.core.shards import atomic_write_json
 
 
@@ -39,13 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     test.set_defaults(run=run_test)
 
 
-def summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The mean accuracy and majority baseline over attributes, with the per-attribute scores."""
-    mean = sum(s["accuracy"] for s in scores.values()) / len(scores)
-    majority = sum(s["majority"] for s in scores.values()) / len(scores)
-    return {"mean_accuracy": mean, "mean_majority": majority, "attributes": scores}
-
-
 def show(split: str, result: dict[str, Any]) -> None:
     for name, s in result["attributes"].items():
         print(f"{name}: {100 * s['accuracy']:.1f} % (commonest value {100 * s['majority']:.1f} %)")
@@ -56,7 +49,7 @@ def show(split: str, result: dict[str, Any]) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     net, training = fit_attribute_net(*annotated_images(args.data, args.split), steps=args.steps, minutes=args.minutes,
                                       seed=args.seed)  # fmt: skip
-    result = summary(accuracy(net, *annotated_images(args.data, args.test_split)))
+    result = accuracy_summary(accuracy(net, *annotated_images(args.data, args.test_split)))
     net.save(args.out, {"data": str(args.data), "split": args.split, "seed": args.seed, **training,
                         args.test_split: result})  # fmt: skip
     show(args.test_split, result)
@@ -65,7 +58,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    result = summary(accuracy(AttributeNet.load(args.net), *annotated_images(args.data, args.split)))
+    result = accuracy_summary(accuracy(AttributeNet.load(args.net), *annotated_images(args.data, args.split)))
     if args.out:
         atomic_write_json(args.out, {"data": str(args.data), "net": str(args.net), "split": args.split, **result})
     show(args.split, result)

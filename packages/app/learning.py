@@ -34,7 +34,7 @@ from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
 from ireid.app.stages import REPO_CONFIGS
 from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows
-from ireid.core.attribute_net import AttributeNet, accuracy, annotated_images, fit_attribute_net
+from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images, fit_attribute_net
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
@@ -208,12 +208,12 @@ def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path
             *annotated_images(data_dir, "train"), steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed
         )
         net.save(net_path, {"data": str(data_dir), "seed": seed, **training})
-    scores = accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test"))
+    scores = accuracy_summary(accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test")))
     expected_gain = dataclasses.replace(load_config(config.eval_config).expected_gain, reader=str(net_path))
     names = [EYES.learned, *EYES.twins, *EYES.references]
     changes = {"expected_gain": expected_gain}
     rows = _dialogue_results(config, seed, seed_dir, data_dir, retriever, "eyes", names, changes)
-    rows[EYES.learned]["attribute accuracy"] = 100 * statistics.mean(s["accuracy"] for s in scores.values())
+    rows[EYES.learned]["attribute accuracy"] = 100 * scores["mean_accuracy"]
     return rows
 
 

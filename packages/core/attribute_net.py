@@ -209,3 +209,10 @@ def accuracy(net: AttributeNet, images: Sequence[bytes | Image.Image], attribute
         majority = torch.bincount(truth).max().item() / len(truth)
         result[name] = {"accuracy": right, "majority": majority, "images": int(known.sum())}
     return result
+
+
+def accuracy_summary(scores: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """`accuracy`'s scores with their means over the attributes (accuracy and majority baseline)."""
+    mean = sum(s["accuracy"] for s in scores.values()) / len(scores)
+    majority = sum(s["majority"] for s in scores.values()) / len(scores)
+    return {"mean_accuracy": mean, "mean_majority": majority, "attributes": dict(scores)}
