@@ -106,7 +106,7 @@ class AttributeReader:
     @classmethod
     def load(cls, path: str | Path) -> AttributeReader:
         fields = ("tower", "tower_state", "tower_projection", "vocabulary", "heads")
-        data = read_format_file(path, "attribute witness file", FORMAT, fields)
+        data = read_format_file(path, "file of `ireid witness fit-attributes`", FORMAT, fields)
         architecture = data["tower"]
         tower = VisionTowerFile(architecture["config"], tuple(architecture["image_hw"]), tuple(architecture["mean"]),
                                 tuple(architecture["std"]), data["tower_state"], data["tower_projection"])  # fmt: skip

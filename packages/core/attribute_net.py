@@ -106,7 +106,7 @@ class AttributeNet(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> AttributeNet:
-        data = read_format_file(path, "attribute net file", FORMAT, ("vocabulary", "settings", "state"))
+        data = read_format_file(path, "file of `ireid attribute-net fit`", FORMAT, ("vocabulary", "settings", "state"))
         net = cls(data["vocabulary"], **data["settings"])
         try:
             net.load_state_dict(data["state"])
