@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from benchlib import write_result
 
-from ireid.core.attribute_net import PIXELS, AttributeNet, net_loss
+from ireid.core.attribute_net import PIXELS, AttributeNet
+from ireid.core.attribute_net_training import AttributeNetModule
 from ireid.core.vocabulary.attributes import ATTRIBUTES
 
 
@@ -25,12 +26,12 @@ def contiguous_forward(net: AttributeNet):
     return forward
 
 
-def seconds_per_step(net: AttributeNet, batch: torch.Tensor, targets: torch.Tensor, steps: int) -> float:
-    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-3)
+def seconds_per_step(module: AttributeNetModule, batch: torch.Tensor, targets: torch.Tensor, steps: int) -> float:
+    optimiser = torch.optim.AdamW(module.parameters(), lr=1e-3)
     for index in range(steps + 3):  # three warm-up steps
         if index == 3:
             start = time.perf_counter()
-        loss = net_loss(net, batch, targets)
+        loss, _ = module.losses(batch, targets)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -63,14 +64,15 @@ def main() -> None:
     runs = {}
     for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
         torch.manual_seed(0)
-        net = AttributeNet(vocabulary).to(memory_format=memory_format)
+        module = AttributeNetModule(vocabulary)
+        net = module.net.to(memory_format=memory_format)
         if layout == "contiguous":  # the net moves its input to channels-last; the reference keeps it as it comes
             net.forward = contiguous_forward(net)  # type: ignore[method-assign]
         with torch.no_grad():
             logits = net.eval()(gallery[:16])["gender"]  # before any training step changes the weights
         net.train()
         runs[layout] = {
-            "train_step_s": round(seconds_per_step(net, batch, targets, args.steps), 4),
+            "train_step_s": round(seconds_per_step(module, batch, targets, args.steps), 4),
             "read_images_per_s": round(images_per_second(net, gallery, 3), 1),
             "logits": logits,
         }

@@ -1,10 +1,11 @@
 """`ireid attribute-net`: eyes that name attributes, for `expected-gain:reader` (`ireid.core.attribute_net`).
 
-ireid attribute-net fit --data D --out F [--split train] [--steps 1200] [--minutes M] [--test-split val] [--seed 0]
+ireid attribute-net fit --data D --out F [--config C] [--steps N] [--minutes M] [--test-split val] [--seed 0]
 ireid attribute-net test --data D --net F [--split test] [--out J]
 
-`fit` trains the net on a split's images and their annotated attributes and writes it (weights-only) with its
-training settings and its accuracy on `--test-split`; `test` scores a net on a split, per attribute, beside always
+`fit` trains the net on the training split's images and their annotated attributes (`configs/attribute_net/
+synthetic.yaml`; TensorBoard logs and checkpoints under `F`'s stem + `-run/`, so a cut run resumes) and writes it
+(weights-only) with its accuracy on `--test-split`; `test` scores a net on a split, per attribute, beside always
 naming the commonest value. Both print one line per attribute.
 """
 
@@ -14,7 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images, fit_attribute_net
+from ireid.app.attribute_net_pipeline import ATTRIBUTE_NET_CONFIG, train_attribute_net
+from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images
 from ireid.core.shards import atomic_write_json
 
 
@@ -25,9 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit = commands.add_parser("fit", help="train it on a split's images and annotated attributes")
     fit.add_argument("--data", required=True, type=Path, help="data set with annotated attributes")
     fit.add_argument("--out", required=True, type=Path, help="the attribute net file")
-    fit.add_argument("--split", default="train")
+    fit.add_argument("--config", type=Path, default=ATTRIBUTE_NET_CONFIG, help="LightningCLI YAML of the training")
     fit.add_argument("--test-split", default="val", help="split scored per attribute after training")
-    fit.add_argument("--steps", type=int, default=1200, help="batches of 64 (about 200 s on a 2-core CPU)")
+    fit.add_argument("--steps", type=int, help="batches (default: the config's, 1200 of 64: about 200 s on 2 cores)")
     fit.add_argument("--minutes", type=float, help="stop earlier once this much time has passed")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(run=run_fit)
@@ -47,13 +49,10 @@ def show(split: str, result: dict[str, Any]) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    net, training = fit_attribute_net(*annotated_images(args.data, args.split), steps=args.steps, minutes=args.minutes,
-                                      seed=args.seed)  # fmt: skip
-    result = accuracy_summary(accuracy(net, *annotated_images(args.data, args.test_split)))
-    net.save(args.out, {"data": str(args.data), "split": args.split, "seed": args.seed, **training,
-                        args.test_split: result})  # fmt: skip
+    result = train_attribute_net(args.data, args.out, args.config, args.steps, args.minutes, args.seed,
+                                 args.test_split)  # fmt: skip
     show(args.test_split, result)
-    print(f"{training['steps']} steps in {training['seconds']} s -> {args.out}")
+    print(f"{result['steps']} steps in {result['seconds']:.0f} s -> {args.out}")
     return 0
 
 

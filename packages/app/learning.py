@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import demo
+from ireid.app.attribute_net_pipeline import train_attribute_net
 from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
 from ireid.app.stages import REPO_CONFIGS
 from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows
-from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images, fit_attribute_net
+from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
 from ireid.retriever.ablation_cli import variant_result
@@ -204,10 +205,7 @@ def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path
     against the same rule with the retriever's eyes and with perfect ones (the net is trained once per seed)."""
     net_path = seed_dir / "attribute-net.pt"
     if not net_path.is_file():
-        net, training = fit_attribute_net(
-            *annotated_images(data_dir, "train"), steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed
-        )
-        net.save(net_path, {"data": str(data_dir), "seed": seed, **training})
+        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
     scores = accuracy_summary(accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test")))
     expected_gain = dataclasses.replace(load_config(config.eval_config).expected_gain, reader=str(net_path))
     names = [EYES.learned, *EYES.twins, *EYES.references]

@@ -14,24 +14,19 @@ glasses, a logo) in minutes; the file travels alone (`save` / `load`, weights-on
 from __future__ import annotations
 
 import itertools
-import math
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ireid.core.checkpoints import read_format_file, save_torch_file
 from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
 from ireid.core.pixels import PixelSpec, decode_image, to_pixels
-from ireid.core.records import attribute_values
 from ireid.core.tiny_configs import PERSON_HW
 
 FORMAT = "ireid.attribute-net/1"
@@ -137,60 +132,12 @@ def normalise(batch: Tensor) -> Tensor:
     return (batch.float() / 255.0 - mean) / std
 
 
-def labels(net: AttributeNet, attributes: Sequence[Mapping[str, str]]) -> Tensor:
-    """[N, A] value indices per annotated attribute, IGNORE where an image does not annotate it."""
-    index = {name: {v: i for i, v in enumerate(values)} for name, values in net.vocabulary.items()}
-    rows = [[index[name].get(a.get(name, ""), IGNORE) for name in net.vocabulary] for a in attributes]
-    return torch.tensor(rows, dtype=torch.long).view(len(rows), len(net.vocabulary))
-
-
-def net_loss(net: AttributeNet, pixels: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy averaged over the attributes the batch annotates."""
-    logits = net(pixels)
-    terms = [F.cross_entropy(logits[name], targets[:, a], ignore_index=IGNORE)
-             for a, name in enumerate(net.vocabulary) if (targets[:, a] != IGNORE).any()]  # fmt: skip
-    return torch.stack(terms).mean()
-
-
-def fit_attribute_net(
-    images: Sequence[bytes | Image.Image], attributes: Sequence[Mapping[str, str]], steps: int = 1500,
-    minutes: float | None = None, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-    width: int = 16, progress: bool = True,
-) -> tuple[AttributeNet, dict[str, Any]]:  # fmt: skip
-    """An `AttributeNet` trained on `images` and their annotations (AdamW, cosine schedule, horizontal flips) for
-    `steps` batches or until `minutes` pass, whichever comes first; returns it with what the training did."""
-    if len(images) != len(attributes) or not images:
-        raise ValueError(f"{len(images)} images for {len(attributes)} annotations")
-    vocabulary = attribute_values(attributes)
-    if not vocabulary:
-        raise ValueError("no image has annotated attributes to learn from")
-    torch.manual_seed(seed)
-    net = AttributeNet(vocabulary, width=width)
-    pixels, targets = crops(images), labels(net, attributes)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1))))
-    generator = torch.Generator().manual_seed(seed)
-    start, losses = time.monotonic(), []
-    net.train()
-    bar = tqdm(range(steps), desc="attribute net", unit="step", disable=not progress)
-    for _ in bar:
-        if minutes is not None and time.monotonic() - start > 60 * minutes:
-            break
-        batch = torch.randint(0, len(pixels), (batch_size,), generator=generator)
-        x = normalise(pixels[batch])
-        flip = torch.rand(batch_size, generator=generator) < 0.5
-        x[flip] = x[flip].flip(3)
-        loss = net_loss(net, x, targets[batch])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    done = len(losses)
-    return net.eval(), {"steps": done, "seconds": round(time.monotonic() - start, 1),
-                        "first_loss": losses[0], "last_loss": float(np.mean(losses[-20:]))}  # fmt: skip
+def labels(vocabulary: Mapping[str, Sequence[str]], attributes: Sequence[Mapping[str, str]]) -> Tensor:
+    """[N, A] value indices per attribute of `vocabulary`, IGNORE where an image does not annotate it (or annotates
+    a value the vocabulary lacks)."""
+    index = {name: {v: i for i, v in enumerate(values)} for name, values in vocabulary.items()}
+    rows = [[index[name].get(a.get(name, ""), IGNORE) for name in vocabulary] for a in attributes]
+    return torch.tensor(rows, dtype=torch.long).view(len(rows), len(vocabulary))
 
 
 def accuracy(net: AttributeNet, images: Sequence[bytes | Image.Image], attributes: Sequence[Mapping[str, str]]
@@ -198,7 +145,7 @@ def accuracy(net: AttributeNet, images: Sequence[bytes | Image.Image], attribute
     """Per attribute, the share of annotated images whose most likely value is right, beside always naming the
     commonest annotated value (the majority baseline)."""
     probabilities = net.probabilities(images)
-    targets = labels(net, attributes)
+    targets = labels(net.vocabulary, attributes)
     result = {}
     for a, name in enumerate(net.vocabulary):
         known = targets[:, a] != IGNORE

@@ -10,7 +10,7 @@ import torch
 
 from ireid.answerer import build_witness
 from ireid.answerer.attribute_witness import AttributeReader, AttributeWitness, NetReader, fit_attribute_reader
-from ireid.core.attribute_net import fit_attribute_net
+from ireid.core.attribute_net_training import fit_attribute_net
 from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
 from ireid.core.person_vision import PersonEncoder, VisionTowerFile
@@ -108,7 +108,7 @@ def test_an_attribute_net_as_its_eyes_answers_what_the_image_shows(tmp_path: Pat
     """`visual:attribute-net:<file>`: the witness reads with a trained attribute net (`NetReader`) and states the
     colour of the top each image shows."""
     train, test = shirts(96, seed=0), shirts(24, seed=1)
-    net, _ = fit_attribute_net(*train, steps=60, batch_size=32, lr=3e-3, progress=False)
+    net = fit_attribute_net(*train, steps=60, batch_size=32, lr=3e-3)
     witness = build_witness(f"visual:attribute-net:{net.save(tmp_path / 'net.pt')}")
     assert isinstance(witness, AttributeWitness) and isinstance(witness.reader, NetReader)
     said = witness.answer(["What colour was the top the person wore?"] * len(test[0]), test[0])

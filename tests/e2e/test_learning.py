@@ -62,7 +62,6 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
 
     monkeypatch.setattr(ablation_cli, "run_variant", never)
     monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
-    monkeypatch.setattr("ireid.app.learning.fit_attribute_net", never)
     assert main(args) == 0
     assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"] == summary["per_seed"]
 

@@ -238,9 +238,10 @@ def test_serve_without_a_demo_or_gallery_says_what_to_do(tmp_path: Path, capsys)
 def test_serve_with_an_attribute_net_asks_with_its_eyes(tiny_world: Path, retriever_ckpt: Path, tmp_path: Path) -> None:
     """`--attribute-net FILE` makes expected-gain:reader the strategy, reading the gallery with that net."""
     from ireid.app.serve_cli import build_investigator, configure
-    from ireid.core.attribute_net import annotated_images, fit_attribute_net
+    from ireid.core.attribute_net import annotated_images
+    from ireid.core.attribute_net_training import fit_attribute_net
 
-    net, _ = fit_attribute_net(*annotated_images(tiny_world, "train"), steps=2, batch_size=4, progress=False)
+    net = fit_attribute_net(*annotated_images(tiny_world, "train"), steps=2, batch_size=4)
     parser = argparse.ArgumentParser()
     configure(parser)
     flags = ["--data", str(tiny_world), "--retriever-ckpt", str(retriever_ckpt), "--demo", str(tmp_path / "none")]
