@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
 from ireid.answerer.rule_based import RuleBasedWitness
 from ireid.core.answers import UNKNOWN, answer_for_short_question
+from ireid.core.attribute_labels import attribute_labels, attribute_loss
 from ireid.core.attribute_net import AttributeNet
 from ireid.core.checkpoints import read_format_file, save_torch_file
 from ireid.core.person_vision import PersonEncoder, VisionTowerFile
@@ -134,16 +134,15 @@ def fit_attribute_reader(
         raise ValueError("no image has annotated attributes to learn from")
     encoder = PersonEncoder(tower)
     embeddings = encoder(images)
-    targets = {name: torch.tensor([values.index(a[name]) if name in a else -100 for a in attributes])
-               for name, values in vocabulary.items()}  # fmt: skip
+    targets = attribute_labels(vocabulary, attributes)
     torch.manual_seed(seed)
     heads = AttributeHeads(embeddings.shape[1], vocabulary)
     optimiser = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
         logits = heads(embeddings)
-        loss = sum(F.cross_entropy(logits[name], targets[name], ignore_index=-100) for name in vocabulary)
+        loss = attribute_loss([logits[name] for name in vocabulary], targets)
         optimiser.zero_grad()
-        loss.backward()  # type: ignore[union-attr]
+        loss.backward()
         optimiser.step()
     return AttributeReader(encoder, heads.eval(), tower)
 

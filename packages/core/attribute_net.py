@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ireid.core.attribute_labels import IGNORE, attribute_labels
 from ireid.core.checkpoints import read_format_file, save_torch_file
 from ireid.core.images import ImageStore
 from ireid.core.loader import load_records
@@ -31,7 +32,6 @@ from ireid.core.tiny_configs import PERSON_HW
 
 FORMAT = "ireid.attribute-net/1"
 PIXELS = PixelSpec(PERSON_HW, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-IGNORE = -100
 
 
 def _stage(inputs: int, outputs: int) -> nn.Sequential:
@@ -132,20 +132,12 @@ def normalise(batch: Tensor) -> Tensor:
     return (batch.float() / 255.0 - mean) / std
 
 
-def labels(vocabulary: Mapping[str, Sequence[str]], attributes: Sequence[Mapping[str, str]]) -> Tensor:
-    """[N, A] value indices per attribute of `vocabulary`, IGNORE where an image does not annotate it (or annotates
-    a value the vocabulary lacks)."""
-    index = {name: {v: i for i, v in enumerate(values)} for name, values in vocabulary.items()}
-    rows = [[index[name].get(a.get(name, ""), IGNORE) for name in vocabulary] for a in attributes]
-    return torch.tensor(rows, dtype=torch.long).view(len(rows), len(vocabulary))
-
-
 def accuracy(net: AttributeNet, images: Sequence[bytes | Image.Image], attributes: Sequence[Mapping[str, str]]
              ) -> dict[str, dict[str, float]]:  # fmt: skip
     """Per attribute, the share of annotated images whose most likely value is right, beside always naming the
     commonest annotated value (the majority baseline)."""
     probabilities = net.probabilities(images)
-    targets = labels(net.vocabulary, attributes)
+    targets = attribute_labels(net.vocabulary, attributes)
     result = {}
     for a, name in enumerate(net.vocabulary):
         known = targets[:, a] != IGNORE

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer, seed_everything
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ireid.core.attribute_net import IGNORE, AttributeNet, annotated_images, crops, labels, normalise
+from ireid.core.attribute_labels import IGNORE, attribute_labels, attribute_loss
+from ireid.core.attribute_net import AttributeNet, annotated_images, crops, normalise
 from ireid.core.checkpoints import read_checkpoint_file
 from ireid.core.records import attribute_values
 
@@ -60,7 +60,6 @@ class AttributeImages(LightningDataModule):
         super().__init__()
         self.data_dir, self.split, self.val_split, self.batch_size = data_dir, split, val_split, batch_size
         self._train: tuple[Sequence[bytes | Image.Image], Sequence[Mapping[str, str]]] | None = None
-        self._val: tuple[Sequence[bytes | Image.Image], Sequence[Mapping[str, str]]] | None = None
         self.train_set: CropLabels | None = None
         self.val_set: CropLabels | None = None
 
@@ -95,10 +94,10 @@ class AttributeImages(LightningDataModule):
         vocabulary = self.vocabulary
         if self.train_set is None:
             images, attributes = self._training_images()
-            self.train_set = CropLabels(crops(images), labels(vocabulary, attributes))
+            self.train_set = CropLabels(crops(images), attribute_labels(vocabulary, attributes))
         if self.val_split and self.val_set is None:
-            images, attributes = self._val or annotated_images(self.data_dir, self.val_split)
-            self.val_set = CropLabels(crops(images), labels(vocabulary, attributes))
+            images, attributes = annotated_images(self.data_dir, self.val_split)
+            self.val_set = CropLabels(crops(images), attribute_labels(vocabulary, attributes))
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
@@ -132,9 +131,7 @@ class AttributeNetModule(LightningModule):
     def losses(self, pixels: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The mean cross-entropy over the annotated attributes, and the logits it came from."""
         logits = self.net(pixels)
-        terms = [F.cross_entropy(logits[name], targets[:, a], ignore_index=IGNORE)
-                 for a, name in enumerate(self.net.vocabulary) if (targets[:, a] != IGNORE).any()]  # fmt: skip
-        return torch.stack(terms).mean(), logits
+        return attribute_loss([logits[name] for name in self.net.vocabulary], targets), logits
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         crops_uint8, targets = batch

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ireid.core.attribute_labels import attribute_labels, attribute_loss
 from ireid.core.records import Record, attribute_values
 from ireid.retriever.losses import make_id_classifier
-
-IGNORE = -100
 
 
 def attribute_vocabulary(records: Iterable[Record], where: str) -> dict[str, list[str]]:
@@ -36,8 +33,8 @@ class AttributeHeads(nn.Module):
         super().__init__()
         if not vocabulary or any(not values for values in vocabulary.values()):
             raise ValueError(f"attribute vocabulary must name at least one attribute with values, got {vocabulary}")
+        self.vocabulary = {name: list(values) for name, values in vocabulary.items()}
         self.names = tuple(vocabulary)
-        self.value_index = {name: {value: i for i, value in enumerate(vocabulary[name])} for name in self.names}
         self.heads = nn.ModuleList(make_id_classifier(dim, len(vocabulary[name])) for name in self.names)
 
     def labels(self, attributes: Sequence[Mapping[str, str]], keys: Sequence[str]) -> Tensor:
@@ -45,26 +42,8 @@ class AttributeHeads(nn.Module):
 
         A value outside the vocabulary is an error naming its sample.
         """
-        rows = []
-        for sample, key in zip(attributes, keys, strict=True):
-            row = []
-            for name in self.names:
-                if name not in sample:
-                    row.append(IGNORE)
-                    continue
-                index = self.value_index[name].get(sample[name])
-                if index is None:
-                    value = sample[name]
-                    raise ValueError(f"record {key!r}: attributes[{name!r}] = {value!r} is not in the vocabulary")
-                row.append(index)
-            rows.append(row)
-        return torch.tensor(rows, dtype=torch.long).view(len(rows), len(self.names))
+        return attribute_labels(self.vocabulary, attributes, keys)
 
     def loss(self, feats: Tensor, labels: Tensor) -> Tensor:
         """mean over attributes a of CE(W_a · feats, labels[:, a]), each over the samples that annotate a."""
-        terms = [
-            F.cross_entropy(head(feats), labels[:, a], ignore_index=IGNORE)
-            for a, head in enumerate(self.heads)
-            if (labels[:, a] != IGNORE).any()
-        ]
-        return torch.stack(terms).mean() if terms else feats.sum() * 0.0
+        return attribute_loss([head(feats) for head in self.heads], labels)

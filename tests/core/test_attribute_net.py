@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from ireid.app.cli import main
-from ireid.core.attribute_net import IGNORE, AttributeNet, accuracy, annotated_images, crops, labels, normalise
+from ireid.core.attribute_labels import IGNORE, attribute_labels
+from ireid.core.attribute_net import AttributeNet, accuracy, annotated_images, crops, normalise
 from ireid.core.attribute_net_training import AttributeNetModule, fit_attribute_net, net_from_checkpoint
 from ireid.core.checkpoints import save_torch_file
 
@@ -61,7 +62,7 @@ def test_the_loss_is_the_cross_entropy_averaged_over_the_annotated_attributes() 
     module = AttributeNetModule({"bag": ["backpack", "none"], "hat": ["cap", "none"], "upper_colour": ["blue", "red"]})
     images, _ = shirts(3, seed=4)
     annotations = [{"bag": "none", "upper_colour": "red"}, {"bag": "backpack", "upper_colour": "purple"}, {}]
-    targets = labels(module.net.vocabulary, annotations)
+    targets = attribute_labels(module.net.vocabulary, annotations)
     assert targets.tolist() == [[1, IGNORE, 1], [0, IGNORE, IGNORE], [IGNORE, IGNORE, IGNORE]]
     module.eval()
     loss, logits = module.losses(normalise(crops(images)), targets)
