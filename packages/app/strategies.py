@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app.vision_models import ANNOTATED, vision_model
+from ireid.core.expected_gain import ExpectedGainRule
 from ireid.core.images import ImageSource, ImageStore
 from ireid.core.llm import OPENAI_PREFIX, ChatLLM, ServerSettings, load_chat_llm
 from ireid.core.loader import load_records
@@ -94,11 +95,12 @@ def build_strategy(name: str, config: EvalConfig, images: ImageSource | None = N
     if name in ("expected-gain", "expected-gain:annotated", "expected-gain:reader"):
         settings = dataclasses.asdict(config.expected_gain)
         reader = settings.pop("reader")
+        rule = ExpectedGainRule(**settings, annotated=name.endswith(":annotated"))
         if name != "expected-gain:reader":
-            return ExpectedGain(**settings, annotated=name.endswith(":annotated"))
+            return ExpectedGain(rule)
         if not reader:
             raise ValueError("config expected_gain.reader: name an attribute net file (ireid attribute-net fit)")
-        return ExpectedGain(**settings, reader=reader, images=images or _gallery_images(config.data_dir, config.split))
+        return ExpectedGain(rule, reader, images or _gallery_images(config.data_dir, config.split))
     if name == "target-frequency":
         settings = config.target_frequency
         if not settings.targets:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ireid.core.expected_gain import ExpectedGainRule
 from ireid.core.llm import ServerSettings
 from ireid.core.settings import load_settings
 
@@ -24,10 +25,12 @@ class PlugIRConfig:
 
 @dataclass
 class ExpectedGainConfig:
-    pool: int = 200  # the top candidates that stand for the target (ranks are places in the whole gallery)
-    temperature: float = 0.2  # posterior over them: softmax(score / temperature), flat on purpose
-    answer_temperature: float = 0.02  # each candidate's likely answer: softmax over an attribute's values
-    contradiction: float = 0.2  # times their fit to each stated answer, floored here (1: not weighed)
+    """`ExpectedGainRule`'s settings (its defaults) and expected-gain:reader's attribute net."""
+
+    pool: int = ExpectedGainRule.pool  # the top candidates that stand for the target (places in the whole gallery)
+    temperature: float = ExpectedGainRule.temperature  # posterior over them: softmax(score / temperature)
+    answer_temperature: float = ExpectedGainRule.answer_temperature  # a candidate's likely answer: softmax over values
+    contradiction: float = ExpectedGainRule.contradiction  # times their fit to each stated answer, floored here
     reader: str | None = None  # expected-gain:reader's attribute net file (`ireid attribute-net fit`)
 
 

@@ -169,7 +169,7 @@ def hat_round(records: list[Record]) -> RoundContext:
 
 def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_their_records() -> None:
     blank = [person(i + 1) for i in range(8)]  # the records all say the same: only the images differ
-    question = ExpectedGain(pool=8).ask(hat_round(blank))[0]
+    question = ExpectedGain(ExpectedGainRule(pool=8)).ask(hat_round(blank))[0]
     assert parse_question(question).attribute == "hat"  # four even values beat glasses (7:1) and the shared rest
     assert ExpectedGain.uses_ground_truth is False and PlugIR.uses_ground_truth is True
 
@@ -177,7 +177,7 @@ def test_expected_gain_asks_what_splits_the_candidate_images_without_reading_the
 def test_annotated_expected_gain_reads_the_candidates_records_and_says_so() -> None:
     """The same rule with the gallery's annotations as the candidates' answers: on the same images, records that
     agree with them lead to the hat, records on which every candidate wears no hat lead elsewhere."""
-    strategy = ExpectedGain(pool=8, annotated=True)
+    strategy = ExpectedGain(ExpectedGainRule(pool=8, annotated=True))
     assert strategy.uses_ground_truth and strategy.name == "expected-gain:annotated"
 
     def asked(records: list[Record]) -> str:
@@ -227,7 +227,7 @@ def test_expected_gain_reader_reads_each_gallery_once(tmp_path) -> None:
             raise AssertionError("the strategy decodes through load")
 
     net = AttributeNet({"hat": list(HATS)}).save(tmp_path / "net.pt")
-    strategy = ExpectedGain(pool=8, reader=str(net), images=Images())
+    strategy = ExpectedGain(ExpectedGainRule(pool=8), str(net), Images())
     assert strategy.name == "expected-gain:reader" and not strategy.uses_ground_truth
     blank = [person(i + 1) for i in range(8)]
     first = hat_round(blank)
@@ -246,7 +246,7 @@ def test_expected_gain_reader_needs_its_attribute_net_file() -> None:
     with pytest.raises(ValueError, match=r"expected_gain\.reader"):
         build_strategy("expected-gain:reader", EvalConfig())
     with pytest.raises(ValueError, match="without annotations and given images"):
-        ExpectedGain(reader="net.pt", annotated=True)
+        ExpectedGain(ExpectedGainRule(annotated=True), "net.pt")
 
 
 def test_target_frequency_asks_the_uncovered_attribute_most_often_the_target_at_that_round() -> None:

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from ireid.app.investigator.gallery import split_gallery
 from ireid.app.investigator.server import create_app
 from ireid.app.investigator.session import Investigator, InvestigatorSettings
+from ireid.core.expected_gain import ExpectedGainRule
 from ireid.interactive.strategies.expected_gain import ExpectedGain
 from ireid.retriever.inference import ModuleRetriever
 
@@ -27,7 +28,12 @@ def retriever(retriever_ckpt: Path) -> ModuleRetriever:
 @pytest.fixture
 def investigator(tiny_world: Path, retriever: ModuleRetriever) -> Investigator:
     gallery = split_gallery(tiny_world, "test", retriever)
-    return Investigator(gallery, retriever, ExpectedGain(pool=8), InvestigatorSettings(top_k=6, look_alike_cosine=0.99))
+    return Investigator(
+        gallery,
+        retriever,
+        ExpectedGain(ExpectedGainRule(pool=8)),
+        InvestigatorSettings(top_k=6, look_alike_cosine=0.99),
+    )
 
 
 @pytest.fixture

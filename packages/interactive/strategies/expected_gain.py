@@ -25,25 +25,19 @@ from ireid.core.vocabulary.templates import descriptive_question
 
 
 class ExpectedGain:
-    """The uncovered attribute with the largest expected rank improvement over the current candidates (`reader`: an
-    attribute net file whose readings of `images` are their answers; `annotated`: their answers read from the
-    gallery's annotations, which makes it a ground-truth reference)."""
+    """The uncovered attribute with the largest expected rank improvement over the current candidates, by `rule`
+    (`reader`: an attribute net file whose readings of `images` are their answers; `rule.annotated`: their answers
+    read from the gallery's annotations, which makes it a ground-truth reference)."""
 
     uses_ground_truth = False
 
     def __init__(
-        self,
-        pool: int = 200,
-        temperature: float = 0.2,
-        answer_temperature: float = 0.02,
-        annotated: bool = False,
-        contradiction: float = 0.2,
-        reader: str | None = None,
-        images: ImageSource | None = None,
+        self, rule: ExpectedGainRule | None = None, reader: str | None = None, images: ImageSource | None = None
     ):
+        self.rule = rule or ExpectedGainRule()
+        annotated = self.rule.annotated
         if reader is not None and (annotated or images is None):
             raise ValueError("expected-gain reads with an attribute net only without annotations and given images")
-        self.rule = ExpectedGainRule(pool, temperature, answer_temperature, annotated, contradiction)
         self.net = None if reader is None else AttributeNet.load(reader)
         self.images = images
         self.read: tuple[Gallery, dict[str, Tensor]] | None = None  # the gallery last read, and its readings
