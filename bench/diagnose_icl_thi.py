@@ -3,7 +3,8 @@ sweeps (Fig. 5) as mean ± sd over the worlds, in one JSON and one plot.
 
 Each demo's test captions (or initial descriptions) are the queries against its test images, with the settings of
 `configs/icl/synthetic.yaml`; `--mllm` names the MLLM as `ireid icl rerank` does (`annotated` reads the images'
-annotations: perfect eyes, which uses ground truth).
+annotations: perfect eyes, which uses ground truth), with `{demo}` standing for each demo's folder, so that each world
+is read with its own attribute net (`attribute-net:{demo}/attribute-net.pt`).
 
     python bench/diagnose_icl_thi.py runs/demo-s2 runs/demo-s3 runs/demo-s4 [--mllm annotated] [--query caption]
 """
@@ -30,7 +31,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "icl" / "synthetic.ya
 def diagnose(demo: Path, mllm: str, query: str) -> dict[str, Any]:
     config = dataclasses.replace(
         load_config(CONFIG), data_dir=str(demo / "data"), retriever_ckpt=str(demo_checkpoint(demo, "retriever")),
-        mllm=mllm, query=query, max_queries=None, anchor_pairs=200,
+        mllm=mllm.replace("{demo}", str(demo)), query=query, max_queries=None, anchor_pairs=200,
     )  # fmt: skip
     return {"demo": str(demo), **thi_report(config), "settings": dataclasses.asdict(config.thi)}
 
@@ -88,7 +89,9 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demos", nargs="+", type=Path, help="`ireid demo --out` folders, one per world seed")
-    parser.add_argument("--mllm", default=ANNOTATED, help="annotated | chatreid:<ckpt> | openai:<url>#<model>")
+    parser.add_argument(
+        "--mllm", default=ANNOTATED, help="annotated | attribute-net:<file> | chatreid:<ckpt> | openai:<url>#<model>"
+    )
     parser.add_argument("--query", default="caption", choices=("caption", "initial"))
     parser.add_argument("--out", type=Path, default=RESULTS / "icl_thi.json")
     args = parser.parse_args(argv)

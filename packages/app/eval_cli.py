@@ -73,7 +73,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="T-ReID re-ranking: a base model's saved similarity file (.npz; `ireid eval similarity`)",
     )
     parser.add_argument(
-        "--thi", metavar="MLLM", help="ICL★ rows: THI re-ranks every round (annotated | chatreid:<ckpt> | openai:...)"
+        "--thi",
+        metavar="MLLM",
+        help="ICL★ rows: THI re-ranks every round (annotated | attribute-net:<file> | chatreid:<ckpt> | openai:...)",
     )
 
 

@@ -5,7 +5,8 @@ ireid icl build-sft --data D --retriever-ckpt R --out O [--samples N] [--vqa-sha
 ireid icl rda --data D --out O [--llm smollm2] [--mllm annotated] [--rewrites 3] [--max-records N]
 
 SOURCE names the MLLM: `annotated` (the images' annotations, uses ground truth: THI's upper bound),
-`chatreid:<checkpoint>` (a ChatReID model) or `openai:<base_url>#<model>` (a vision server such as vLLM or SGLang).
+`attribute-net:<file>` (no language model: an attribute net's readings of the images), `chatreid:<checkpoint>` (a
+ChatReID model) or `openai:<base_url>#<model>` (a vision server such as vLLM or SGLang).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rerank.add_argument("--data", dest="data_dir")
     rerank.add_argument("--split")
     rerank.add_argument("--retriever-ckpt", dest="retriever_ckpt")
-    rerank.add_argument("--mllm", help="annotated | chatreid:<ckpt> | openai:<base_url>#<model>")
+    rerank.add_argument("--mllm", help="annotated | attribute-net:<file> | chatreid:<ckpt> | openai:<base_url>#<model>")
     rerank.add_argument("--query", choices=("caption", "initial"))
     rerank.add_argument("--max-queries", dest="max_queries", type=int)
     rerank.add_argument("--out")
@@ -73,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rda.add_argument(
         "--llm", default="smollm2", help="decomposition and rewriting: smollm2 | tiny | openai:URL#MODEL | dir"
     )
-    rda.add_argument("--mllm", help="enrichment by VQA on each image: annotated | chatreid:<ckpt> | openai:URL#MODEL")
+    sources = "annotated | attribute-net:<file> | chatreid:<ckpt> | openai:URL#MODEL"
+    rda.add_argument("--mllm", help=f"enrichment by VQA on each image: {sources}")
     rda.add_argument("--rewrites", type=int, default=3)
     rda.add_argument("--max-records", type=int, help="only the first N records get new groups; the others are copied")
     rda.add_argument("--batch-size", type=int, default=32, help="records per batch of model calls")

@@ -34,7 +34,7 @@ from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
 from ireid.app.stages import REPO_CONFIGS
-from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET, ICLBudget, icl_rows
 from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
@@ -54,7 +54,7 @@ class RetrieverRows:
 
 @dataclass
 class EyesBudget:
-    """The `eyes` part's attribute net (`ireid.core.attribute_net`): its training batches and time cap."""
+    """The attribute net of the `eyes` and `icl` parts (`ireid.core.attribute_net`): training batches, time cap."""
 
     steps: int = 1200  # about 200 s on 2 CPU cores
     minutes: float | None = None
@@ -132,6 +132,13 @@ ICL_THI = Comparison(
     ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
     references=(THI_ANNOTATED,),
 )
+ICL_THI_NET = Comparison(
+    "THI with an attribute net's eyes (ICL Table 6)",
+    THI_NET,
+    (RETRIEVER_ALONE,),
+    ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
+    references=(THI_ANNOTATED,),
+)
 EYES = Comparison(
     "Eyes that name attributes (expected-gain)",
     "expected-gain:reader",
@@ -139,7 +146,7 @@ EYES = Comparison(
     ("R@1", "BRI", "attribute accuracy"),
     references=("expected-gain:annotated",),
 )
-COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, EYES, CHATREID, ICL_THI)
+COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, EYES, CHATREID, ICL_THI, ICL_THI_NET)
 # rows that read gallery annotations or the target
 GROUND_TRUTH = {"plugir", "oracle-lookforward", "expected-gain:annotated", THI_ANNOTATED}
 
@@ -203,9 +210,7 @@ def _dialogue_results(
 def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
     """The expected-gain rule reading its candidates with an attribute net trained on the world's training split,
     against the same rule with the retriever's eyes and with perfect ones (the net is trained once per seed)."""
-    net_path = seed_dir / "attribute-net.pt"
-    if not net_path.is_file():
-        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
+    net_path = _attribute_net(config, seed, seed_dir, data_dir)
     scores = accuracy_summary(accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test")))
     expected_gain = dataclasses.replace(load_config(config.eval_config).expected_gain, reader=str(net_path))
     names = [EYES.learned, *EYES.twins, *EYES.references]
@@ -213,6 +218,14 @@ def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path
     rows = _dialogue_results(config, seed, seed_dir, data_dir, retriever, "eyes", names, changes)
     rows[EYES.learned]["attribute accuracy"] = 100 * scores["mean_accuracy"]
     return rows
+
+
+def _attribute_net(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path) -> Path:
+    """The world's attribute net (the `eyes` budget), trained once per seed for the eyes and ICL parts."""
+    net_path = seed_dir / "attribute-net.pt"
+    if not net_path.is_file():
+        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
+    return net_path
 
 
 def run_seed(config: LearningConfig, seed: int) -> SeedResults:
@@ -233,7 +246,8 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
         rows.update(_eyes_rows(config, seed, seed_dir, data_dir, retriever))
     if "icl" in config.parts:
         retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
-        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed))
+        net = _attribute_net(config, seed, seed_dir, data_dir)
+        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed, net))
     if "chatreid" in config.parts:
         rows.update(_chatreid_rows(config, seed, seed_dir / "chatreid"))
     return rows

@@ -17,11 +17,12 @@ import torch
 from tqdm import tqdm
 
 from ireid.app.stages import REPO_CONFIGS, fit_step
-from ireid.app.vision_models import ANNOTATED, CHATREID_PREFIX, vision_model
+from ireid.app.vision_models import ANNOTATED, ATTRIBUTE_NET_PREFIX, CHATREID_PREFIX, vision_model
 from ireid.chatreid.conversations import check_conversation, stage_prefix
 from ireid.chatreid.data import ConversationData
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
+from ireid.core.attribute_net import AttributeNet
 from ireid.core.gallery import closest_other_people, encode_split
 from ireid.core.images import ImageStore
 from ireid.core.llm import ServerSettings
@@ -32,7 +33,7 @@ from ireid.core.settings import from_mapping
 from ireid.core.shards import ShardWriter, atomic_write_json
 from ireid.icl.config import THIEvalConfig, load_config
 from ireid.icl.evaluation import calls_per_query, evaluate_thi, query_texts
-from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
+from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception, NetPerception
 from ireid.icl.sft import STAGE, VQA_TASK, sft_conversations
 from ireid.icl.thi import THI, MLLMAggregator, THISettings
 from ireid.retriever.inference import ModuleRetriever, ensure_vision_tower
@@ -40,13 +41,15 @@ from ireid.retriever.inference import ModuleRetriever, ensure_vision_tower
 
 def build_perception(
     mllm: str, records: Mapping[str, Record], images: ImageStore | None, server: ServerSettings | None = None
-) -> MLLMPerception | AnnotatedPerception:
-    """What answers about images by key: `mllm` asked with the images, or ("annotated") the records' annotations,
-    which uses ground truth."""
+) -> MLLMPerception | AnnotatedPerception | NetPerception:
+    """What answers about images by key: `mllm` asked with the images, ("attribute-net:<file>") an attribute net
+    reading them, or ("annotated") the records' annotations, which uses ground truth."""
     if mllm == ANNOTATED:
         return AnnotatedPerception(records)
     if images is None:
         raise ValueError(f"MLLM {mllm!r} needs the images")
+    if mllm.startswith(ATTRIBUTE_NET_PREFIX):
+        return NetPerception(AttributeNet.load(mllm.removeprefix(ATTRIBUTE_NET_PREFIX)), images)
     return MLLMPerception(vision_model(mllm, server), images, name=mllm.partition(":")[0])
 
 
@@ -60,9 +63,11 @@ def build_thi(
 ) -> THI:
     """THI over `retriever` asking `mllm` about the images by key (`build_perception`); every answer is cached, so
     sweeps and repeated rounds ask each pair once."""
-    if mllm == ANNOTATED and settings.aggregation == "mllm":
-        raise ValueError("THI setting 'aggregation': 'mllm' needs an MLLM; with the annotated perception use join")
     perception = build_perception(mllm, records, images, server)
+    if not isinstance(perception, MLLMPerception) and settings.aggregation == "mllm":
+        raise ValueError(
+            f"THI setting 'aggregation': 'mllm' needs an MLLM; with the {perception.name} perception use join"
+        )
     aggregator = None
     if isinstance(perception, MLLMPerception) and settings.aggregation == "mllm":
         aggregator = MLLMAggregator(perception.model, settings.max_words, settings.max_new_tokens)
@@ -75,8 +80,8 @@ def thi_settings(options: Mapping[str, Any]) -> tuple[str, THISettings, ServerSe
     options = dict(options)
     mllm = options.pop("mllm", ANNOTATED)
     server = from_mapping(ServerSettings, options.pop("server", {}), "config field 'thi.server'")
-    if mllm == ANNOTATED:
-        options.setdefault("aggregation", "join")  # no model to write the merged query
+    if mllm == ANNOTATED or mllm.startswith(ATTRIBUTE_NET_PREFIX):
+        options.setdefault("aggregation", "join")  # no language model to write the merged query
     known = {f.name for f in dataclasses.fields(THISettings)}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -162,15 +167,17 @@ def thi_report(config: THIEvalConfig) -> dict[str, Any]:
 
 
 THI_LEARNED = "retriever + THI★ (SFT'd MLLM)"
+THI_NET = "retriever + THI★ (attribute net)"
 THI_ANNOTATED = "retriever + THI★ (perfect eyes)"
 RETRIEVER_ALONE = "retriever alone (captions)"
 
 
 def icl_rows(
-    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int
+    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int, net: Path | None = None
 ) -> dict[str, dict[str, float]]:
-    """ICL Table 6's THI rows on one world: the retriever alone, THI with the tiny MLLM tuned on Eq. 3's data, and
-    THI with perfect eyes (uses ground truth), on the test captions; each step resumes."""
+    """ICL Table 6's THI rows on one world: the retriever alone, THI with the tiny MLLM tuned on Eq. 3's data, with
+    an attribute net's eyes (`net`, when given) and with perfect eyes (uses ground truth), on the test captions;
+    each step resumes."""
     sft_dir = out / "sft-data"
     if not (sft_dir / f"{stage_prefix(STAGE)}.counts.json").exists():
         write_sft(sft_dir, data_dir, retriever_ckpt, "train", budget.sft_samples, budget.vqa_share, budget.negatives,
@@ -188,7 +195,10 @@ def icl_rows(
         sweep_lam=[], thi=dataclasses.replace(config.thi, aggregation="join"),
     )  # fmt: skip
     rows: dict[str, dict[str, float]] = {}
-    for name, mllm in ((THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)):
+    perceptions = [(THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)]
+    if net is not None:
+        perceptions.insert(1, (THI_NET, f"{ATTRIBUTE_NET_PREFIX}{net}"))
+    for name, mllm in perceptions:
         report = thi_report(dataclasses.replace(config, mllm=mllm))
         rows[RETRIEVER_ALONE] = {"caption R@1": report["retriever"]["R1"], "caption mAP": report["retriever"]["mAP"]}
         rows[name] = {

@@ -5,7 +5,9 @@ the Interactive-PEDES construction, PlugIR's captioner and the investigator's st
 - `qwen2-vl:<directory>`: real Qwen2-VL weights at a path, as released (local files only);
 - `openai:<base_url>#<model>`: a vision server such as vLLM or SGLang, with the run's `ServerSettings`;
 - `annotated` (`ANNOTATED`): no model; each caller reads the data's annotations instead, and says that it uses
-  ground truth.
+  ground truth;
+- `attribute-net:<file>` (`ATTRIBUTE_NET_PREFIX`, THI only): no language model; an attribute net (`ireid attribute-net
+  fit`) reads the images, and its readings answer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ireid.core.protocols import VisionLanguageModel
 CHATREID_PREFIX = "chatreid:"
 QWEN2_VL_PREFIX = "qwen2-vl:"
 ANNOTATED = "annotated"
+ATTRIBUTE_NET_PREFIX = "attribute-net:"
 
 
 def vision_model(source: str, server: ServerSettings | None = None) -> VisionLanguageModel:

@@ -4,7 +4,9 @@ show (the human-centred VQA of Eq. 4).
 `MLLMPerception` asks any `VisionLanguageModel` (the ChatReID model, an OpenAI-compatible server) with the
 prompt files. `AnnotatedPerception` reads the images' annotations instead, so it uses ground truth: perfect eyes,
 the upper bound of what THI can do with a retriever, as `oracle-lookforward` is for the dialogue strategies.
-`CachedPerception` remembers every answer, so a sweep over ξ and λ asks each pair once.
+`NetPerception` reads the images with an attribute net (`ireid.core.attribute_net`) and no language model: learned
+eyes that use no annotations of the gallery. `CachedPerception` remembers every answer, so a sweep over ξ and λ asks
+each pair once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from ireid.core.answers import clean_answer
+from ireid.core.attribute_net import AttributeNet
 from ireid.core.images import ImageStore
 from ireid.core.prompts import read_prompt
 from ireid.core.protocols import VisionLanguageModel
@@ -159,6 +162,62 @@ class AnnotatedPerception:
             truth = self._attributes(key)
             rng = random.Random(f"{self.seed}:{key}")
             answers = (annotated_answer(truth, topic, rng) for topic in self.topics)
+            out.append([a for a in answers if a])
+        return out
+
+
+class NetPerception:
+    """An attribute net as THI's eyes, without a language model.
+
+    Eq. 2: a text describes an image unless the net gives one of the values the text states (`parse_description` of
+    the synthetic vocabulary) a probability under `contradiction`: a confident mismatch, where a single misread
+    attribute of a right image should not make it a No (a value the net never learnt is not judged). Eq. 4: each
+    question's topic is answered with the templated sentences of the values the net reads with at least
+    `min_confidence`, as perfect eyes would say them.
+    """
+
+    uses_ground_truth = False
+
+    def __init__(
+        self,
+        net: AttributeNet,
+        images: ImageStore,
+        name: str = "attribute-net",
+        contradiction: float = 0.1,
+        min_confidence: float = 0.5,
+        seed: int = 0,
+    ):
+        if not 0.0 <= contradiction < 1.0 or not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"contradiction must be in [0, 1) and min_confidence in [0, 1], got {contradiction}, "
+                             f"{min_confidence}")  # fmt: skip
+        self.net, self.images, self.name = net, images, name
+        self.contradiction, self.min_confidence, self.seed = contradiction, min_confidence, seed
+        self.topics = [topic for topic, _ in vqa_questions()]
+        self._read: dict[str, dict[str, dict[str, float]]] = {}  # key -> attribute -> value -> probability
+
+    def readings(self, keys: Sequence[str]) -> list[dict[str, dict[str, float]]]:
+        """Each image's probability per value of each attribute; every image is read once."""
+        missing = list(dict.fromkeys(k for k in keys if k not in self._read))
+        if missing:
+            tables = self.net.probabilities(self.images.load(missing))
+            for i, key in enumerate(missing):
+                self._read[key] = {name: dict(zip(values, tables[name][i].tolist(), strict=True))
+                                   for name, values in self.net.vocabulary.items()}  # fmt: skip
+        return [self._read[k] for k in keys]
+
+    def locate(self, texts: Sequence[str], keys: Sequence[str]) -> list[bool | None]:
+        out: list[bool | None] = []
+        for text, read in zip(texts, self.readings(keys), strict=True):
+            stated = parse_description(text).items()
+            out.append(all(read[a][v] >= self.contradiction for a, v in stated if v in read.get(a, {})))
+        return out
+
+    def describe(self, keys: Sequence[str]) -> list[list[str]]:
+        out = []
+        for key, read in zip(keys, self.readings(keys), strict=True):
+            seen = {name: max(p, key=p.get) for name, p in read.items() if max(p.values()) >= self.min_confidence}
+            rng = random.Random(f"{self.seed}:{key}")
+            answers = (annotated_answer(seen, topic, rng) for topic in self.topics)
             out.append([a for a in answers if a])
         return out
 

@@ -11,11 +11,21 @@ import torch
 import yaml
 
 from ireid.app.cli import main
-from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, ICLBudget, icl_rows, thi_settings
+from ireid.app.thi_pipeline import (
+    RETRIEVER_ALONE,
+    THI_ANNOTATED,
+    THI_LEARNED,
+    THI_NET,
+    ICLBudget,
+    icl_rows,
+    thi_settings,
+)
 from ireid.chatreid.conversations import read_conversations
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import main as train
+from ireid.core.attribute_net import annotated_images
+from ireid.core.attribute_net_training import fit_attribute_net
 from ireid.core.images import ImageStore
 from ireid.core.lightning_cli import compose_config
 from ireid.core.loader import load_records
@@ -53,6 +63,20 @@ def test_rerank_with_perfect_eyes_scores_anchor_accuracy(tiny_world: Path, tower
     assert report["anchor_is_match"] in (None, 100.0)
     assert report["anchor_accuracy"]["accuracy"] == 100.0 and report["anchor_accuracy"]["pairs"] == 12
     assert report["thi"]["R1"] >= report["retriever"]["R1"]
+
+
+def test_rerank_with_an_attribute_nets_eyes_uses_no_ground_truth(tiny_world: Path, tower_file: Path, tmp_path: Path):
+    """`--mllm attribute-net:<file>`: THI asks an attribute net, which reads every image; no annotation is read."""
+    out, ckpt = tmp_path / "icl", tower_file.parent / "retriever.ckpt"
+    net = fit_attribute_net(*annotated_images(tiny_world, "train"), steps=2, batch_size=4).save(tmp_path / "n.pt")
+    rerank = ["icl", "rerank", "--data", str(tiny_world), "--retriever-ckpt", str(ckpt), "--anchor-pairs", "6",
+              "--mllm", f"attribute-net:{net}", "--out", str(out)]  # fmt: skip
+    assert main([*rerank, "--aggregation", "join"]) == 0
+    report = json.loads((out / "thi.json").read_text())
+    assert report["perception"] == "attribute-net" and report["uses_ground_truth"] is False
+    assert report["anchor_accuracy"]["pairs"] == 12
+    assert report["counts"]["queries"] == len(load_records(tiny_world, "test"))
+    assert main([*rerank, "--aggregation", "mllm"]) == 2  # no language model to merge the answers: one line
 
 
 def test_eval_interactive_scores_thi_rows_beside_each_strategy(tiny_world: Path, tower_file: Path, tmp_path: Path):
@@ -132,6 +156,7 @@ def test_an_unreachable_mllm_server_is_one_line_naming_it(tiny_world: Path, towe
 def test_thi_settings_from_an_evaluation_config() -> None:
     mllm, settings, server = thi_settings({"mllm": "annotated", "xi": 0.4, "server": {"timeout_s": 5}})
     assert mllm == "annotated" and settings.xi == 0.4 and settings.aggregation == "join" and server.timeout_s == 5
+    assert thi_settings({"mllm": "attribute-net:n.pt"})[1].aggregation == "join"  # no language model either
     with pytest.raises(ValueError, match="unknown key"):
         thi_settings({"mllm": "annotated", "threshold": 0.4})
     with pytest.raises(ValueError, match=r"thi\.server"):
@@ -143,10 +168,11 @@ def test_table6_rows_for_eval_learning(tiny_world: Path, tower_file: Path, tmp_p
         "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--data.val_fraction", "0.25",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])  # fmt: skip
     ckpt = tower_file.parent / "retriever.ckpt"
-    rows = icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0)
-    assert set(rows) == {RETRIEVER_ALONE, THI_LEARNED, THI_ANNOTATED}
+    net = fit_attribute_net(*annotated_images(tiny_world, "train"), steps=2, batch_size=4).save(tmp_path / "n.pt")
+    rows = icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0, net=net)
+    assert set(rows) == {RETRIEVER_ALONE, THI_LEARNED, THI_NET, THI_ANNOTATED}
     assert rows[THI_ANNOTATED]["anchor accuracy"] == 100.0
-    assert 0.0 <= rows[THI_LEARNED]["anchor accuracy"] <= 100.0
+    assert 0.0 <= rows[THI_LEARNED]["anchor accuracy"] <= 100.0 and 0.0 <= rows[THI_NET]["anchor accuracy"] <= 100.0
     assert rows[THI_ANNOTATED]["caption R@1"] >= rows[RETRIEVER_ALONE]["caption R@1"]
     assert (tmp_path / "icl" / "sft" / "done.json").exists()
-    assert icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0) == rows  # every step is reused
+    assert icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0, net=net) == rows  # every step is reused

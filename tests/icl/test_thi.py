@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from ireid.core.attribute_net import AttributeNet
 from ireid.core.images import ImageStore
 from ireid.core.vocabulary.parse import parse_description
 from ireid.icl.anchors import locate_anchors
 from ireid.icl.evaluation import query_texts
-from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception
+from ireid.icl.perception import AnnotatedPerception, CachedPerception, MLLMPerception, NetPerception
 from ireid.icl.rerank import thi_scores
 from ireid.icl.thi import THI, MLLMAggregator, THISettings, join_answers
 from tests.helpers import make_record
@@ -158,11 +159,14 @@ def test_xi_as_a_quantile_of_the_top1_similarities() -> None:
         THISettings(xi=2.0, xi_from="quantile")
 
 
-def test_mllm_perception_formats_the_prompts_and_drops_unknown_answers() -> None:
-    image = Image.new("RGB", (8, 16), "red")
+def png(colour: str) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    store = ImageStore({"k": buffer.getvalue()})
+    Image.new("RGB", (8, 16), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_mllm_perception_formats_the_prompts_and_drops_unknown_answers() -> None:
+    store = ImageStore({"k": png("red")})
     model = Model()
     perception = MLLMPerception(model, store, questions=["What colour?", "Any hat?"])
     assert perception.locate(["a man in red"], ["k"]) == [True]
@@ -196,3 +200,37 @@ def test_query_texts_name_the_record_and_field_that_cannot_be_a_query() -> None:
         query_texts(records, "initial")
     with pytest.raises(ValueError, match="not one of"):
         query_texts(records, "fine")
+
+
+class ReadingNet(AttributeNet):
+    """An attribute net whose readings are given per image colour: red images wear a grey T-shirt (0.9 sure), any
+    other a red one (0.95); it counts the images it reads."""
+
+    def __init__(self) -> None:
+        super().__init__({"gender": ["man", "woman"], "upper_colour": ["grey", "red"], "upper_type": ["t-shirt"]})
+        self.seen = 0
+
+    def probabilities(self, images, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        self.seen += len(images)
+        red = torch.tensor([float(im.getpixel((0, 0)) == (255, 0, 0)) for im in images])[:, None]
+        return {"gender": torch.tensor([[0.45, 0.55]]).repeat(len(images), 1),
+                "upper_colour": red * torch.tensor([[0.9, 0.1]]) + (1 - red) * torch.tensor([[0.05, 0.95]]),
+                "upper_type": torch.ones(len(images), 1)}  # fmt: skip
+
+
+def test_net_perception_says_no_only_to_a_confident_mismatch_and_states_what_it_reads_surely() -> None:
+    store = ImageStore({key: png(colour) for key, colour in (("r", "red"), ("b", "blue"))})
+    net = ReadingNet()
+    perception = NetPerception(net, store, contradiction=0.1, min_confidence=0.5)
+    assert not perception.uses_ground_truth
+    texts = ["It was a woman in a grey T-shirt.", "It was a man in a grey T-shirt.", "It was a man in a red T-shirt."]
+    # red image: grey read at 0.9, red at 0.1 (not under the floor); blue image: grey at 0.05, a confident No
+    assert perception.locate(texts, ["r", "r", "r"]) == [True, True, True]
+    assert perception.locate(texts, ["b", "b", "b"]) == [False, False, True]
+    assert perception.locate(["It was a man in a purple T-shirt."], ["b"]) == [True]  # a value it never learnt
+    described = perception.describe(["r"])[0]
+    read = {"gender": "woman", "upper_colour": "grey", "upper_type": "t-shirt"}
+    assert parse_description(" ".join(described)) == read
+    assert net.seen == 2  # each image read once, however often it is asked about
+    with pytest.raises(ValueError, match="contradiction must be in"):
+        NetPerception(net, store, contradiction=1.0)
