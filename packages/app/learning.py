@@ -34,7 +34,8 @@ from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
 from ireid.app.stages import REPO_CONFIGS
-from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET, ICLBudget, icl_rows
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET, ICLBudget, icl_rows, thi_rows
+from ireid.app.vision_models import ANNOTATED, ATTRIBUTE_NET_PREFIX
 from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images
 from ireid.core.shards import atomic_write_bytes, atomic_write_json
 from ireid.interactive.config import load_config
@@ -54,7 +55,7 @@ class RetrieverRows:
 
 @dataclass
 class EyesBudget:
-    """The attribute net of the `eyes` and `icl` parts (`ireid.core.attribute_net`): training batches, time cap."""
+    """The `eyes` part's attribute net (`ireid.core.attribute_net`): its training batches and time cap."""
 
     steps: int = 1200  # about 200 s on 2 CPU cores
     minutes: float | None = None
@@ -132,13 +133,6 @@ ICL_THI = Comparison(
     ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
     references=(THI_ANNOTATED,),
 )
-ICL_THI_NET = Comparison(
-    "THI with an attribute net's eyes (ICL Table 6)",
-    THI_NET,
-    (RETRIEVER_ALONE,),
-    ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
-    references=(THI_ANNOTATED,),
-)
 EYES = Comparison(
     "Eyes that name attributes (expected-gain)",
     "expected-gain:reader",
@@ -146,7 +140,14 @@ EYES = Comparison(
     ("R@1", "BRI", "attribute accuracy"),
     references=("expected-gain:annotated",),
 )
-COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, EYES, CHATREID, ICL_THI, ICL_THI_NET)
+EYES_THI = Comparison(
+    "Eyes that name attributes (THI, ICL)",
+    THI_NET,
+    (RETRIEVER_ALONE,),
+    ("caption R@1", "caption mAP", "anchor accuracy", "interacted"),
+    references=(THI_ANNOTATED,),
+)
+COMPARISONS = (RETRIEVER_LOSSES, RETRIEVER_RDA, QUESTIONER, CANDIDATES, TARGETS, EYES, EYES_THI, CHATREID, ICL_THI)
 # rows that read gallery annotations or the target
 GROUND_TRUTH = {"plugir", "oracle-lookforward", "expected-gain:annotated", THI_ANNOTATED}
 
@@ -208,24 +209,21 @@ def _dialogue_results(
 
 
 def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
-    """The expected-gain rule reading its candidates with an attribute net trained on the world's training split,
-    against the same rule with the retriever's eyes and with perfect ones (the net is trained once per seed)."""
-    net_path = _attribute_net(config, seed, seed_dir, data_dir)
+    """An attribute net trained on the world's training split (once per seed) as the eyes of the expected-gain rule,
+    against the same rule with the retriever's eyes and with perfect ones, and as THI's eyes over the test captions
+    (`icl.rerank_config`), against the retriever alone and THI with perfect eyes."""
+    net_path = seed_dir / "attribute-net.pt"
+    if not net_path.is_file():
+        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
     scores = accuracy_summary(accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test")))
     expected_gain = dataclasses.replace(load_config(config.eval_config).expected_gain, reader=str(net_path))
     names = [EYES.learned, *EYES.twins, *EYES.references]
     changes = {"expected_gain": expected_gain}
     rows = _dialogue_results(config, seed, seed_dir, data_dir, retriever, "eyes", names, changes)
     rows[EYES.learned]["attribute accuracy"] = 100 * scores["mean_accuracy"]
+    perceptions = [(THI_NET, f"{ATTRIBUTE_NET_PREFIX}{net_path}"), (THI_ANNOTATED, ANNOTATED)]
+    rows.update(thi_rows(Path(config.icl.rerank_config), data_dir, retriever, perceptions))
     return rows
-
-
-def _attribute_net(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path) -> Path:
-    """The world's attribute net (the `eyes` budget), trained once per seed for the eyes and ICL parts."""
-    net_path = seed_dir / "attribute-net.pt"
-    if not net_path.is_file():
-        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
-    return net_path
 
 
 def run_seed(config: LearningConfig, seed: int) -> SeedResults:
@@ -246,8 +244,7 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
         rows.update(_eyes_rows(config, seed, seed_dir, data_dir, retriever))
     if "icl" in config.parts:
         retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
-        net = _attribute_net(config, seed, seed_dir, data_dir)
-        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed, net))
+        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed))
     if "chatreid" in config.parts:
         rows.update(_chatreid_rows(config, seed, seed_dir / "chatreid"))
     return rows

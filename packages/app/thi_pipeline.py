@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,11 +173,10 @@ RETRIEVER_ALONE = "retriever alone (captions)"
 
 
 def icl_rows(
-    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int, net: Path | None = None
+    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int
 ) -> dict[str, dict[str, float]]:
-    """ICL Table 6's THI rows on one world: the retriever alone, THI with the tiny MLLM tuned on Eq. 3's data, with
-    an attribute net's eyes (`net`, when given) and with perfect eyes (uses ground truth), on the test captions;
-    each step resumes."""
+    """ICL Table 6's THI rows on one world: the retriever alone, THI with the tiny MLLM tuned on Eq. 3's data, and
+    THI with perfect eyes (uses ground truth), on the test captions; each step resumes."""
     sft_dir = out / "sft-data"
     if not (sft_dir / f"{stage_prefix(STAGE)}.counts.json").exists():
         write_sft(sft_dir, data_dir, retriever_ckpt, "train", budget.sft_samples, budget.vqa_share, budget.negatives,
@@ -189,15 +188,21 @@ def icl_rows(
     ]  # fmt: skip
     model = fit_step("ICL SFT", out / "sft", ChatReIDCLI, ChatReIDModule, ConversationData, Path(budget.sft_config),
                      overrides, checkpoints=out / "sft" / "checkpoints")  # fmt: skip
-    config = load_config(budget.rerank_config)
+    perceptions = [(THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)]
+    return thi_rows(Path(budget.rerank_config), data_dir, retriever_ckpt, perceptions)
+
+
+def thi_rows(
+    rerank_config: Path, data_dir: Path, retriever_ckpt: Path, perceptions: Sequence[tuple[str, str]]
+) -> dict[str, dict[str, float]]:
+    """The retriever alone on the test captions, and one THI row per (row name, MLLM source) with `rerank_config`'s
+    settings (no sweep; `join`, as no model here writes Eq. 5's merged query)."""
+    config = load_config(rerank_config)
     config = dataclasses.replace(
         config, data_dir=str(data_dir), retriever_ckpt=str(retriever_ckpt), max_queries=None, sweep_xi=[],
         sweep_lam=[], thi=dataclasses.replace(config.thi, aggregation="join"),
     )  # fmt: skip
     rows: dict[str, dict[str, float]] = {}
-    perceptions = [(THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)]
-    if net is not None:
-        perceptions.insert(1, (THI_NET, f"{ATTRIBUTE_NET_PREFIX}{net}"))
     for name, mllm in perceptions:
         report = thi_report(dataclasses.replace(config, mllm=mllm))
         rows[RETRIEVER_ALONE] = {"caption R@1": report["retriever"]["R1"], "caption mAP": report["retriever"]["mAP"]}

@@ -11,7 +11,7 @@ import yaml
 
 from ireid.app.cli import main
 from ireid.app.learning import CANDIDATES, ICL_THI, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
-from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_LEARNED
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET
 from ireid.retriever import ablation_cli
 
 TINY_WORLD = ["--ids-train", "12", "--ids-val", "4", "--ids-test", "6", "--images-per-id", "2", "--quiet"]
@@ -43,12 +43,20 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
     expected = {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA", "llava-reid", "expected-gain", "plugir", "random"}
     expected |= {"target-frequency"}
     expected |= {"oracle-lookforward", "llava-reid:top-k", "llava-reid:k-means", "llava-reid:uniform"}
-    eyes = {"expected-gain:reader", "expected-gain:annotated"}
+    eyes = {"expected-gain:reader", "expected-gain:annotated", RETRIEVER_ALONE, THI_NET, THI_ANNOTATED}
     assert set(rows) == expected | {"llava-reid:random-targets"} | eyes
     assert 0 <= rows["expected-gain:reader"]["attribute accuracy"] <= 100
+    assert rows[THI_ANNOTATED]["anchor accuracy"] == 100.0 and 0 <= rows[THI_NET]["anchor accuracy"] <= 100
     assert all(0 <= rows[name]["fine R@1"] <= 100 for name in ("sdm", "sdm+id, RDA"))
     assert all(rows[name]["BRI"] > 0 for name in expected - {"sdm", "sdm+id+mlm", "sdm+id", "sdm+id, RDA"})
-    titles = ("Retriever losses (IRRA)", "RDA (ICL)", "Questioner (LLaVA-ReID)", "Question targets", "Eyes that name")
+    titles = (
+        "Retriever losses (IRRA)",
+        "RDA (ICL)",
+        "Questioner (LLaVA-ReID)",
+        "Question targets",
+        "Eyes that name attributes (expected-gain)",
+        "Eyes that name attributes (THI, ICL)",
+    )
     for title in titles:
         assert title in printed
     assert "| plugir (uses ground truth) |" in printed and "**llava-reid** (learned)" in printed
