@@ -18,6 +18,8 @@ from ireid.app.stages import REPO_CONFIGS, fit_step
 from ireid.core.attribute_net import accuracy, accuracy_summary, annotated_images
 from ireid.core.attribute_net_training import AttributeImages, AttributeNetModule, net_from_checkpoint
 from ireid.core.lightning_cli import IreidCLI
+from ireid.core.loader import load_records
+from ireid.core.shards import shard_paths
 
 ATTRIBUTE_NET_CONFIG = REPO_CONFIGS / "attribute_net" / "synthetic.yaml"
 
@@ -47,6 +49,10 @@ def train_attribute_net(
 ) -> dict[str, Any]:
     """Train (or resume, or reuse) the net on `data_dir`'s training split, score it per attribute on `test_split`
     and write it to `net_file` with those scores; returns the scores."""
+    # a missing folder, or one without annotations, is one line here rather than an error inside the CLI's links
+    if not any(record.attributes for record in load_records(data_dir, "train")):
+        raise ValueError(f"{data_dir} (train): no record has annotated attributes to learn from")
+    shard_paths(data_dir, test_split)
     overrides = ["--seed_everything", str(seed), "--data.data_dir", str(data_dir)]
     if steps is not None:
         overrides += ["--trainer.max_steps", str(steps)]

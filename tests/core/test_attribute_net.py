@@ -98,6 +98,8 @@ def test_the_command_trains_saves_and_scores_on_a_world(tiny_world: Path, tmp_pa
     for name, p in AttributeNet.load(out).probabilities(images).items():
         assert torch.allclose(p, checkpoint.probabilities(images)[name], atol=1e-6)
     assert main(fit) == 0 and "attribute net: reusing" in capsys.readouterr().out
+    assert main(["attribute-net", "fit", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "none/train.manifest.json: no manifest" in capsys.readouterr().err
     save_torch_file(tmp_path / "foreign.ckpt", {"state_dict": {}, "hyper_parameters": {"lr": 1.0}})
     with pytest.raises(ValueError, match=r"foreign\.ckpt: field 'hyper_parameters.vocabulary' missing"):
         net_from_checkpoint(tmp_path / "foreign.ckpt")
