@@ -196,7 +196,7 @@ def thi_rows(
     rerank_config: Path, data_dir: Path, retriever_ckpt: Path, perceptions: Sequence[tuple[str, str]]
 ) -> dict[str, dict[str, float]]:
     """The retriever alone on the test captions, and one THI row per (row name, MLLM source) with `rerank_config`'s
-    settings (no sweep; `join`, as no model here writes Eq. 5's merged query)."""
+    settings (no sweep; `join` for every row, so that the rows differ only in their eyes)."""
     config = load_config(rerank_config)
     config = dataclasses.replace(
         config, data_dir=str(data_dir), retriever_ckpt=str(retriever_ckpt), max_queries=None, sweep_xi=[],
