@@ -4,7 +4,7 @@ captions, as mean ± sd over the worlds.
 RDA off is each demo's own retriever. RDA on is its twin, trained with the very config the demo's run saved (its
 seed, settings and time budget) and `data.rda true`, once, under `DEMO/retriever-rda` (a rerun reuses it, a cut run
 resumes). THI asks `--mllm` as `ireid icl rerank` does, `{demo}` standing for each folder, with the settings of
-`configs/icl/synthetic.yaml` (no sweep).
+`configs/icl/synthetic.yaml` (`ireid.app.thi_pipeline.thi_rows`: no sweep, `join`).
 
     python bench/diagnose_icl_table6.py runs/demo-s2 runs/demo-s3 runs/demo-s4 \
         --mllm 'attribute-net:{demo}/attribute-net.pt'     # bench/results/icl_table6.json
@@ -13,7 +13,6 @@ resumes). THI asks `--mllm` as `ireid icl rerank` does, `{demo}` standing for ea
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -22,8 +21,7 @@ from typing import Any
 from benchlib import RESULTS, demo_checkpoint, write_result
 
 from ireid.app.stages import REPO_CONFIGS, fit_step
-from ireid.app.thi_pipeline import thi_report
-from ireid.icl.config import load_config
+from ireid.app.thi_pipeline import RETRIEVER_ALONE, thi_rows
 from ireid.retriever.cli import RetrieverCLI
 from ireid.retriever.data import RetrievalDataModule
 from ireid.retriever.module import RetrieverModule
@@ -49,13 +47,9 @@ def rda_twin(demo: Path) -> Path:
 
 def caption_scores(demo: Path, retriever: Path, mllm: str) -> tuple[dict[str, float], dict[str, float]]:
     """R@1 and mAP on the test captions: the retriever alone, and with THI."""
-    config = dataclasses.replace(
-        load_config(THI_CONFIG), data_dir=str(demo / "data"), retriever_ckpt=str(retriever), mllm=mllm,
-        max_queries=None, anchor_pairs=0, sweep_xi=[], sweep_lam=[],
-    )  # fmt: skip
-    report = thi_report(config)
-    pick = ("R1", "mAP")
-    return {m: report["retriever"][m] for m in pick}, {m: report["thi"][m] for m in pick}
+    rows = thi_rows(THI_CONFIG, demo / "data", retriever, [("thi", mllm)])
+    alone, thi = ({"R1": rows[n]["caption R@1"], "mAP": rows[n]["caption mAP"]} for n in (RETRIEVER_ALONE, "thi"))
+    return alone, thi
 
 
 def diagnose(demo: Path, mllm: str) -> dict[str, Any]:
