@@ -20,7 +20,7 @@ from accelerate import init_empty_weights
 from torch import Tensor, nn
 from transformers import ProcessorMixin, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-from ireid.chatreid.person_tower import install_person_tower
+from ireid.chatreid.towers import install_eyes
 from ireid.core.checkpoints import read_checkpoint_file
 from ireid.core.factory import Qwen2VLImageOnlyProcessor
 from ireid.core.lora import LoraSettings, merge_lora_state
@@ -64,7 +64,7 @@ def checkpoint_meta(
     lora: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `CHECKPOINT_KEY` entry: plain types only, so `weights_only=True` reads it. `person_vision` is the
-    architecture of a person tower in place of Qwen2-VL's own encoder (`person_tower.py`); `lora` the settings of
+    architecture of the eyes in place of Qwen2-VL's own encoder (`towers.py`); `lora` the settings of
     adapters the state dict holds beside the frozen weights (merged in when read)."""
     return {
         "stage": stage,
@@ -98,7 +98,7 @@ class StoredModel:
         with init_empty_weights():
             model = Qwen2VLForConditionalGeneration(config)
         if self.person_vision is not None:
-            install_person_tower(model, self.person_vision)
+            install_eyes(model, self.person_vision)
         try:
             model.load_state_dict(self.state, strict=True, assign=True)
         except RuntimeError as error:

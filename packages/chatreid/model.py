@@ -17,11 +17,10 @@ from torch import nn
 from transformers import ProcessorMixin, Qwen2VLForConditionalGeneration
 
 from ireid.chatreid.checkpoint import checkpoint_meta, processor_files, read_checkpoint
-from ireid.chatreid.person_tower import install_person_tower
 from ireid.chatreid.stages import carry_vision, check_stage, freeze_vision, set_vision_eval
+from ireid.chatreid.towers import eyes_architecture, eyes_overrides, install_eyes, load_eyes, read_eyes
 from ireid.core.factory import build_model
 from ireid.core.lora import LoraSettings, inject_lora
-from ireid.core.person_vision import VisionTowerFile
 from ireid.core.tokenizer import dataset_tokenizer
 
 
@@ -38,7 +37,7 @@ class ChatReIDNetwork:
     stage: int
     merger_in_encoder: bool = True
     processor_files: dict[str, str] | None = None  # the processor's saved files, taken once when built
-    person_vision: dict[str, Any] | None = None  # a person tower's architecture in place of the own encoder
+    person_vision: dict[str, Any] | None = None  # the eyes' architecture in place of the own encoder (`towers.py`)
     lora: dict[str, Any] | None = None  # adapters on the decoder (`LoraSettings.to_dict`): only they train
 
     @property
@@ -115,21 +114,6 @@ def build_source(
     return built.model, built.processor
 
 
-def _with_tower(overrides: dict[str, Any] | None, person_vision: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A tiny source's overrides for a person tower: the processor cuts the tower's patches and normalises pixels
-    as the tower was trained."""
-    if person_vision is None:
-        return overrides
-    merged = dict(overrides or {})
-    merged["vision_config"] = {**merged.get("vision_config", {}), "patch_size": person_vision["config"]["patch_size"]}
-    merged["processor"] = {
-        **merged.get("processor", {}),
-        "image_mean": list(person_vision["mean"]),
-        "image_std": list(person_vision["std"]),
-    }
-    return merged
-
-
 def build_network(
     stage: int,
     source: str = "tiny",
@@ -151,9 +135,9 @@ def build_network(
     fresh source model, or the whole model of a stage-2 `init_from` (stage 2 continued on other data: a
     curriculum); stage 3 takes the whole `init_from` model (a stage-2 checkpoint) and freezes its vision
     encoder; a stage-3 `init_from` continues a stage-3 model (ICL's SFT of a ChatReID model). Without `init_from`,
-    stages 2 and 3 start from `source` (the paper's ablations). `vision_checkpoint` (a vision tower file) puts a
-    frozen person tower in place of a tiny source's encoder (`person_tower.py`); a stage-2 or stage-3 `init_from`
-    brings its own. `lora` puts adapters on the decoder's linear layers and trains only them (ICL Eq. 3).
+    stages 2 and 3 start from `source` (the paper's ablations). `vision_checkpoint` (a vision tower file or an
+    attribute net) puts frozen eyes in place of a tiny source's encoder (`towers.py`); a stage-2 or stage-3
+    `init_from` brings its own. `lora` puts adapters on the decoder's linear layers and trains only them (ICL Eq. 3).
     """
     check_stage(stage)
     if stage == 1 and init_from:
@@ -164,24 +148,24 @@ def build_network(
         person_vision = stored.person_vision
     else:
         person_vision = stored.person_vision if stored is not None else None
-        tower = None  # read only where nothing carries a tower: the stage-1 checkpoint's weights would replace it
+        eyes = None  # read only where nothing carries them: the stage-1 checkpoint's weights would replace them
         if person_vision is None and vision_checkpoint:
-            tower = VisionTowerFile.load(vision_checkpoint)
-            person_vision = tower.architecture()
+            eyes = read_eyes(vision_checkpoint)
+            person_vision = eyes_architecture(eyes)
         if person_vision is not None and source != "tiny":
-            raise ValueError("a person tower replaces the vision encoder of tiny models only")
+            raise ValueError("a vision checkpoint replaces the vision encoder of tiny models only")
         model, processor = build_source(
             source,
             data_dir=data_dir,
             vocab_size=vocab_size,
-            overrides=_with_tower(overrides, person_vision),
+            overrides=eyes_overrides(overrides, person_vision),
             seed=seed,
             dtype=dtype,
         )
         if person_vision is not None:
-            visual = install_person_tower(model, person_vision)
-            if tower is not None:
-                visual.load_tower(tower, str(vision_checkpoint))
+            visual = install_eyes(model, person_vision)
+            if eyes is not None:
+                load_eyes(visual, eyes, str(vision_checkpoint))
         if stored is not None:
             carry_vision(model, stored.state, merger_in_encoder, str(init_from))
     network = ChatReIDNetwork(

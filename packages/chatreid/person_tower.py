@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from ireid.chatreid.tower_images import patches_to_images
 from ireid.core.person_vision import VisionTowerFile, person_tower_modules, vision_transformer
 
 
@@ -91,19 +92,8 @@ class PersonTowerVisual(nn.Module):
 
     def images(self, patches: Tensor, grid_thw: Tensor) -> Tensor:
         """The processor's flat patches back to images [N, C, H, W] (the first temporal copy of each)."""
-        m, p, tp = self.spatial_merge_size, self.patch_size, self.temporal_patch_size
-        sizes = grid_thw.tolist()
-        for t, h, w in sizes:
-            if t != 1 or (h, w) != self.grid_hw:
-                height, width = h * p, w * p
-                raise ValueError(
-                    f"an image reaches the person tower as {t} frame(s) of {height}x{width}; the tower reads one "
-                    f"{self.image_hw[0]}x{self.image_hw[1]} image (set the data's image sizes to that)"
-                )
-        gh, gw = self.grid_hw
-        x = patches.reshape(len(sizes), gh // m, gw // m, m, m, -1, tp, p, p)[:, :, :, :, :, :, 0]
-        # (n, bh, bw, mh, mw, C, ph, pw) → (n, C, bh, mh, ph, bw, mw, pw)
-        return x.permute(0, 5, 1, 3, 6, 2, 4, 7).reshape(len(sizes), -1, gh * p, gw * p)
+        return patches_to_images(patches, grid_thw, self.grid_hw, self.patch_size, self.spatial_merge_size,
+                                 self.temporal_patch_size, "the person tower")  # fmt: skip
 
     def features(self, images: Tensor) -> Tensor:
         """[N, 1 + patches, E]: every token in the retriever's embedding space (final LayerNorm, projection)."""
