@@ -208,13 +208,19 @@ def _dialogue_results(
     return {r.name: {"R@1": r.rounds[-1]["R1"], "BRI": r.bri} for r in outcome.results}
 
 
+def _attribute_net(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path) -> Path:
+    """The seed's attribute net (`ireid.core.attribute_net`), trained on its world's training split once."""
+    net_path = seed_dir / "attribute-net.pt"
+    if not net_path.is_file():
+        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
+    return net_path
+
+
 def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:
     """An attribute net trained on the world's training split (once per seed) as the eyes of the expected-gain rule,
     against the same rule with the retriever's eyes and with perfect ones, and as THI's eyes over the test captions
     (`icl.rerank_config`), against the retriever alone and THI with perfect eyes."""
-    net_path = seed_dir / "attribute-net.pt"
-    if not net_path.is_file():
-        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
+    net_path = _attribute_net(config, seed, seed_dir, data_dir)
     scores = accuracy_summary(accuracy(AttributeNet.load(net_path), *annotated_images(data_dir, "test")))
     expected_gain = dataclasses.replace(load_config(config.eval_config).expected_gain, reader=str(net_path))
     names = [EYES.learned, *EYES.twins, *EYES.references]
@@ -244,7 +250,8 @@ def run_seed(config: LearningConfig, seed: int) -> SeedResults:
         rows.update(_eyes_rows(config, seed, seed_dir, data_dir, retriever))
     if "icl" in config.parts:
         retriever = _retriever(config, seed_dir / "retriever", data_dir, seed)
-        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed))
+        net = _attribute_net(config, seed, seed_dir, data_dir) if config.icl.eyes == "attribute-net" else None
+        rows.update(icl_rows(seed_dir / "icl", data_dir, retriever, config.icl, seed, net))
     if "chatreid" in config.parts:
         rows.update(_chatreid_rows(config, seed, seed_dir / "chatreid"))
     return rows

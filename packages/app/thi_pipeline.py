@@ -144,6 +144,11 @@ class ICLBudget:
     sft_config: str = str(REPO_CONFIGS / "icl" / "sft-synthetic.yaml")
     rerank_config: str = str(REPO_CONFIGS / "icl" / "synthetic.yaml")
     overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for the SFT
+    eyes: str = "retriever"  # the MLLM's frozen eyes: "retriever" (its image encoder) or "attribute-net" (the seed's)
+
+    def __post_init__(self) -> None:
+        if self.eyes not in ("retriever", "attribute-net"):
+            raise ValueError(f"config field 'icl.eyes' must be 'retriever' or 'attribute-net', got {self.eyes!r}")
 
 
 def thi_report(config: THIEvalConfig) -> dict[str, Any]:
@@ -173,18 +178,24 @@ RETRIEVER_ALONE = "retriever alone (captions)"
 
 
 def icl_rows(
-    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int
+    out: Path, data_dir: Path, retriever_ckpt: Path, budget: ICLBudget, seed: int, net: Path | None = None
 ) -> dict[str, dict[str, float]]:
     """ICL Table 6's THI rows on one world: the retriever alone, THI with the tiny MLLM tuned on Eq. 3's data, and
-    THI with perfect eyes (uses ground truth), on the test captions; each step resumes."""
+    THI with perfect eyes (uses ground truth), on the test captions; each step resumes. The MLLM's frozen eyes are
+    `net` (an attribute net file) where `budget.eyes` is "attribute-net", else the retriever's image encoder."""
     sft_dir = out / "sft-data"
     if not (sft_dir / f"{stage_prefix(STAGE)}.counts.json").exists():
         write_sft(sft_dir, data_dir, retriever_ckpt, "train", budget.sft_samples, budget.vqa_share, budget.negatives,
                   seed)  # fmt: skip
-    tower = ensure_vision_tower(retriever_ckpt, out / "vision-tower.pt")
+    if budget.eyes == "attribute-net":
+        if net is None:
+            raise ValueError("icl.eyes 'attribute-net' needs the seed's attribute net")
+        eyes = net
+    else:
+        eyes = ensure_vision_tower(retriever_ckpt, out / "vision-tower.pt")
     overrides = [
         "--data.conversations_dir", str(sft_dir), "--data.data_dir", str(data_dir), "--seed_everything", str(seed),
-        "--trainer.max_steps", str(budget.sft_steps), "--model.vision_checkpoint", str(tower), *budget.overrides,
+        "--trainer.max_steps", str(budget.sft_steps), "--model.vision_checkpoint", str(eyes), *budget.overrides,
     ]  # fmt: skip
     model = fit_step("ICL SFT", out / "sft", ChatReIDCLI, ChatReIDModule, ConversationData, Path(budget.sft_config),
                      overrides, checkpoints=out / "sft" / "checkpoints")  # fmt: skip

@@ -22,6 +22,7 @@ from ireid.app.thi_pipeline import (
 from ireid.chatreid.conversations import read_conversations
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.module import ChatReIDModule
+from ireid.chatreid.net_tower import NetTowerVisual
 from ireid.chatreid.train_cli import main as train
 from ireid.core.attribute_net import annotated_images
 from ireid.core.attribute_net_training import fit_attribute_net
@@ -174,3 +175,21 @@ def test_table6_rows_for_eval_learning(tiny_world: Path, tower_file: Path, tmp_p
     assert rows[THI_ANNOTATED]["caption R@1"] >= rows[RETRIEVER_ALONE]["caption R@1"]
     assert (tmp_path / "icl" / "sft" / "done.json").exists()
     assert icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0) == rows  # every step is reused
+
+
+def test_table6_rows_with_an_attribute_net_as_the_mllms_eyes(tiny_world: Path, tower_file: Path, tmp_path: Path):
+    """`icl.eyes: attribute-net`: the tuned MLLM reads the seed's net in place of the retriever's image encoder."""
+    net = fit_attribute_net(*annotated_images(tiny_world, "train"), steps=2, batch_size=4).save(tmp_path / "n.pt")
+    budget = ICLBudget(sft_samples=24, negatives=3, sft_steps=1, eyes="attribute-net", overrides=[
+        "--trainer.val_check_interval", "1", "--trainer.limit_val_batches", "1", "--data.val_fraction", "0.25",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])  # fmt: skip
+    ckpt = tower_file.parent / "retriever.ckpt"
+    with pytest.raises(ValueError, match="needs the seed's attribute net"):
+        icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0)
+    rows = icl_rows(tmp_path / "icl", tiny_world, ckpt, budget, seed=0, net=net)
+    assert set(rows) == {RETRIEVER_ALONE, THI_LEARNED, THI_ANNOTATED}
+    tuned = json.loads((tmp_path / "icl" / "sft" / "done.json").read_text())["ckpt"]
+    assert isinstance(ChatReID.from_checkpoint(tuned).model.model.visual, NetTowerVisual)
+    assert not (tmp_path / "icl" / "vision-tower.pt").exists()
+    with pytest.raises(ValueError, match=r"icl\.eyes"):
+        ICLBudget(eyes="net")
