@@ -55,9 +55,9 @@ class ChatReIDModule(L.LightningModule):
             `bf16-mixed`).
         gradient_checkpointing: recompute activations in the backward pass (real models on GPUs).
         vision_checkpoint: a vision tower file (a trained retriever's image encoder, written by
-            `ireid.retriever.inference.export_vision_tower`): frozen in place of a tiny model's vision encoder,
-            with a merger that learns to read it (`person_tower.py`). A stage-2 or stage-3 `init_from` carries
-            its own tower.
+            `ireid.retriever.inference.export_vision_tower`) or an attribute net file (`ireid attribute-net fit`):
+            frozen in place of a tiny model's vision encoder, with a merger that learns to read it
+            (`person_tower.py`, `net_tower.py`). A stage-2 or stage-3 `init_from` carries its own eyes.
         loss_average: "token" (every assistant token weighs the same, the usual causal-LM loss) or "sample" (each
             conversation's mean token loss, averaged over the batch): a one-token Yes/No answer then weighs as
             much as a gallery answer of twenty tokens. Validation reports the token mean either way.
