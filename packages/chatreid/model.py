@@ -165,7 +165,7 @@ def build_network(
         if person_vision is not None:
             visual = install_eyes(model, person_vision)
             if eyes is not None:
-                load_eyes(visual, eyes, str(vision_checkpoint))
+                load_eyes(model, processor.tokenizer, visual, eyes, str(vision_checkpoint))
         if stored is not None:
             carry_vision(model, stored.state, merger_in_encoder, str(init_from))
     network = ChatReIDNetwork(

@@ -27,6 +27,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ireid.chatreid.tower_images import patches_to_images
 from ireid.core.attribute_net import PIXELS, AttributeNet
+from ireid.core.vocabulary.attributes import ATTRIBUTES, bare
 
 NET_TOWER = "attribute-net"
 
@@ -44,18 +45,36 @@ def net_architecture(net: AttributeNet) -> dict[str, Any]:
 
 
 class NetTowerMerger(nn.Module):
-    """Readings [images, attributes, values] → one decoder embedding per merge window: an attribute's window gets a
-    projection of its probabilities, every window a learned embedding of its slot."""
+    """Readings [images, attributes, values] → one decoder embedding per merge window: an attribute's window gets the
+    mean of its values' embeddings (`words`) weighed by their probabilities, every window a learned embedding of its
+    slot. `speak` starts each value's embedding at the decoder's own embedding of the words texts use for it, so an
+    image that shows a blue top gives the token a text saying "blue" has: the decoder compares like with like."""
 
-    def __init__(self, values: int, slots: int, dim: int):
+    def __init__(self, attributes: int, values: int, slots: int, dim: int):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(values, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.words = nn.Parameter(torch.randn(attributes, values, dim) * 0.02)
         self.slot = nn.Parameter(torch.randn(slots, dim) * 0.02)
 
     def forward(self, readings: Tensor) -> Tensor:
-        tokens = self.mlp(readings)
+        tokens = torch.einsum("nav,avd->nad", readings, self.words)
         rest = tokens.new_zeros(tokens.shape[0], self.slot.shape[0] - tokens.shape[1], tokens.shape[2])
         return (torch.cat([tokens, rest], dim=1) + self.slot[None]).flatten(0, 1)
+
+    @torch.no_grad()
+    def speak(self, vocabulary: dict[str, list[str]], embeddings: Tensor, tokenizer: Any) -> None:
+        """Each value's embedding := the mean of `embeddings` over the tokens of its words as a text says them
+        mid-sentence (`value_words`), for a tokenizer called as Hugging Face's are."""
+        for a, (attribute, values) in enumerate(vocabulary.items()):
+            for v, value in enumerate(values):
+                ids = tokenizer(" " + value_words(attribute, value), add_special_tokens=False)["input_ids"]
+                self.words[a, v] = embeddings[ids].mean(0).to(self.words.dtype)
+
+
+def value_words(attribute: str, value: str) -> str:
+    """How the pedestrian vocabulary's texts say `value` ("T-shirt", "no bag", "blue"), article dropped; a value
+    outside it as it is written."""
+    spec = ATTRIBUTES.get(attribute)
+    return bare(spec.phrase(value)) if spec is not None and value in spec.values else value
 
 
 class NetTowerVisual(nn.Module):
@@ -77,12 +96,12 @@ class NetTowerVisual(nn.Module):
             raise ValueError(f"a {height}x{width} image gives {slots} image tokens, fewer than the net's "
                              f"{attributes} attributes: use a smaller patch_size")  # fmt: skip
         self.values = max(len(v) for v in self.net.vocabulary.values())
-        self.merger = NetTowerMerger(self.values, slots, dim)
+        self.merger = NetTowerMerger(attributes, self.values, slots, dim)
 
     @property
     def dtype(self) -> torch.dtype:
         """What Qwen2-VL casts pixel values to before calling its visual module."""
-        return self.merger.mlp[0].weight.dtype
+        return self.merger.words.dtype
 
     def train(self, mode: bool = True) -> NetTowerVisual:
         """The net stays in eval mode (dropout off, batch-norm statistics fixed): it is frozen whatever the stage."""

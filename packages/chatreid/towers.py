@@ -42,11 +42,16 @@ def install_eyes(model: nn.Module, architecture: dict[str, Any]) -> NetTowerVisu
     return install_person_tower(model, architecture)
 
 
-def load_eyes(visual: NetTowerVisual | PersonTowerVisual, eyes: Eyes, where: str) -> None:
+def load_eyes(
+    model: nn.Module, tokenizer: Any, visual: NetTowerVisual | PersonTowerVisual, eyes: Eyes, where: str
+) -> None:
     """The eyes' weights into the module `install_eyes` made of their own architecture (strict: a person tower of
-    another architecture is an error naming `where`)."""
+    another architecture is an error naming `where`); a net's merger starts speaking `model`'s words
+    (`NetTowerMerger.speak`, with the model's `tokenizer`)."""
     if isinstance(eyes, AttributeNet):
         visual.net.load_state_dict(eyes.state_dict())  # type: ignore[union-attr]
+        embeddings = model.get_input_embeddings().weight
+        visual.merger.speak(eyes.vocabulary, embeddings, tokenizer)  # type: ignore[union-attr]
     else:
         visual.load_tower(eyes, where)  # type: ignore[union-attr]
 

@@ -14,7 +14,7 @@ from ireid.chatreid.checkpoint import read_checkpoint
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.model import build_network
 from ireid.chatreid.module import ChatReIDModule
-from ireid.chatreid.net_tower import NetTowerVisual
+from ireid.chatreid.net_tower import NetTowerVisual, value_words
 from ireid.core.attribute_net import AttributeNet, annotated_images
 from ireid.core.attribute_net_training import fit_attribute_net
 from tests.chatreid.conftest import fit, stage_data
@@ -48,9 +48,31 @@ def test_each_attribute_token_is_the_nets_reading_of_the_crop(network, net_file:
                                    rtol=1e-4)  # fmt: skip
     slots = visual.merger.slot.shape[0]
     assert out.pooler_output.shape == (2 * slots, network.model.config.text_config.hidden_size)
-    first = visual.merger.mlp(out.last_hidden_state[1, 0]) + visual.merger.slot[0]
+    first = out.last_hidden_state[1, 0] @ visual.merger.words[0] + visual.merger.slot[0]
     torch.testing.assert_close(out.pooler_output[slots], first)  # image 2, attribute 1
     torch.testing.assert_close(out.pooler_output[slots - 1], visual.merger.slot[-1])  # a window with no attribute
+
+
+def test_a_value_starts_as_the_decoders_embedding_of_the_words_texts_use_for_it(network):
+    visual: NetTowerVisual = network.model.model.visual
+    vocabulary = visual.net.vocabulary
+    embeddings = network.model.get_input_embeddings().weight
+    tokenizer = network.processor.tokenizer
+    a, v = list(vocabulary).index("upper_type"), vocabulary["upper_type"].index("t-shirt")
+    ids = tokenizer(" T-shirt", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(visual.merger.words[a, v], embeddings[ids].mean(0))
+    # an image the net reads as surely a T-shirt gives the decoder what a text saying "T-shirt" gives it
+    readings = torch.zeros(1, len(vocabulary), visual.values)
+    readings[0, a, v] = 1.0
+    tokens = visual.merger(readings)
+    torch.testing.assert_close(tokens[a], embeddings[ids].mean(0) + visual.merger.slot[a])
+
+
+def test_value_words_are_the_texts_words_without_the_article():
+    assert value_words("upper_type", "t-shirt") == "T-shirt"
+    assert value_words("bag", "none") == "no bag"
+    assert value_words("upper_colour", "blue") == "blue"
+    assert value_words("tattoo", "dragon") == "dragon"  # outside the vocabulary: as written
 
 
 def test_the_net_is_the_files_and_stays_frozen_while_the_merger_learns(network, net_file: Path):
