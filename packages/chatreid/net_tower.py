@@ -9,8 +9,9 @@ puts its readings where Qwen2-VL's encoder was:
    the chat template and the image-token counts stay Qwen2-VL's own; the processor normalises pixels as the net
    was trained;
 2. runs the frozen net: per attribute, the probability of each of its values;
-3. its `merger` gives each attribute one image token (a projection of those probabilities plus a learned
-   embedding of the slot), and the image's remaining merge windows a learned embedding alone.
+3. its `merger` gives each attribute one image token (its values' embeddings weighed by those probabilities, the
+   embeddings started at the decoder's own words for the values, plus a learned embedding of the slot), and the
+   image's remaining merge windows a learned embedding alone.
 
 The net never trains; the merger trains as Qwen2-VL's merger does (with `merger_in_encoder: false`, also in stage
 3, as ICL's SFT uses it). A checkpoint records the net's vocabulary and settings (`person_vision` with kind
