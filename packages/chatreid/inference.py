@@ -68,7 +68,8 @@ def pair_conversation(template: str, query: Image.Image | str, candidate: Image.
     return [{"role": "user", "content": content}], images
 
 
-def _first_token(processor: ProcessorMixin, word: str) -> int:
+def first_token(processor: ProcessorMixin, word: str) -> int:
+    """The id of the token `word` starts with, which decides a Yes/No answer."""
     ids = processor.tokenizer.encode(word, add_special_tokens=False)
     if not ids:
         raise ValueError(f"the answer word {word!r} encodes to no token")
@@ -105,7 +106,7 @@ class ChatReID:
         self.size_rule = size_rule or SizeRule(
             exact_hw=visual.image_hw if isinstance(visual, PersonTowerVisual) else None
         )
-        self.yes_id, self.no_id = _first_token(processor, yes), _first_token(processor, no)
+        self.yes_id, self.no_id = first_token(processor, yes), first_token(processor, no)
         if self.yes_id == self.no_id:
             raise ValueError(f"{yes!r} and {no!r} start with the same token; their probabilities cannot be told apart")
         self.prompts = {task: task_prompt(task) for task in TASKS}

@@ -20,6 +20,7 @@ from transformers import ProcessorMixin, Qwen2VLForConditionalGeneration
 
 from ireid.chatreid.checkpoint import CHECKPOINT_KEY
 from ireid.chatreid.encoding import IGNORE_INDEX
+from ireid.chatreid.inference import first_token
 from ireid.chatreid.model import ChatReIDNetwork, build_network
 from ireid.core.lora import LoraSettings
 
@@ -136,9 +137,18 @@ class ChatReIDModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss = self.model(**batch).loss
+        out = self.model(**batch)
         targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # the loss is their mean
-        self.log("val/loss", loss, prog_bar=True, batch_size=max(1, targets), sync_dist=True)
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=max(1, targets), sync_dist=True)
+        right, asked = yes_no_right(out.logits, batch["labels"], self._yes_no_ids())
+        if asked:
+            self.log("val/yes_no_accuracy", right / asked, batch_size=asked, sync_dist=True)
+
+    def _yes_no_ids(self) -> tuple[int, int]:
+        """The first tokens of "Yes" and "No" in this model's tokenizer."""
+        if not hasattr(self, "_yes_no"):
+            self._yes_no = (first_token(self.processor, "Yes"), first_token(self.processor, "No"))
+        return self._yes_no
 
     def on_validation_epoch_end(self) -> None:
         skips = getattr(getattr(self.trainer, "datamodule", None), "skips", None)
@@ -166,3 +176,22 @@ class ChatReIDModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def yes_no_right(logits: torch.Tensor, labels: torch.Tensor, yes_no: tuple[int, int]) -> tuple[int, int]:
+    """(right, asked) over the conversations whose answer starts with Yes or No: right where the first answer
+    token's logit for the true word is above the other's, as a Yes/No reader of P(Yes) / (P(Yes) + P(No)) decides.
+
+    val/loss hides this: a model can learn every VQA answer and still give one answer to every Yes/No question.
+    """
+    answered = labels[:, 1:] != IGNORE_INDEX
+    has = answered.any(1)
+    first = answered.int().argmax(1)  # the first answer token's position, shifted: predicted from the one before
+    rows = has.nonzero().flatten()
+    truth = labels[rows, first[rows] + 1]
+    yes, no = yes_no
+    asked = (truth == yes) | (truth == no)
+    rows, truth = rows[asked], truth[asked]
+    pair = logits[rows, first[rows]][:, [yes, no]]
+    said_yes = pair[:, 0] > pair[:, 1]
+    return int((said_yes == (truth == yes)).sum()), int(rows.numel())
