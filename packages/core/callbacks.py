@@ -9,6 +9,10 @@ Lightning 2.6's `ModelCheckpoint(save_last=True)` rewrites `last.ckpt` only when
 same step, so with a monitor it is a copy of the best, and a run resumed from it after a kill loses every step
 since the best. `ResumableCheckpoint` rewrites it at every save point.
 
+A small model trained from scratch can sit at the prior of a Yes/No question for a whole run while its other
+answers improve, and whether it leaves the prior depends on the run's seed. `StopAtChance` ends such a run early, at a
+step where runs that learn have left it, so that a pipeline can begin again with another seed.
+
 Lightning stores no random state, so a resumed run draws other data orders, masks and dropout than the run it
 continues. `RandomState` stores the generators in each checkpoint and sets them back when training resumes: a run
 killed at an epoch boundary then continues exactly.
@@ -51,6 +55,37 @@ class ResumableCheckpoint(ModelCheckpoint):
         # skipped when this step is saved already (the best was just written, and last with it)
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class StopAtChance(L.Callback):
+    """Stops training at the first validation at or after `by_step` whose `monitor` is at most `above` (a run still
+    at chance); `stopped_at` is then that step. Checked once per run, resumed runs included."""
+
+    def __init__(self, monitor: str = "val/yes_no_accuracy", by_step: int = 2000, above: float = 0.58) -> None:
+        self.monitor, self.by_step, self.above = monitor, by_step, above
+        self.checked = False
+        self.stopped_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.checked or trainer.global_step < self.by_step:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return  # not logged at this validation (no Yes/No question in it): look again at the next one
+        self.checked = True
+        if float(value) <= self.above:
+            self.stopped_at = trainer.global_step
+            trainer.should_stop = True
+            print(
+                f"{self.monitor} is {float(value):.3f} at step {trainer.global_step}, still at chance (at most "
+                f"{self.above}): training stops here; another seed (--seed_everything) may leave it"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.checked, self.stopped_at = state_dict["checked"], state_dict["stopped_at"]
 
 
 class RandomState(L.Callback):

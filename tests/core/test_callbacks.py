@@ -1,5 +1,5 @@
 """A run cut at max_steps inside an epoch is validated at its last step; last.ckpt is the latest state, not the
-best; checkpoints carry the random state."""
+best; checkpoints carry the random state; a run still at chance stops once, at its check."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ireid.core.callbacks import RandomState, ResumableCheckpoint, ValidateAtLastStep
+from ireid.core.callbacks import RandomState, ResumableCheckpoint, StopAtChance, ValidateAtLastStep
 from ireid.core.lightning_cli import AtomicCheckpointIO
 from tests.helpers import quiet_trainer
 
@@ -74,3 +74,37 @@ def test_random_state_is_set_back_when_training_resumes() -> None:
     resumed.on_train_start(quiet_trainer(1), Counting())
     drawn = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(drawn[0], expected[0]) and np.array_equal(drawn[1], expected[1]) and drawn[2] == expected[2]
+
+
+class Judging(Counting):
+    """Logs `accuracy(step)` as val/yes_no_accuracy, or nothing where it is None."""
+
+    def __init__(self, accuracy) -> None:
+        super().__init__()
+        self.accuracy = accuracy
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        value = self.accuracy(self.global_step)
+        if value is not None:
+            self.log("val/yes_no_accuracy", value)
+
+
+@pytest.mark.parametrize(
+    "accuracy, stopped_at, steps",
+    [
+        (lambda step: 0.5, 4, 4),  # at chance at the check: stops there
+        (lambda step: 0.9, None, 10),  # has left chance: runs on
+        (lambda step: None if step < 6 else 0.5, 6, 6),  # not logged at the check: the next validation decides
+        (lambda step: 0.9 if step < 6 else 0.5, None, 10),  # checked once: a later dip does not stop it
+    ],
+)
+def test_a_run_still_at_chance_at_its_check_stops_there(accuracy, stopped_at, steps) -> None:
+    data = DataLoader(TensorDataset(torch.randn(40, 2)), batch_size=2)
+    stop = StopAtChance(by_step=3, above=0.58)
+    trainer = quiet_trainer(10, callbacks=[stop], val_check_interval=2)
+    trainer.fit(Judging(accuracy), data, data)
+    assert (stop.stopped_at, trainer.global_step) == (stopped_at, steps)
+    resumed = StopAtChance()
+    resumed.load_state_dict(stop.state_dict())
+    assert (resumed.checked, resumed.stopped_at) == (True, stopped_at)
