@@ -145,6 +145,7 @@ class ICLBudget:
     rerank_config: str = str(REPO_CONFIGS / "icl" / "synthetic.yaml")
     overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for the SFT
     eyes: str = "retriever"  # the MLLM's frozen eyes: "retriever" (its image encoder) or "attribute-net" (the seed's)
+    restarts: int = 0  # runs begun again with another training seed when the SFT config stops one at chance
 
     def __post_init__(self) -> None:
         if self.eyes not in ("retriever", "attribute-net"):
@@ -193,14 +194,32 @@ def icl_rows(
         eyes = net
     else:
         eyes = ensure_vision_tower(retriever_ckpt, out / "vision-tower.pt")
-    overrides = [
-        "--data.conversations_dir", str(sft_dir), "--data.data_dir", str(data_dir), "--seed_everything", str(seed),
-        "--trainer.max_steps", str(budget.sft_steps), "--model.vision_checkpoint", str(eyes), *budget.overrides,
-    ]  # fmt: skip
-    model = fit_step("ICL SFT", out / "sft", ChatReIDCLI, ChatReIDModule, ConversationData, Path(budget.sft_config),
-                     overrides, checkpoints=out / "sft" / "checkpoints")  # fmt: skip
+    model = _sft(out, sft_dir, data_dir, eyes, budget, seed)
     perceptions = [(THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)]
     return thi_rows(Path(budget.rerank_config), data_dir, retriever_ckpt, perceptions)
+
+
+RESTART_SEED_STEP = 1000  # restart k trains with seed + k * 1000, clear of the world seeds a study uses
+
+
+def _sft(out: Path, sft_dir: Path, data_dir: Path, eyes: Path, budget: ICLBudget, seed: int) -> Path:
+    """The tuned MLLM's checkpoint. A run its config stops at chance (`ireid.core.callbacks.StopAtChance`) begins
+    again with another training seed, up to `budget.restarts` times; each run keeps its own folder and resumes."""
+    for restart in range(budget.restarts + 1):
+        run = out / ("sft" if restart == 0 else f"sft-restart-{restart}")
+        run_seed = seed + restart * RESTART_SEED_STEP
+        overrides = [
+            "--data.conversations_dir", str(sft_dir), "--data.data_dir", str(data_dir), "--seed_everything",
+            str(run_seed), "--trainer.max_steps", str(budget.sft_steps), "--model.vision_checkpoint", str(eyes),
+            *budget.overrides,
+        ]  # fmt: skip
+        model = fit_step("ICL SFT", run, ChatReIDCLI, ChatReIDModule, ConversationData, Path(budget.sft_config),
+                         overrides, checkpoints=run / "checkpoints")  # fmt: skip
+        steps = json.loads((run / "done.json").read_text())["steps"]
+        if steps >= budget.sft_steps:
+            break
+        print(f"ICL SFT: the run with training seed {run_seed} stopped at step {steps} of {budget.sft_steps}")
+    return model
 
 
 def thi_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from ireid.app import thi_pipeline
 from ireid.app.cli import main
 from ireid.app.learning import CANDIDATES, ICL_THI, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
 from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET
@@ -231,3 +233,23 @@ def test_a_person_tower_reaches_every_stage_of_every_chain(tower_file: Path, tmp
     written = exported.stat().st_mtime_ns
     chatreid_pipeline.chatreid_rows(tmp_path, tmp_path / "data", retriever, budget, seed=1)
     assert exported.stat().st_mtime_ns == written, "exported once"
+
+
+def test_an_sft_stopped_at_chance_begins_again_with_another_seed(tmp_path: Path, monkeypatch) -> None:
+    """The first two runs stop at step 2000 of 4000 (as `StopAtChance` stops them); the third runs to the end."""
+    seeds = []
+
+    def fit_step(name, out, *args, **kwargs):
+        overrides = args[4]
+        seeds.append(int(overrides[overrides.index("--seed_everything") + 1]))
+        out.mkdir(parents=True)
+        (out / "done.json").write_text(json.dumps({"steps": 2000 if len(seeds) < 3 else 4000}))
+        return out / "best.ckpt"
+
+    monkeypatch.setattr(thi_pipeline, "fit_step", fit_step)
+    budget = thi_pipeline.ICLBudget(sft_steps=4000, restarts=3)
+    model = thi_pipeline._sft(tmp_path, tmp_path / "sft-data", tmp_path / "data", tmp_path / "net.pt", budget, seed=7)
+    assert seeds == [7, 1007, 2007] and model == tmp_path / "sft-restart-2" / "best.ckpt"
+    seeds.clear()
+    last = thi_pipeline._sft(tmp_path / "b", tmp_path, tmp_path, tmp_path, dataclasses.replace(budget, restarts=1), 7)
+    assert seeds == [7, 1007] and last == tmp_path / "b" / "sft-restart-1" / "best.ckpt"  # out of restarts: the last
