@@ -150,6 +150,8 @@ class ICLBudget:
     def __post_init__(self) -> None:
         if self.eyes not in ("retriever", "attribute-net"):
             raise ValueError(f"config field 'icl.eyes' must be 'retriever' or 'attribute-net', got {self.eyes!r}")
+        if self.restarts < 0:
+            raise ValueError(f"config field 'icl.restarts' must be 0 or more, got {self.restarts}")
 
 
 def thi_report(config: THIEvalConfig) -> dict[str, Any]:

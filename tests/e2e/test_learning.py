@@ -253,3 +253,5 @@ def test_an_sft_stopped_at_chance_begins_again_with_another_seed(tmp_path: Path,
     seeds.clear()
     last = thi_pipeline._sft(tmp_path / "b", tmp_path, tmp_path, tmp_path, dataclasses.replace(budget, restarts=1), 7)
     assert seeds == [7, 1007] and last == tmp_path / "b" / "sft-restart-1" / "best.ckpt"  # out of restarts: the last
+    with pytest.raises(ValueError, match=r"icl\.restarts"):
+        thi_pipeline.ICLBudget(restarts=-1)
