@@ -22,6 +22,7 @@ twin (its mean ± sd over the seeds, the per-seed difference).
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -329,12 +330,36 @@ def markdown_table(per_seed: dict[int, SeedResults]) -> str:
     return "\n".join(lines)
 
 
+def _settings(config: LearningConfig) -> dict[str, Any]:
+    """What decides a seed's rows: every setting but the seed list and the output folder."""
+    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(config))).items() if k not in ("seeds", "out")}
+
+
+def seed_results(config: LearningConfig, seed: int) -> SeedResults:
+    """A seed's rows, kept in `seed-<seed>/rows.json` as soon as they are known, so that a study cut after some seeds
+    keeps them; they are read back while the settings that made them are unchanged (else `run_seed` runs again, whose
+    finished steps are reused)."""
+    path = Path(config.out) / f"seed-{seed}" / "rows.json"
+    settings = _settings(config)
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            saved = None  # a damaged cache is made again, not trusted
+        if isinstance(saved, dict) and saved.get("settings") == settings and isinstance(saved.get("rows"), dict):
+            return saved["rows"]
+    rows = run_seed(config, seed)
+    atomic_write_json(path, {"settings": settings, "rows": rows})
+    return rows
+
+
 def run_learning(config: LearningConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every seed in turn (each resumable), then `learning.json` and `learning.md` under `out`."""
+    """Every seed in turn (each resumable, its rows kept as it ends), then `learning.json` and `learning.md` under
+    `out`."""
     per_seed: dict[int, SeedResults] = {}
     for seed in config.seeds:
         progress(f"world seed {seed}: {', '.join(config.parts)}")
-        per_seed[seed] = run_seed(config, seed)
+        per_seed[seed] = seed_results(config, seed)
     out = Path(config.out)
     summary = {
         "config": dataclasses.asdict(config),

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from ireid.app import thi_pipeline
+from ireid.app import learning, thi_pipeline
 from ireid.app.cli import main
 from ireid.app.learning import CANDIDATES, ICL_THI, QUESTIONER, RETRIEVER_LOSSES, margins, markdown_table
 from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET
@@ -72,6 +72,7 @@ def test_every_part_runs_on_a_seed_writes_the_table_and_resumes(tmp_path: Path, 
 
     monkeypatch.setattr(ablation_cli, "run_variant", never)
     monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
+    (tmp_path / "learning" / "seed-5" / "rows.json").unlink()  # not the kept rows: each step's own results
     assert main(args) == 0
     assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"] == summary["per_seed"]
 
@@ -180,6 +181,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
 
     monkeypatch.setattr("ireid.app.stages.IreidCLI.__init__", never)
     monkeypatch.setattr("ireid.app.chatreid_cli.evaluate_checkpoint", never)
+    (tmp_path / "learning" / "seed-3" / "rows.json").unlink()  # not the kept rows: each step's own results
     assert main(args) == 0
     assert json.loads((tmp_path / "learning" / "learning.json").read_text())["per_seed"]["3"] == rows
 
@@ -255,3 +257,27 @@ def test_an_sft_stopped_at_chance_begins_again_with_another_seed(tmp_path: Path,
     assert seeds == [7, 1007] and last == tmp_path / "b" / "sft-restart-1" / "best.ckpt"  # out of restarts: the last
     with pytest.raises(ValueError, match=r"icl\.restarts"):
         thi_pipeline.ICLBudget(restarts=-1)
+
+
+def test_a_seeds_rows_are_kept_as_it_ends_and_read_back_while_the_settings_hold(tmp_path: Path, monkeypatch) -> None:
+    """A study cut after its first seed keeps that seed's rows; a changed setting runs the seed again."""
+    ran = []
+
+    def run_seed(config, seed):
+        ran.append(seed)
+        if seed == 2:
+            raise KeyboardInterrupt  # the study is cut during the second seed
+        return {"sdm": {"fine R@1": float(seed)}}
+
+    monkeypatch.setattr(learning, "run_seed", run_seed)
+    config = learning.LearningConfig(seeds=[1, 2], out=str(tmp_path), parts=["retriever"])
+    with pytest.raises(KeyboardInterrupt):
+        learning.run_learning(config, progress=lambda _line: None)
+    assert json.loads((tmp_path / "seed-1" / "rows.json").read_text())["rows"] == {"sdm": {"fine R@1": 1.0}}
+    ran.clear()
+    assert learning.seed_results(config, 1) == {"sdm": {"fine R@1": 1.0}} and ran == []
+    (tmp_path / "seed-3").mkdir()
+    (tmp_path / "seed-3" / "rows.json").write_bytes(b"\xff{")  # damaged: made again
+    assert learning.seed_results(config, 3) == {"sdm": {"fine R@1": 3.0}} and ran == [3]
+    changed = dataclasses.replace(config, max_queries=50)
+    assert learning.seed_results(changed, 1) == {"sdm": {"fine R@1": 1.0}} and ran == [3, 1]
