@@ -23,8 +23,9 @@ Eyes = VisionTowerFile | AttributeNet
 
 
 def read_eyes(path: str | Path) -> Eyes:
-    """A vision checkpoint: an attribute net file, or else a person tower file (whose reader names what is wrong)."""
-    data = read_torch_file(path, "vision checkpoint")
+    """A vision checkpoint: an attribute net file, or else a person tower file (whose reader names what is wrong).
+    The format is read with the tensors mapped, not loaded, so the file is read in full once."""
+    data = read_torch_file(path, "vision checkpoint", mmap=True)
     if isinstance(data, dict) and data.get("format") == ATTRIBUTE_NET_FORMAT:
         return AttributeNet.load(path)
     return VisionTowerFile.load(path)
