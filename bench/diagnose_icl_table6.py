@@ -46,9 +46,11 @@ def rda_twin(demo: Path) -> Path:
 
 
 def caption_scores(demo: Path, retriever: Path, mllm: str) -> tuple[dict[str, float], dict[str, float]]:
-    """R@1 and mAP on the test captions: the retriever alone, and with THI."""
+    """R@1 and mAP on the test captions: the retriever alone, and with THI (with its anchor accuracy and how many
+    queries interacted)."""
     rows = thi_rows(THI_CONFIG, demo / "data", retriever, [("thi", mllm)])
     alone, thi = ({"R1": rows[n]["caption R@1"], "mAP": rows[n]["caption mAP"]} for n in (RETRIEVER_ALONE, "thi"))
+    thi.update({"anchor accuracy": rows["thi"]["anchor accuracy"], "interacted": rows["thi"]["interacted"]})
     return alone, thi
 
 
