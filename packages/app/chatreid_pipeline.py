@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import chatreid_cli
-from ireid.app.stages import REPO_CONFIGS, fit_step
+from ireid.app.stages import REPO_CONFIGS, fit_step, kept_result
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
 from ireid.chatreid.data import ConversationData
@@ -25,7 +25,6 @@ from ireid.chatreid.instruction_pool import IMAGE_MATCH_RULES
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.person_vision import VisionTowerFile
-from ireid.core.shards import atomic_write_json
 from ireid.retriever.inference import ensure_vision_tower
 
 CONFIGS = REPO_CONFIGS / "chatreid"
@@ -197,22 +196,20 @@ def evaluate_chain(
         "data": str(data_dir),
         **{k: v for k, v in asdict(budget).items() if k in ("tasks", "max_queries", "tau", "max_candidates")},
     }
-    if out.is_file():
-        done = json.loads(out.read_text())
-        if done.get("settings") == settings:
-            return done["tasks"]
-    results = chatreid_cli.evaluate_checkpoint(
-        model_ckpt,
-        retriever_ckpt,
-        data_dir,
-        budget.tasks,
-        max_queries=budget.max_queries,
-        tau=budget.tau,
-        max_candidates=budget.max_candidates,
-    )
-    tasks = {task: result.to_dict() for task, result in results.items()}
-    atomic_write_json(out, {"settings": settings, "tasks": tasks})
-    return tasks
+
+    def evaluate() -> dict[str, Any]:
+        results = chatreid_cli.evaluate_checkpoint(
+            model_ckpt,
+            retriever_ckpt,
+            data_dir,
+            budget.tasks,
+            max_queries=budget.max_queries,
+            tau=budget.tau,
+            max_candidates=budget.max_candidates,
+        )
+        return {task: result.to_dict() for task, result in results.items()}
+
+    return kept_result(out, settings, "tasks", evaluate)
 
 
 def chatreid_rows(

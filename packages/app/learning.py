@@ -34,7 +34,7 @@ from ireid.app.attribute_net_pipeline import train_attribute_net
 from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
-from ireid.app.stages import REPO_CONFIGS
+from ireid.app.stages import REPO_CONFIGS, kept_result
 from ireid.app.thi_pipeline import RETRIEVER_ALONE, THI_ANNOTATED, THI_LEARNED, THI_NET, ICLBudget, icl_rows, thi_rows
 from ireid.app.vision_models import ANNOTATED, ATTRIBUTE_NET_PREFIX
 from ireid.core.attribute_net import AttributeNet, accuracy, accuracy_summary, annotated_images
@@ -340,17 +340,7 @@ def seed_results(config: LearningConfig, seed: int) -> SeedResults:
     keeps them; they are read back while the settings that made them are unchanged (else `run_seed` runs again, whose
     finished steps are reused)."""
     path = Path(config.out) / f"seed-{seed}" / "rows.json"
-    settings = _settings(config)
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            saved = None  # a damaged cache is made again, not trusted
-        if isinstance(saved, dict) and saved.get("settings") == settings and isinstance(saved.get("rows"), dict):
-            return saved["rows"]
-    rows = run_seed(config, seed)
-    atomic_write_json(path, {"settings": settings, "rows": rows})
-    return rows
+    return kept_result(path, _settings(config), "rows", lambda: run_seed(config, seed))
 
 
 def run_learning(config: LearningConfig, progress: Callable[[str], None] = print) -> dict[str, Any]:

@@ -9,14 +9,31 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ireid.core.lightning_cli import IreidCLI
 from ireid.core.shards import atomic_write_json
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ folder
+
+T = TypeVar("T")
+
+
+def kept_result(path: Path, settings: dict[str, Any], key: str, compute: Callable[[], T]) -> T:
+    """An evaluation step's result: read back from `path` (under `key`) while the `settings` that made it hold, else
+    computed and written there with them; a damaged file is made again, not trusted."""
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            saved = None
+        if isinstance(saved, dict) and saved.get("settings") == settings and key in saved:
+            return saved[key]
+    result = compute()
+    atomic_write_json(path, {"settings": settings, key: result})
+    return result
 
 
 def minutes_to_hms(minutes: float) -> str:
