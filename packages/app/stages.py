@@ -1,7 +1,8 @@
 """Training steps of a pipeline run through LightningCLI configs, each recorded once finished and resumed if cut.
 
 A finished step leaves `<out>/done.json` naming its checkpoint, so a rerun reuses it; an interrupted one resumes
-from the newest `last.ckpt` under `<out>`. Used by the demo for the retriever, the selector and the questioner.
+from the newest `last.ckpt` under `<out>`. Used by the demo for the retriever, the selector and the questioner. An
+evaluation step's numbers are kept the same way (`kept_result`), with the settings that made them.
 """
 
 from __future__ import annotations
