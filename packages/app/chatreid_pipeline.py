@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import chatreid_cli
+from ireid.app.attribute_net_pipeline import train_attribute_net
 from ireid.app.stages import REPO_CONFIGS, fit_step, kept_result
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
@@ -24,6 +25,7 @@ from ireid.chatreid.data import ConversationData
 from ireid.chatreid.instruction_pool import IMAGE_MATCH_RULES
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
+from ireid.core.attribute_net import PIXELS as NET_PIXELS
 from ireid.core.person_vision import VisionTowerFile
 from ireid.retriever.inference import ensure_vision_tower
 
@@ -59,6 +61,9 @@ class ChatReIDBudget:
     max_candidates: int = 20
     # the retriever's image encoder as every chain's frozen vision encoder (`ireid.chatreid.person_tower`)
     person_tower: bool = False
+    # or an attribute net trained on the world's training split (`ireid attribute-net fit`, once per seed): eyes that
+    # name what a text states, frozen, one image token per attribute (`ireid.chatreid.net_tower`)
+    attribute_net: bool = False
     # A departure for small models: stage 2 first trains on image pairs alone, matched by appearance, for
     # pair_steps[0] steps against random people, then pair_steps[1] steps against the retriever's look-alikes, and
     # goes on with the paper's stage-2 data (`ireid.chatreid.instruction_pool`). [0, 0]: the paper's stage 2.
@@ -68,6 +73,8 @@ class ChatReIDBudget:
     stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one question (a departure)
 
     def __post_init__(self) -> None:
+        if self.person_tower and self.attribute_net:
+            raise ValueError("config fields 'chatreid.person_tower', 'chatreid.attribute_net': choose one set of eyes")
         unknown = sorted(set(self.chains) - set(CHAINS))
         if unknown:
             raise ValueError(f"config field 'chatreid.chains': unknown {unknown}; known: {list(CHAINS)}")
@@ -144,6 +151,24 @@ def tower_overrides(out: Path, retriever_ckpt: Path) -> list[str]:
     return ["--model.vision_checkpoint", str(tower), "--data.max_image_size", json.dumps(size)]
 
 
+def net_overrides(out: Path, data_dir: Path, seed: int) -> list[str]:
+    """Every stage's arguments for seeing through an attribute net trained on the world's training split (once,
+    resumably), with images kept at the crop size the net reads."""
+    net = out / "attribute-net.pt"
+    if not net.is_file():
+        train_attribute_net(data_dir, net, seed=seed)
+    return ["--model.vision_checkpoint", str(net), "--data.max_image_size", json.dumps(list(NET_PIXELS.size_hw))]
+
+
+def eyes_overrides(out: Path, data_dir: Path, retriever_ckpt: Path, budget: ChatReIDBudget, seed: int) -> list[str]:
+    """The budget's frozen eyes for every stage: the retriever's tower, an attribute net, or the model's own."""
+    if budget.person_tower:
+        return tower_overrides(out, retriever_ckpt)
+    if budget.attribute_net:
+        return net_overrides(out, data_dir, seed)
+    return []
+
+
 def train_chain(
     chain: str,
     out: Path,
@@ -217,7 +242,7 @@ def chatreid_rows(
 ) -> dict[str, dict[str, float]]:
     """Per chain `chatreid:<chain>` and the retriever alone: mAP and Rank-1 of each task (percent)."""
     instructions = build_instructions_once(data_dir, out, seed, budget)
-    extra = tower_overrides(out, retriever_ckpt) if budget.person_tower else []
+    extra = eyes_overrides(out, data_dir, retriever_ckpt, budget, seed)
     pairs = build_pair_instructions(data_dir, out, retriever_ckpt, budget, seed)
     rows: dict[str, dict[str, float]] = {}
     for chain in budget.chains:

@@ -237,6 +237,39 @@ def test_a_person_tower_reaches_every_stage_of_every_chain(tower_file: Path, tmp
     assert exported.stat().st_mtime_ns == written, "exported once"
 
 
+def test_an_attribute_net_is_trained_once_and_reaches_every_stage(tmp_path: Path, monkeypatch) -> None:
+    """`chatreid.attribute_net`: a net is trained on the world once, and each stage sees through it at its crop."""
+    from ireid.app import chatreid_pipeline
+
+    calls: list[tuple[str, list[str]]] = []
+    trained: list[tuple[Path, Path, int]] = []
+
+    def fit_step(name, folder, *_args, checkpoints=None, **_kwargs):
+        calls.append((name, list(_args[-1])))
+        return folder / "best.ckpt"
+
+    def train_attribute_net(data_dir, net_file, seed=0, **_kwargs):
+        trained.append((data_dir, net_file, seed))
+        net_file.write_bytes(b"net")
+        return {}
+
+    monkeypatch.setattr(chatreid_pipeline, "fit_step", fit_step)
+    monkeypatch.setattr(chatreid_pipeline, "train_attribute_net", train_attribute_net)
+    monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed, budget: out)
+    scores = {"model": {"mAP": 1.0, "R1": 2.0}, "baseline": {"mAP": 3.0, "R1": 4.0}}
+    monkeypatch.setattr(chatreid_pipeline, "evaluate_chain", lambda *_a, **_k: {"standard": scores})
+    budget = chatreid_pipeline.ChatReIDBudget(attribute_net=True, chains=["1+2+3"])
+    for _ in range(2):
+        chatreid_pipeline.chatreid_rows(tmp_path, tmp_path / "data", tmp_path / "r.ckpt", budget, seed=3)
+    assert trained == [(tmp_path / "data", tmp_path / "attribute-net.pt", 3)], "trained once, on the world, seeded"
+    assert len(calls) == 6, "stages 1, 2, 3, twice"
+    for name, overrides in calls:
+        assert overrides[overrides.index("--model.vision_checkpoint") + 1] == str(tmp_path / "attribute-net.pt"), name
+        assert overrides[overrides.index("--data.max_image_size") + 1] == "[128, 64]", name
+    with pytest.raises(ValueError, match="choose one set of eyes"):
+        chatreid_pipeline.ChatReIDBudget(attribute_net=True, person_tower=True)
+
+
 def test_an_sft_stopped_at_chance_begins_again_with_another_seed(tmp_path: Path, monkeypatch) -> None:
     """The first two runs stop at step 2000 of 4000 (as `StopAtChance` stops them); the third runs to the end."""
     seeds = []
