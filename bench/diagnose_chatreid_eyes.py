@@ -32,13 +32,10 @@ from benchlib import RESULTS, write_result
 from PIL import Image
 from torch import Tensor
 
-from ireid.chatreid.eval_tasks import TaskDataError, build_task
-from ireid.chatreid.evaluation import evaluate_task
+from ireid.app.chatreid_cli import evaluate_scorer
+from ireid.chatreid.eval_tasks import TaskDataError
 from ireid.core.attribute_net import AttributeNet
-from ireid.core.images import ImageStore
-from ireid.core.loader import iter_samples
 from ireid.core.vocabulary.parse import parse_description
-from ireid.retriever.inference import ModuleRetriever
 
 TASKS = ("standard", "text-to-image")
 FLOOR = 1e-3  # a probability below it counts as it: one misread attribute must not sink a match
@@ -67,21 +64,13 @@ class NetAgreement:
 
 def diagnose(folder: Path, tasks: Sequence[str], max_queries: int, max_candidates: int) -> dict[str, Any]:
     """§4.1 on one world's test split: the net's agreement beside the retriever alone, per task."""
-    data = folder / "data"
     retriever_ckpt = Path(json.loads((folder / "retriever" / "done.json").read_text())["ckpt"])
-    records, encoded = [], {}
-    for sample in iter_samples(data, "test", decode_images=False):
-        records.append(sample.record)
-        encoded[sample.key] = sample.image
-    images = ImageStore(encoded, where=f"{data} (test split)")
-    retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
-    scorer = NetAgreement(AttributeNet.load(folder / "attribute-net.pt"))
-    out = {}
-    for task in tasks:
-        task_data = build_task(task, records, max_queries=max_queries, where=str(data))  # type: ignore[arg-type]
-        result = evaluate_task(task_data, images, retriever, scorer, max_candidates=max_candidates)
-        out[task] = result.to_dict()
-    return out
+    net = AttributeNet.load(folder / "attribute-net.pt")
+    results = evaluate_scorer(
+        lambda: NetAgreement(net), retriever_ckpt, folder / "data", tasks, max_queries=max_queries,
+        max_candidates=max_candidates,
+    )  # fmt: skip
+    return {task: result.to_dict() for task, result in results.items()}
 
 
 def markdown(per_world: dict[str, dict[str, Any]], tasks: Sequence[str]) -> str:

@@ -12,13 +12,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.eval_tasks import TASKS, TaskDataError, build_task
-from ireid.chatreid.evaluation import TaskResult, evaluate_task, format_table
+from ireid.chatreid.evaluation import MatchScorer, TaskResult, evaluate_task, format_table
 from ireid.chatreid.inference import ChatReID
 from ireid.chatreid.look_alikes import look_alikes_from_gallery, save_look_alikes
 from ireid.core.gallery import encode_split
@@ -157,16 +158,33 @@ def evaluate_checkpoint(
     data: Path,
     tasks: Sequence[str],
     *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    **settings: Any,
+) -> dict[str, TaskResult]:
+    """§4.1 for each task on `data`: the retriever filters, the ChatReID checkpoint ranks the kept images
+    (`settings`: those of `evaluate_scorer`)."""
+
+    def model() -> MatchScorer:
+        return ChatReID.from_checkpoint(model_ckpt, device=device, batch_size=batch_size)
+
+    return evaluate_scorer(model, retriever_ckpt, data, tasks, **settings)
+
+
+def evaluate_scorer(
+    scorer: Callable[[], MatchScorer],
+    retriever_ckpt: Path,
+    data: Path,
+    tasks: Sequence[str],
+    *,
     split: str = "test",
     direction: str = "visible-to-infrared",
     max_queries: int | None = None,
     tau: float = 0.0,
     max_candidates: int = 20,
-    batch_size: int = 8,
-    device: str = "cpu",
     report: Callable[[TaskResult], None] | None = None,
 ) -> dict[str, TaskResult]:
-    """§4.1 for each task on `data`'s `split`: the retriever filters, the ChatReID checkpoint ranks the kept images.
+    """§4.1 for each task on `data`'s `split` with any match scorer, made by `scorer()` once the tasks are built.
 
     Raises `TaskDataError` (naming the data set) when a task's queries or gallery cannot be built from it.
     """
@@ -178,7 +196,7 @@ def evaluate_checkpoint(
     built = [build_task(t, records, direction=direction, max_queries=max_queries, where=where) for t in tasks]  # type: ignore[arg-type]
     images = ImageStore(encoded, where=where)
     retriever = ModuleRetriever.from_checkpoint(retriever_ckpt)
-    model = ChatReID.from_checkpoint(model_ckpt, device=device, batch_size=batch_size)
+    model = scorer()
     results = {}
     for task_data in built:
         results[task_data.task] = evaluate_task(
