@@ -66,3 +66,12 @@ def train_attribute_net(
                "seconds": round(training["seconds"], 1), test_split: result}  # fmt: skip
     net.save(net_file, details)
     return {"steps": training["steps"], "seconds": training["seconds"], **result}
+
+
+def ensure_attribute_net(
+    data_dir: Path, net_file: Path, seed: int, steps: int | None = None, minutes: float | None = None
+) -> Path:
+    """`net_file`, trained on `data_dir`'s training split unless it is already written (a study's per-seed net)."""
+    if not net_file.is_file():
+        train_attribute_net(data_dir, net_file, steps=steps, minutes=minutes, seed=seed)
+    return net_file

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import chatreid_cli
-from ireid.app.attribute_net_pipeline import train_attribute_net
+from ireid.app.attribute_net_pipeline import ensure_attribute_net
 from ireid.app.stages import REPO_CONFIGS, fit_step, kept_result
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
@@ -154,9 +154,7 @@ def tower_overrides(out: Path, retriever_ckpt: Path) -> list[str]:
 def net_overrides(out: Path, data_dir: Path, seed: int) -> list[str]:
     """Every stage's arguments for seeing through an attribute net trained on the world's training split (once,
     resumably), with images kept at the crop size the net reads."""
-    net = out / "attribute-net.pt"
-    if not net.is_file():
-        train_attribute_net(data_dir, net, seed=seed)
+    net = ensure_attribute_net(data_dir, out / "attribute-net.pt", seed)
     return ["--model.vision_checkpoint", str(net), "--data.max_image_size", json.dumps(list(NET_PIXELS.size_hw))]
 
 

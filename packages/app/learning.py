@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ireid.app import demo
-from ireid.app.attribute_net_pipeline import train_attribute_net
+from ireid.app.attribute_net_pipeline import ensure_attribute_net
 from ireid.app.chatreid_pipeline import ChatReIDBudget, chatreid_rows
 from ireid.app.eval_cli import evaluate
 from ireid.app.llava_reid_pipeline import LlavaReIDBudget, targets_dir, train_llava_reid
@@ -211,10 +211,7 @@ def _dialogue_results(
 
 def _attribute_net(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path) -> Path:
     """The seed's attribute net (`ireid.core.attribute_net`), trained on its world's training split once."""
-    net_path = seed_dir / "attribute-net.pt"
-    if not net_path.is_file():
-        train_attribute_net(data_dir, net_path, steps=config.eyes.steps, minutes=config.eyes.minutes, seed=seed)
-    return net_path
+    return ensure_attribute_net(data_dir, seed_dir / "attribute-net.pt", seed, config.eyes.steps, config.eyes.minutes)
 
 
 def _eyes_rows(config: LearningConfig, seed: int, seed_dir: Path, data_dir: Path, retriever: Path) -> SeedResults:

@@ -254,7 +254,7 @@ def test_an_attribute_net_is_trained_once_and_reaches_every_stage(tmp_path: Path
         return {}
 
     monkeypatch.setattr(chatreid_pipeline, "fit_step", fit_step)
-    monkeypatch.setattr(chatreid_pipeline, "train_attribute_net", train_attribute_net)
+    monkeypatch.setattr("ireid.app.attribute_net_pipeline.train_attribute_net", train_attribute_net)
     monkeypatch.setattr(chatreid_pipeline, "build_instructions_once", lambda data, out, seed, budget: out)
     scores = {"model": {"mAP": 1.0, "R1": 2.0}, "baseline": {"mAP": 3.0, "R1": 4.0}}
     monkeypatch.setattr(chatreid_pipeline, "evaluate_chain", lambda *_a, **_k: {"standard": scores})
