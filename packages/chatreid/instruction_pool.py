@@ -10,7 +10,9 @@ Two options change the image-to-image pairs, as departures from the paper offere
   another camera, and its distractors share its modality. ChatReID's rule (`"person"`) also counts other outfits
   and infrared views, which an appearance model cannot match, so a small decoder learns nothing from them.
 - `look_alikes`: for each image, other people a retriever ranks close to it (`look_alikes.py`); a share
-  `look_alike_share` of image distractors is drawn from them instead of from everyone.
+  `look_alike_share` of image distractors is drawn from them instead of from everyone, and of the wrong texts of
+  one-to-one text-image pairs, the texts of those people (the filter leaves a text query with the images closest
+  to it, so the wrong candidates a decoder must turn down look like the right one).
 """
 
 from __future__ import annotations
@@ -125,6 +127,22 @@ class Pool:
         hard = sum(rng.random() < self.look_alike_share for _ in range(count)) if alikes else 0
         chosen = rng.sample(alikes, min(hard, len(alikes)))
         return chosen + self.pick(rng, count - len(chosen), other, exclude=chosen)
+
+    def wrong_text(self, rng: random.Random, image: Record) -> Record | None:
+        """A record whose text cannot describe `image` (`not_describing`): with probability `look_alike_share` one
+        of the image's look-alikes, while one of them qualifies; otherwise anyone's. None when no record qualifies."""
+        wrong = self.not_describing(image)
+
+        def usable(record: Record) -> bool:
+            return bool(record.texts) and wrong(record)
+
+        if self.look_alike_share > 0 and rng.random() < self.look_alike_share:
+            alikes = [self.by_key[key] for key in self.look_alikes.get(image.key, ()) if key in self.by_key]
+            alikes = [record for record in alikes if usable(record)]
+            if alikes:
+                return rng.choice(alikes)
+        found = self.pick(rng, 1, usable)
+        return found[0] if found else None
 
     def not_describing(self, text_record: Record) -> Predicate:
         """Images that the texts of `text_record` cannot describe: another person whose shown attributes

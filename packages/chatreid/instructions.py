@@ -127,8 +127,8 @@ def build_instructions(
 
     Tasks the data cannot pose (no infrared images, one outfit per person, no attributes) are skipped and their
     share goes to the others; the summary (also the counts file) says which and why. `image_match`,
-    `look_alikes` (a file of `look_alikes.py`) and `look_alike_share` set the image-to-image pairs of stage 2
-    (`instruction_pool.py`); the paper's pairs are the defaults.
+    `look_alikes` (a file of `look_alikes.py`) and `look_alike_share` set stage 2's image-to-image pairs and the
+    wrong texts of its one-to-one text-image pairs (`instruction_pool.py`); the paper's pairs are the defaults.
     """
     if stage not in TASKS_BY_STAGE:
         raise ValueError(f"stage must be one of {sorted(TASKS_BY_STAGE)}, got {stage}")

@@ -55,14 +55,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--look-alikes",
         type=Path,
-        help="file from `ireid chatreid mine-look-alikes`: stage 2 draws image distractors among each image's "
-        "look-alikes (a departure from the paper's random people)",
+        help="file from `ireid chatreid mine-look-alikes`: image distractors, and the wrong texts of one-to-one "
+        "text-image pairs, are drawn among each image's look-alikes (a departure from the paper's random people)",
     )
     parser.add_argument(
         "--look-alike-share",
         type=float,
         default=0.5,
-        help="share of image distractors drawn from the look-alikes (default 0.5)",
+        help="share of those distractors drawn from the look-alikes (default 0.5)",
     )
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help=f"samples per shard (default {SHARD_SIZE})")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in the same --out")

@@ -112,11 +112,10 @@ def _t2i_one_to_one(pool: Pool, rng: random.Random, slot: int, gallery: tuple[in
             return None
         text_record = rng.choice(candidates)
     else:
-        wrong = pool.not_describing(image)
-        found = pool.pick(rng, 1, lambda r: bool(r.texts) and wrong(r))
-        if not found:
+        wrong = pool.wrong_text(rng, image)
+        if wrong is None:
             return None
-        text_record, answer = found[0], NO
+        text_record, answer = wrong, NO
     turn = Turn([])
     turn.render(prompt("stage2_t2i_one_to_one"), images=[image.key], text=_text(text_record))
     return Built(turn.keys, conversation(turn, answer), [])

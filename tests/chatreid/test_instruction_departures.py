@@ -21,6 +21,8 @@ from tests.chatreid.test_instructions import chatreid_world  # noqa: F401  (fixt
 
 IMAGE_TASKS = "i2i_one_to_one=1,i2i_many_to_many=1,t2i_one_to_one=0,t2i_many_to_one=0,t2i_one_to_many=0"
 IMAGE_TASKS += ",attribute_comparison=0,attribute_annotation=0"
+TEXT_FREE = ("i2i_one_to_one", "i2i_many_to_many", "t2i_many_to_one", "t2i_one_to_many", "attribute_comparison",
+             "attribute_annotation")  # fmt: skip
 
 
 def _image_pairs(folder: Path) -> list[tuple[str, str, bool]]:
@@ -83,6 +85,33 @@ def test_distractors_come_from_the_look_alikes_at_the_share_asked(chatreid_world
         shares[share] = sum(b in table[a] for a, b in negatives) / len(negatives)
     assert shares[1.0] > 0.85, "every distractor is a look-alike while unused ones remain (galleries may need more)"
     assert 0.35 < shares[0.5] < 0.7 and shares[0.0] < 0.2, shares
+
+
+def test_wrong_texts_come_from_the_look_alikes_at_the_share_asked(chatreid_world, records, tmp_path):  # noqa: F811
+    keys = sorted(records)
+    pids = sorted({r.pid for r in records.values()})
+    following = {pid: pids[(i + 1) % len(pids)] for i, pid in enumerate(pids)}
+    table = {k: [o for o in keys if records[o].pid == following[records[k].pid]] for k in keys}
+    path = save_look_alikes(tmp_path / "alikes.json", table, top_k=6, source={"test": True})
+    texts = {text: key for key, r in records.items() for text in r.texts[:1]}
+    mix = parse_mix("t2i_one_to_one=1," + ",".join(f"{t}=0" for t in TEXT_FREE), 2)
+    shares = {}
+    for share in (1.0, 0.0):
+        out = tmp_path / f"share{share}"
+        build_instructions(chatreid_world, out, 2, samples=200, mix=mix, progress=False, look_alikes=path,
+                           look_alike_share=share)  # fmt: skip
+        negatives = []
+        for sample in read_conversations(out, 2):
+            if sample["messages"][-1]["content"][0]["text"] == "No":
+                prompt_text = sample["messages"][0]["content"][-1]["text"]
+                said = [key for text, key in texts.items() if text in prompt_text]
+                assert len(said) >= 1, prompt_text
+                negatives.append((sample["images"][0], said))
+        assert len(negatives) > 50
+        for image, said in negatives:
+            assert all(records[k].pid != records[image].pid for k in said), "a wrong text is another person's"
+        shares[share] = sum(any(k in table[image] for k in said) for image, said in negatives) / len(negatives)
+    assert shares[1.0] > 0.9 and shares[0.0] < 0.2, shares
 
 
 def test_look_alikes_by_hand_rank_other_people_closest_first() -> None:
