@@ -47,6 +47,20 @@ WORLD = [
 ]
 
 
+def one_to_one_mix(*tasks: str) -> str:
+    """An engine `--mix` giving stage 2's `tasks` equal shares and every other task none."""
+    return ",".join(f"{task}={int(task in tasks)}" for task in TASKS_BY_STAGE[2])
+
+
+# The sets that may open stage 2, in order (`ChatReIDBudget.pair_steps`): their tasks, and whether their distractors
+# are the retriever's look-alikes instead of random people.
+PAIR_SETS: dict[str, tuple[str, bool]] = {
+    "pairs-random": (one_to_one_mix("i2i_one_to_one"), False),
+    "pairs-look-alikes": (one_to_one_mix("i2i_one_to_one"), True),
+    "pairs-mixed": (one_to_one_mix("i2i_one_to_one", "t2i_one_to_one"), True),
+}
+
+
 @dataclass
 class ChatReIDBudget:
     """What `ireid eval learning` runs of ChatReID (the defaults are the synthetic configs' own)."""
@@ -64,10 +78,11 @@ class ChatReIDBudget:
     # or an attribute net trained on the world's training split (`ireid attribute-net fit`, once per seed): eyes that
     # name what a text states, frozen, one image token per attribute (`ireid.chatreid.net_tower`)
     attribute_net: bool = False
-    # A departure for small models: stage 2 first trains on image pairs alone, matched by appearance, for
-    # pair_steps[0] steps against random people, then pair_steps[1] steps against the retriever's look-alikes, and
-    # goes on with the paper's stage-2 data (`ireid.chatreid.instruction_pool`). [0, 0]: the paper's stage 2.
-    pair_steps: list[int] = field(default_factory=lambda: [0, 0])
+    # A departure for small models: stage 2 first trains on one-to-one pairs, image pairs matched by appearance, for
+    # pair_steps[0] steps image pairs against random people, then pair_steps[1] steps against the retriever's
+    # look-alikes, then pair_steps[2] steps image and text-image pairs mixed, both against the look-alikes, and goes
+    # on with the paper's stage-2 data (`ireid.chatreid.instruction_pool`). [0, 0, 0]: the paper's stage 2.
+    pair_steps: list[int] = field(default_factory=lambda: [0, 0, 0])
     pair_samples: int = 9000  # conversations of each pair set
     image_match: str = "person"  # stage 2's own image pairs: the paper's rule, or "appearance" (a departure)
     stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one question (a departure)
@@ -86,8 +101,11 @@ class ChatReIDBudget:
             )
         if not 0.0 <= self.stage3_pairs < 1.0:
             raise ValueError(f"config field 'chatreid.stage3_pairs': a share in [0, 1), got {self.stage3_pairs}")
-        if len(self.pair_steps) != 2 or min(self.pair_steps) < 0:
-            raise ValueError(f"config field 'chatreid.pair_steps': two step counts >= 0, got {self.pair_steps}")
+        if len(self.pair_steps) != len(PAIR_SETS) or min(self.pair_steps) < 0:
+            raise ValueError(
+                f"config field 'chatreid.pair_steps': {len(PAIR_SETS)} step counts >= 0 ({', '.join(PAIR_SETS)}), "
+                f"got {self.pair_steps}"
+            )
 
 
 def build_instructions_once(data_dir: Path, out: Path, seed: int, budget: ChatReIDBudget) -> Path:
@@ -118,22 +136,21 @@ def engine_once(out: Path, stage: int, args: Sequence[str]) -> None:
 
 
 LOOK_ALIKES = 20  # per image: the size of the evaluation's filter (`max_candidates`)
-PAIR_MIX = "i2i_one_to_one=1," + ",".join(f"{task}=0" for task in TASKS_BY_STAGE[2] if task != "i2i_one_to_one")
 
 
 def build_pair_instructions(
     data_dir: Path, out: Path, retriever_ckpt: Path, budget: ChatReIDBudget, seed: int
 ) -> list[tuple[Path, int]]:
-    """The pair sets that open stage 2 (`budget.pair_steps`), each built once: one-to-one image pairs matched by
-    appearance, against random people, then against the look-alikes the retriever mines on the train split."""
+    """The pair sets that open stage 2 (`budget.pair_steps`, `PAIR_SETS`), each built once, image pairs matched by
+    appearance; look-alikes are mined once, by the retriever on the train split."""
     sets = []
-    for name, steps in zip(("pairs-random", "pairs-look-alikes"), budget.pair_steps, strict=True):
+    for (name, (mix, hard)), steps in zip(PAIR_SETS.items(), budget.pair_steps, strict=True):
         if steps == 0:
             continue
         folder = out / name
         args = ["--data", str(data_dir), "--seed", str(seed), "--samples", str(budget.pair_samples)]
-        args += ["--mix", PAIR_MIX, "--image-match", "appearance"]
-        if name == "pairs-look-alikes":
+        args += ["--mix", mix, "--image-match", "appearance"]
+        if hard:
             alikes = out / "look-alikes.json"
             if not alikes.is_file():
                 chatreid_cli.mine_look_alikes(retriever_ckpt, data_dir, "train", LOOK_ALIKES, alikes)

@@ -134,7 +134,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
             "steps": [2, 2, 2],
             "overrides": short,
             "max_queries": 3,
-            "pair_steps": [2, 2],
+            "pair_steps": [2, 2, 2],
             "pair_samples": 24,
             "image_match": "appearance",
             "stage3_pairs": 0.25,
@@ -163,7 +163,8 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
     for chain, first in (("1+2+3", ckpt("1+2+3", "stage1")), ("2+3", None)):  # stage 2 opens with the pair sets
         assert started_from(chain, "stage2-pairs-random") == first
         assert started_from(chain, "stage2-pairs-look-alikes") == ckpt(chain, "stage2-pairs-random")
-        assert started_from(chain, "stage2") == ckpt(chain, "stage2-pairs-look-alikes")
+        assert started_from(chain, "stage2-pairs-mixed") == ckpt(chain, "stage2-pairs-look-alikes")
+        assert started_from(chain, "stage2") == ckpt(chain, "stage2-pairs-mixed")
         assert started_from(chain, "stage3") == ckpt(chain, "stage2")
     alikes = json.loads((seed_dir / "look-alikes.json").read_text())
     assert alikes["top_k"] == 20 and alikes["source"]["split"] == "train"
@@ -171,10 +172,13 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
     assert json.loads((instructions / "stage2.config.json").read_text())["image_match"] == "appearance"
     stage3 = json.loads((instructions / "stage3.counts.json").read_text())["counts"]
     assert stage3["i2i_one_to_one"] == round(sum(stage3.values()) / 4), stage3
-    for name in ("pairs-random", "pairs-look-alikes"):
+    for name, tasks in (("pairs-random", {"i2i_one_to_one"}), ("pairs-look-alikes", {"i2i_one_to_one"}),
+                        ("pairs-mixed", {"i2i_one_to_one", "t2i_one_to_one"})):  # fmt: skip
         written = json.loads((seed_dir / name / "stage2.config.json").read_text())
         assert written["image_match"] == "appearance" and written["samples"] == 24
-        assert (written["look_alikes"] is not None) == (name == "pairs-look-alikes")
+        assert (written["look_alikes"] is not None) == (name != "pairs-random")
+        counts = json.loads((seed_dir / name / "stage2.counts.json").read_text())["counts"]
+        assert {task for task, count in counts.items() if count} == tasks, (name, counts)
 
     def never(*_args, **_kwargs):
         raise AssertionError("a finished step ran again")
