@@ -60,6 +60,9 @@ PAIR_SETS: dict[str, tuple[str, bool]] = {
     "pairs-mixed": (one_to_one_mix("i2i_one_to_one", "t2i_one_to_one"), True),
 }
 
+# A chain's runs, each in the folder of its name: the stages, and the pair sets opening stage 2.
+RUNS = ("stage1", *(f"stage2-{name}" for name in PAIR_SETS), "stage2", "stage3")
+
 
 @dataclass
 class ChatReIDBudget:
@@ -69,6 +72,9 @@ class ChatReIDBudget:
     chains: list[str] = field(default_factory=lambda: list(CHAINS))  # "1+2+3" and Table 4's "2+3", "3"
     steps: list[int] = field(default_factory=lambda: [1000, 2000, 1500])  # stage 1, 2, 3
     overrides: list[str] = field(default_factory=list)  # LightningCLI arguments for every stage
+    # and for one run of a chain, after those, by its folder's name (`RUNS`): e.g. a lower learning rate where
+    # stage 2 goes on from the pair sets
+    run_overrides: dict[str, list[str]] = field(default_factory=dict)
     tasks: list[str] = field(default_factory=lambda: ["standard", "text-to-image"])
     max_queries: int | None = None
     tau: float = 0.0
@@ -101,6 +107,13 @@ class ChatReIDBudget:
             )
         if not 0.0 <= self.stage3_pairs < 1.0:
             raise ValueError(f"config field 'chatreid.stage3_pairs': a share in [0, 1), got {self.stage3_pairs}")
+        if not isinstance(self.run_overrides, dict) or not all(
+            isinstance(args, list) and all(isinstance(a, str) for a in args) for args in self.run_overrides.values()
+        ):
+            raise ValueError("config field 'chatreid.run_overrides': a mapping of run names to argument lists")
+        unknown = sorted(set(self.run_overrides) - set(RUNS))
+        if unknown:
+            raise ValueError(f"config field 'chatreid.run_overrides': unknown runs {unknown}; known: {list(RUNS)}")
         if len(self.pair_steps) != len(PAIR_SETS) or min(self.pair_steps) < 0:
             raise ValueError(
                 f"config field 'chatreid.pair_steps': {len(PAIR_SETS)} step counts >= 0 ({', '.join(PAIR_SETS)}), "
@@ -211,6 +224,7 @@ def train_chain(
             "--model.init_from", str(previous) if previous is not None else "null",
             *extra,
             *budget.overrides,
+            *budget.run_overrides.get(name, []),
         ]  # fmt: skip
         previous = fit_step(
             f"chatreid {chain} {name}",

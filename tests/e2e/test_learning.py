@@ -113,6 +113,9 @@ def test_unknown_parts_and_no_seeds_are_clear_errors(tmp_path: Path, capsys) -> 
     path.write_text("seeds: []\n")
     assert main(["eval", "learning", "--config", str(path)]) == 2
     assert "config field 'seeds'" in capsys.readouterr().err
+    path.write_text("chatreid: {run_overrides: {stage4: ['--model.lr', '1e-4']}}\n")
+    assert main(["eval", "learning", "--config", str(path)]) == 2
+    assert "config field 'chatreid.run_overrides': unknown runs ['stage4']" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -138,6 +141,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
             "pair_samples": 24,
             "image_match": "appearance",
             "stage3_pairs": 0.25,
+            "run_overrides": {"stage2": ["--model.lr", "0.0003"]},
         },
     }
     (tmp_path / "learning.yaml").write_text(yaml.safe_dump(config))
@@ -166,6 +170,9 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
         assert started_from(chain, "stage2-pairs-mixed") == ckpt(chain, "stage2-pairs-look-alikes")
         assert started_from(chain, "stage2") == ckpt(chain, "stage2-pairs-mixed")
         assert started_from(chain, "stage3") == ckpt(chain, "stage2")
+        lr = {run: torch.load(ckpt(chain, run), map_location="cpu", weights_only=True)["hyper_parameters"]["lr"]
+              for run in ("stage2-pairs-mixed", "stage2")}  # fmt: skip
+        assert lr == {"stage2-pairs-mixed": 1e-3, "stage2": 3e-4}, "a run's own arguments reach that run alone"
     alikes = json.loads((seed_dir / "look-alikes.json").read_text())
     assert alikes["top_k"] == 20 and alikes["source"]["split"] == "train"
     instructions = seed_dir / "instructions-appearance-stage3-pairs-0.25"
