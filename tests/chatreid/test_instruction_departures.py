@@ -70,13 +70,18 @@ def test_appearance_pairs_match_the_same_outfit_and_modality_from_another_camera
     ), "a departure is recorded; the paper's config keeps its fields"
 
 
-def test_distractors_come_from_the_look_alikes_at_the_share_asked(chatreid_world, records, tmp_path):  # noqa: F811
+def _next_person_look_alikes(records: dict[str, Record], folder: Path) -> tuple[dict[str, list[str]], Path]:
+    """Each image's "look-alikes": the images of the next person in id order (a rule a random draw would break),
+    and the file holding them."""
     keys = sorted(records)
-    # each image's "look-alikes": the images of the next person in id order (any rule that a random draw would break)
     pids = sorted({r.pid for r in records.values()})
     following = {pid: pids[(i + 1) % len(pids)] for i, pid in enumerate(pids)}
     table = {k: [o for o in keys if records[o].pid == following[records[k].pid]] for k in keys}
-    path = save_look_alikes(tmp_path / "alikes.json", table, top_k=6, source={"test": True})
+    return table, save_look_alikes(folder / "alikes.json", table, top_k=6, source={"test": True})
+
+
+def test_distractors_come_from_the_look_alikes_at_the_share_asked(chatreid_world, records, tmp_path):  # noqa: F811
+    table, path = _next_person_look_alikes(records, tmp_path)
     shares = {}
     for share in (1.0, 0.5, 0.0):
         pairs = _build(chatreid_world, tmp_path / f"share{share}", look_alikes=path, look_alike_share=share)
@@ -88,11 +93,7 @@ def test_distractors_come_from_the_look_alikes_at_the_share_asked(chatreid_world
 
 
 def test_wrong_texts_come_from_the_look_alikes_at_the_share_asked(chatreid_world, records, tmp_path):  # noqa: F811
-    keys = sorted(records)
-    pids = sorted({r.pid for r in records.values()})
-    following = {pid: pids[(i + 1) % len(pids)] for i, pid in enumerate(pids)}
-    table = {k: [o for o in keys if records[o].pid == following[records[k].pid]] for k in keys}
-    path = save_look_alikes(tmp_path / "alikes.json", table, top_k=6, source={"test": True})
+    table, path = _next_person_look_alikes(records, tmp_path)
     texts = {text: key for key, r in records.items() for text in r.texts[:1]}
     mix = parse_mix("t2i_one_to_one=1," + ",".join(f"{t}=0" for t in TEXT_FREE), 2)
     shares = {}
