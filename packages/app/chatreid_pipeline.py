@@ -60,8 +60,14 @@ PAIR_SETS: dict[str, tuple[str, bool]] = {
     "pairs-mixed": (one_to_one_mix("i2i_one_to_one", "t2i_one_to_one"), True),
 }
 
+
+def pair_run(pair_set: str) -> str:
+    """The folder name of the run that trains on a pair set (`PAIR_SETS`)."""
+    return f"stage2-{pair_set}"
+
+
 # A chain's runs, each in the folder of its name: the stages, and the pair sets opening stage 2.
-RUNS = ("stage1", *(f"stage2-{name}" for name in PAIR_SETS), "stage2", "stage3")
+RUNS = ("stage1", *map(pair_run, PAIR_SETS), "stage2", "stage3")
 
 
 @dataclass
@@ -212,7 +218,7 @@ def train_chain(
     runs = [(f"stage{stage}", stage, instructions, budget.steps[stage - 1]) for stage in CHAINS[chain]]
     if 2 in CHAINS[chain]:
         at = CHAINS[chain].index(2)
-        runs[at:at] = [(f"stage2-{folder.name}", 2, folder, steps) for folder, steps in pairs]
+        runs[at:at] = [(pair_run(folder.name), 2, folder, steps) for folder, steps in pairs]
     previous: Path | None = None
     for name, stage, conversations, steps in runs:
         folder = out / name

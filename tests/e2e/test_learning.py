@@ -153,6 +153,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
     assert all(0 <= rows[r][m] <= 100 for r in rows for m in ("standard mAP", "text-to-image R@1"))
     assert "### ChatReID re-ranking (Table 4)" in printed and "**chatreid:1+2+3** (learned)" in printed
     seed_dir = tmp_path / "learning" / "seed-3" / "chatreid"
+    assert not (seed_dir.parent / "data").exists(), "a ChatReID-only study builds ChatReID's world alone"
     for chain, stages in (("1+2+3", (1, 2, 3)), ("2+3", (2, 3)), ("3", (3,))):
         for stage in stages:
             done = json.loads((seed_dir / chain / f"stage{stage}" / "done.json").read_text())
