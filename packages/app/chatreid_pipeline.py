@@ -66,6 +66,9 @@ def pair_run(pair_set: str) -> str:
     return f"stage2-{pair_set}"
 
 
+# Stage 2's one-to-one questions, which §4.1 reads back and stage 3 may replay (`ChatReIDBudget.stage3_pair_tasks`).
+REPLAYED = ("i2i_one_to_one", "t2i_one_to_one")
+
 # A chain's runs, each in the folder of its name: the stages, and the pair sets opening stage 2.
 RUNS = ("stage1", *map(pair_run, PAIR_SETS), "stage2", "stage3")
 
@@ -97,7 +100,8 @@ class ChatReIDBudget:
     pair_steps: list[int] = field(default_factory=lambda: [0, 0, 0])
     pair_samples: int = 9000  # conversations of each pair set
     image_match: str = "person"  # stage 2's own image pairs: the paper's rule, or "appearance" (a departure)
-    stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one question (a departure)
+    stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one questions (a departure),
+    stage3_pair_tasks: list[str] = field(default_factory=lambda: list(REPLAYED[:1]))  # which, in equal parts
 
     def __post_init__(self) -> None:
         if self.person_tower and self.attribute_net:
@@ -113,6 +117,11 @@ class ChatReIDBudget:
             )
         if not 0.0 <= self.stage3_pairs < 1.0:
             raise ValueError(f"config field 'chatreid.stage3_pairs': a share in [0, 1), got {self.stage3_pairs}")
+        if not self.stage3_pair_tasks or not set(self.stage3_pair_tasks) <= set(REPLAYED):
+            raise ValueError(
+                f"config field 'chatreid.stage3_pair_tasks': one or more of {list(REPLAYED)}, "
+                f"got {self.stage3_pair_tasks}"
+            )
         if not isinstance(self.run_overrides, dict) or not all(
             isinstance(args, list) and all(isinstance(a, str) for a in args) for args in self.run_overrides.values()
         ):
@@ -133,12 +142,16 @@ def build_instructions_once(data_dir: Path, out: Path, seed: int, budget: ChatRe
     folder = out / "instructions"
     if budget.image_match != "person":
         folder = folder.with_name(f"{folder.name}-{budget.image_match}")
+    replayed = sorted(set(budget.stage3_pair_tasks), key=REPLAYED.index)
     if budget.stage3_pairs > 0:
         folder = folder.with_name(f"{folder.name}-stage3-pairs-{budget.stage3_pairs:g}")
+        if replayed != list(REPLAYED[:1]):
+            folder = folder.with_name(f"{folder.name}-{'+'.join(task.split('_')[0] for task in replayed)}")
     for stage in (1, 2, 3):
         args = ["--data", str(data_dir), "--seed", str(seed), "--image-match", budget.image_match]
         if stage == 3 and budget.stage3_pairs > 0:  # the paper's six tasks weigh 1 together
-            args += ["--mix", f"i2i_one_to_one={budget.stage3_pairs / (1 - budget.stage3_pairs):.6g}"]
+            weight = budget.stage3_pairs / (1 - budget.stage3_pairs) / len(replayed)
+            args += ["--mix", ",".join(f"{task}={weight:.6g}" for task in replayed)]
         engine_once(folder, stage, args)
     return folder
 

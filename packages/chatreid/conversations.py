@@ -51,7 +51,8 @@ TASKS_BY_STAGE: dict[int, tuple[str, ...]] = {
         "reid_text_to_image",
         "reid_attribute",
         "reid_multimodal",
-        "i2i_one_to_one",  # stage 2's question replayed; weight 0 unless asked (a departure: `instructions.MIXES`)
+        "i2i_one_to_one",  # stage 2's questions replayed; weight 0 unless asked (a departure: `instructions.MIXES`)
+        "t2i_one_to_one",
     ),
 }
 # Tasks other engines write for stage-3 training: ICL's SFT (`ireid.icl.sft`: Yes/No anchor localisation, VQA) and

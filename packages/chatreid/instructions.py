@@ -27,12 +27,13 @@ from ireid.core.loader import load_records
 from ireid.core.seeding import derive_rng
 from ireid.core.shards import ShardWriter, atomic_write_json
 
-# Stage 3 may replay stage 2's one-to-one question: the §4.1 evaluation reads its Yes/No answer, which stage 3's
-# gallery answers otherwise train a small decoder out of (a departure, weight 0 unless `--mix` asks for it).
+# Stage 3 may replay stage 2's one-to-one questions (image-image, text-image): the §4.1 evaluation reads their Yes/No
+# answer, which stage 3's gallery answers otherwise train a small decoder out of (a departure, weight 0 unless
+# `--mix` asks for it).
 STAGE_TASKS: dict[int, tuple[Task, ...]] = {
     1: tasks_stage1.TASKS,
     2: tasks_stage2.TASKS,
-    3: (*tasks_stage3.TASKS, tasks_stage2.I2I_ONE_TO_ONE),
+    3: (*tasks_stage3.TASKS, tasks_stage2.I2I_ONE_TO_ONE, tasks_stage2.T2I_ONE_TO_ONE),
 }
 # Share of each task in a stage. Stage 2 follows §3.2: the two image-to-image tasks about 25 % each (the
 # range the paper gives), the five others about 10 % each, which sums to 100 %. Stage 3: equal shares of the
@@ -48,7 +49,7 @@ MIXES: dict[int, dict[str, float]] = {
         "attribute_comparison": 0.10,
         "attribute_annotation": 0.10,
     },
-    3: {**{task.name: 1 / 6 for task in tasks_stage3.TASKS}, "i2i_one_to_one": 0.0},
+    3: {**{task.name: 1 / 6 for task in tasks_stage3.TASKS}, "i2i_one_to_one": 0.0, "t2i_one_to_one": 0.0},
 }
 SAMPLES_PER_RECORD = {1: 1, 2: 2, 3: 1}  # default sample count per record (stage 1: per image it captions)
 DEFAULT_GALLERY = (4, 8)  # gallery size N ~ Uniform(a, b), both inclusive

@@ -184,10 +184,11 @@ def _attribute_annotation(pool: Pool, rng: random.Random, slot: int, gallery: tu
 
 
 I2I_ONE_TO_ONE = Task("i2i_one_to_one", _i2i_one_to_one, lambda pool: _needs(pool, seen_together=True))
+T2I_ONE_TO_ONE = Task("t2i_one_to_one", _t2i_one_to_one, lambda pool: _needs(pool, texts=True))
 TASKS = (
     I2I_ONE_TO_ONE,
     Task("i2i_many_to_many", _i2i_many_to_many, lambda pool: _needs(pool, seen_together=True)),
-    Task("t2i_one_to_one", _t2i_one_to_one, lambda pool: _needs(pool, texts=True)),
+    T2I_ONE_TO_ONE,
     Task("t2i_many_to_one", _t2i_many_to_one, lambda pool: _needs(pool, texts=True)),
     Task("t2i_one_to_many", _t2i_one_to_many, lambda pool: _needs(pool, texts=True)),
     Task("attribute_comparison", _attribute_comparison, lambda pool: _needs(pool, attributes=True)),

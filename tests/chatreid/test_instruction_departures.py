@@ -154,15 +154,19 @@ def test_mine_command_writes_a_file_the_engine_reads(chatreid_world, retriever_c
     assert "error:" in capsys.readouterr().err
 
 
-def test_stage3_replays_the_one_to_one_question_only_when_asked(chatreid_world, records, tmp_path):  # noqa: F811
+def test_stage3_replays_the_one_to_one_questions_only_when_asked(chatreid_world, records, tmp_path):  # noqa: F811
     paper = build_instructions(chatreid_world, tmp_path / "paper", 3, samples=120, progress=False)
-    assert paper["counts"]["i2i_one_to_one"] == 0, "the paper's stage 3 has six tasks"
-    mix = parse_mix("i2i_one_to_one=0.5", 3)  # the six keep 1/6 each: a third of the samples
+    assert paper["counts"]["i2i_one_to_one"] == paper["counts"]["t2i_one_to_one"] == 0, "the paper's has six tasks"
+    mix = parse_mix("i2i_one_to_one=0.5,t2i_one_to_one=0.5", 3)  # the six keep 1/6 each: a quarter of the samples each
     build_instructions(
         chatreid_world, tmp_path / "replay", 3, samples=120, mix=mix, image_match="appearance", progress=False
     )
-    replayed = [s for s in read_conversations(tmp_path / "replay", 3) if s["task"] == "i2i_one_to_one"]
-    assert len(replayed) == 40 and {s["messages"][-1]["content"][0]["text"] for s in replayed} == {"Yes", "No"}
+    samples = list(read_conversations(tmp_path / "replay", 3))
+    texts = [s for s in samples if s["task"] == "t2i_one_to_one"]
+    assert len(texts) == 30 and {s["messages"][-1]["content"][0]["text"] for s in texts} == {"Yes", "No"}
+    assert all(len(s["images"]) == 1 for s in texts)
+    replayed = [s for s in samples if s["task"] == "i2i_one_to_one"]
+    assert len(replayed) == 30 and {s["messages"][-1]["content"][0]["text"] for s in replayed} == {"Yes", "No"}
     for sample in replayed:
         first, second = (records[key] for key in sample["images"])
         match = sample["messages"][-1]["content"][0]["text"] == "Yes"

@@ -282,6 +282,28 @@ def test_an_attribute_net_is_trained_once_and_reaches_every_stage(tmp_path: Path
         chatreid_pipeline.ChatReIDBudget(attribute_net=True, person_tower=True)
 
 
+def test_stage3_replays_the_one_to_one_questions_asked_in_equal_parts(tmp_path: Path, monkeypatch) -> None:
+    """`chatreid.stage3_pair_tasks`: the replayed share is split evenly, and each choice has its own folder."""
+    from ireid.app import chatreid_pipeline
+
+    built: dict[tuple[str, int], list[str]] = {}
+    monkeypatch.setattr(
+        chatreid_pipeline, "engine_once", lambda out, stage, args: built.update({(out.name, stage): args})
+    )
+
+    def stage3_mix(**fields) -> tuple[str, str]:
+        budget = chatreid_pipeline.ChatReIDBudget(stage3_pairs=0.25, **fields)
+        folder = chatreid_pipeline.build_instructions_once(tmp_path, tmp_path, 1, budget)
+        args = built[(folder.name, 3)]
+        return folder.name, args[args.index("--mix") + 1]
+
+    assert stage3_mix() == ("instructions-stage3-pairs-0.25", "i2i_one_to_one=0.333333")
+    both = stage3_mix(stage3_pair_tasks=["t2i_one_to_one", "i2i_one_to_one"])
+    assert both == ("instructions-stage3-pairs-0.25-i2i+t2i", "i2i_one_to_one=0.166667,t2i_one_to_one=0.166667")
+    with pytest.raises(ValueError, match=r"'chatreid\.stage3_pair_tasks': one or more of"):
+        chatreid_pipeline.ChatReIDBudget(stage3_pair_tasks=["caption"])
+
+
 def test_an_sft_stopped_at_chance_begins_again_with_another_seed(tmp_path: Path, monkeypatch) -> None:
     """The first two runs stop at step 2000 of 4000 (as `StopAtChance` stops them); the third runs to the end."""
     seeds = []
