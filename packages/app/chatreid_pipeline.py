@@ -18,7 +18,7 @@ from typing import Any
 
 from ireid.app import chatreid_cli
 from ireid.app.attribute_net_pipeline import ensure_attribute_net
-from ireid.app.stages import REPO_CONFIGS, fit_step, kept_result
+from ireid.app.stages import REPO_CONFIGS, RESTART_SEED_STEP, finished_metrics, fit_step, kept_result
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
 from ireid.chatreid.data import ConversationData
@@ -26,6 +26,7 @@ from ireid.chatreid.instruction_pool import IMAGE_MATCH_RULES
 from ireid.chatreid.module import ChatReIDModule
 from ireid.chatreid.train_cli import ChatReIDCLI
 from ireid.core.attribute_net import PIXELS as NET_PIXELS
+from ireid.core.callbacks import CHANCE_YES_NO, YES_NO_ACCURACY
 from ireid.core.person_vision import VisionTowerFile
 from ireid.retriever.inference import ensure_vision_tower
 
@@ -99,6 +100,9 @@ class ChatReIDBudget:
     # on with the paper's stage-2 data (`ireid.chatreid.instruction_pool`). [0, 0, 0]: the paper's stage 2.
     pair_steps: list[int] = field(default_factory=lambda: [0, 0, 0])
     pair_samples: int = 9000  # conversations of each pair set
+    # whether a pair run leaves the Yes/No prior depends on its training seed: one that ends at chance begins again
+    # with another seed (from the same model), up to this many times
+    pair_restarts: int = 0
     image_match: str = "person"  # stage 2's own image pairs: the paper's rule, or "appearance" (a departure)
     stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one questions (a departure),
     stage3_pair_tasks: list[str] = field(default_factory=lambda: list(REPLAYED[:1]))  # which, in equal parts
@@ -129,6 +133,8 @@ class ChatReIDBudget:
         unknown = sorted(set(self.run_overrides) - set(RUNS))
         if unknown:
             raise ValueError(f"config field 'chatreid.run_overrides': unknown runs {unknown}; known: {list(RUNS)}")
+        if self.pair_restarts < 0:
+            raise ValueError(f"config field 'chatreid.pair_restarts': a count >= 0, got {self.pair_restarts}")
         if len(self.pair_steps) != len(PAIR_SETS) or min(self.pair_steps) < 0:
             raise ValueError(
                 f"config field 'chatreid.pair_steps': {len(PAIR_SETS)} step counts >= 0 ({', '.join(PAIR_SETS)}), "
@@ -227,34 +233,44 @@ def train_chain(
     pairs: Sequence[tuple[Path, int]] = (),
 ) -> Path:
     """The chain's stages in order under `out` (`extra`: arguments for every stage; `pairs`: conversation sets
-    and steps that stage 2 trains on first, in order); returns the last stage's best checkpoint."""
+    and steps that stage 2 trains on first, in order; a pair run that ends at chance begins again with another
+    training seed, `budget.pair_restarts` times at most); returns the last stage's best checkpoint."""
     runs = [(f"stage{stage}", stage, instructions, budget.steps[stage - 1]) for stage in CHAINS[chain]]
     if 2 in CHAINS[chain]:
         at = CHAINS[chain].index(2)
         runs[at:at] = [(pair_run(folder.name), 2, folder, steps) for folder, steps in pairs]
     previous: Path | None = None
     for name, stage, conversations, steps in runs:
-        folder = out / name
-        overrides = [
-            "--data.conversations_dir", str(conversations),
-            "--data.data_dir", str(data_dir),
-            "--seed_everything", str(seed),
-            "--trainer.max_steps", str(steps),
-            "--model.init_from", str(previous) if previous is not None else "null",
-            *extra,
-            *budget.overrides,
-            *budget.run_overrides.get(name, []),
-        ]  # fmt: skip
-        previous = fit_step(
-            f"chatreid {chain} {name}",
-            folder,
-            ChatReIDCLI,
-            ChatReIDModule,
-            ConversationData,
-            CONFIGS / f"stage{stage}-synthetic.yaml",
-            overrides,
-            checkpoints=folder / "checkpoints",
-        )
+        restarts = budget.pair_restarts if name.startswith(pair_run("")) else 0
+        for restart in range(restarts + 1):
+            folder = out / (name if restart == 0 else f"{name}-restart-{restart}")
+            run_seed = seed + restart * RESTART_SEED_STEP
+            overrides = [
+                "--data.conversations_dir", str(conversations),
+                "--data.data_dir", str(data_dir),
+                "--seed_everything", str(run_seed),
+                "--trainer.max_steps", str(steps),
+                "--model.init_from", str(previous) if previous is not None else "null",
+                *extra,
+                *budget.overrides,
+                *budget.run_overrides.get(name, []),
+            ]  # fmt: skip
+            ckpt = fit_step(
+                f"chatreid {chain} {folder.name}",
+                folder,
+                ChatReIDCLI,
+                ChatReIDModule,
+                ConversationData,
+                CONFIGS / f"stage{stage}-synthetic.yaml",
+                overrides,
+                checkpoints=folder / "checkpoints",
+            )
+            accuracy = finished_metrics(folder).get(YES_NO_ACCURACY)
+            if restart == restarts or accuracy is None or accuracy > CHANCE_YES_NO:
+                break
+            print(f"chatreid {chain} {folder.name}: Yes/No accuracy {accuracy:.3f} with training seed {run_seed}, "
+                  "still at chance: it begins again with another seed")  # fmt: skip
+        previous = ckpt
     assert previous is not None
     return previous
 

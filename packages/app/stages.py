@@ -1,8 +1,9 @@
 """Training steps of a pipeline run through LightningCLI configs, each recorded once finished and resumed if cut.
 
-A finished step leaves `<out>/done.json` naming its checkpoint, so a rerun reuses it; an interrupted one resumes
-from the newest `last.ckpt` under `<out>`. Used by the demo for the retriever, the selector and the questioner. An
-evaluation step's numbers are kept the same way (`kept_result`), with the settings that made them.
+A finished step leaves `<out>/done.json` naming its checkpoint and its last validation metrics, so a rerun reuses
+it; an interrupted one resumes from the newest `last.ckpt` under `<out>`. Used by the demo for the retriever, the
+selector and the questioner. An evaluation step's numbers are kept the same way (`kept_result`), with the settings
+that made them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ireid.core.lightning_cli import IreidCLI
 from ireid.core.shards import atomic_write_json
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ folder
+RESTART_SEED_STEP = 1000  # a run begun again for the k-th time trains with seed + k * 1000, clear of world seeds
 
 T = TypeVar("T")
 
@@ -41,6 +43,12 @@ def minutes_to_hms(minutes: float) -> str:
     """Lightning's `max_time` format, DD:HH:MM:SS."""
     seconds = round(minutes * 60)
     return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def finished_metrics(out: Path) -> dict[str, float]:
+    """A finished step's validation metrics at its end (none for a step recorded before they were kept)."""
+    record = out / "done.json"
+    return json.loads(record.read_text()).get("metrics", {}) if record.is_file() else {}
 
 
 def finished_checkpoint(out: Path) -> Path | None:
@@ -102,5 +110,7 @@ def fit_step(
         ckpt = out / "final.ckpt"
         cli.trainer.save_checkpoint(ckpt)
     seconds = time.perf_counter() - start
-    atomic_write_json(out / "done.json", {"ckpt": str(ckpt), "steps": cli.trainer.global_step, "seconds": seconds})
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
+    record = {"ckpt": str(ckpt), "steps": cli.trainer.global_step, "seconds": seconds, "metrics": metrics}
+    atomic_write_json(out / "done.json", record)
     return ckpt

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ireid.app.stages import REPO_CONFIGS, fit_step
+from ireid.app.stages import REPO_CONFIGS, RESTART_SEED_STEP, fit_step
 from ireid.app.vision_models import ANNOTATED, ATTRIBUTE_NET_PREFIX, CHATREID_PREFIX, vision_model
 from ireid.chatreid.conversations import check_conversation, stage_prefix
 from ireid.chatreid.data import ConversationData
@@ -199,9 +199,6 @@ def icl_rows(
     model = _sft(out, sft_dir, data_dir, eyes, budget, seed)
     perceptions = [(THI_LEARNED, f"{CHATREID_PREFIX}{model}"), (THI_ANNOTATED, ANNOTATED)]
     return thi_rows(Path(budget.rerank_config), data_dir, retriever_ckpt, perceptions)
-
-
-RESTART_SEED_STEP = 1000  # restart k trains with seed + k * 1000, clear of the world seeds a study uses
 
 
 def _sft(out: Path, sft_dir: Path, data_dir: Path, eyes: Path, budget: ICLBudget, seed: int) -> Path:

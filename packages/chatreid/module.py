@@ -22,6 +22,7 @@ from ireid.chatreid.checkpoint import CHECKPOINT_KEY
 from ireid.chatreid.encoding import IGNORE_INDEX
 from ireid.chatreid.inference import first_token
 from ireid.chatreid.model import ChatReIDNetwork, build_network
+from ireid.core.callbacks import YES_NO_ACCURACY
 from ireid.core.lora import LoraSettings
 
 LOSS_AVERAGES = ("token", "sample")
@@ -142,7 +143,7 @@ class ChatReIDModule(L.LightningModule):
         self.log("val/loss", out.loss, prog_bar=True, batch_size=max(1, targets), sync_dist=True)
         right, asked = yes_no_right(out.logits, batch["labels"], self._yes_no_ids())
         if asked:
-            self.log("val/yes_no_accuracy", right / asked, batch_size=asked, sync_dist=True)
+            self.log(YES_NO_ACCURACY, right / asked, batch_size=asked, sync_dist=True)
 
     def _yes_no_ids(self) -> tuple[int, int]:
         """The first tokens of "Yes" and "No" in this model's tokenizer."""

@@ -57,11 +57,15 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+YES_NO_ACCURACY = "val/yes_no_accuracy"  # what a model with Yes/No questions logs (`ireid.chatreid.module`)
+CHANCE_YES_NO = 0.58  # a Yes/No accuracy at most this is still at the prior (balanced held-out questions)
+
+
 class StopAtChance(L.Callback):
     """Stops training at the first validation at or after `by_step` whose `monitor` is at most `above` (a run still
     at chance); `stopped_at` is then that step. Checked once per run, resumed runs included."""
 
-    def __init__(self, monitor: str = "val/yes_no_accuracy", by_step: int = 2000, above: float = 0.58) -> None:
+    def __init__(self, monitor: str = YES_NO_ACCURACY, by_step: int = 2000, above: float = CHANCE_YES_NO) -> None:
         self.monitor, self.by_step, self.above = monitor, by_step, above
         self.checked = False
         self.stopped_at: int | None = None

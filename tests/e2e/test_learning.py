@@ -158,6 +158,7 @@ def test_chatreid_chains_beside_the_retriever_alone_and_resume(tmp_path: Path, m
         for stage in stages:
             done = json.loads((seed_dir / chain / f"stage{stage}" / "done.json").read_text())
             assert Path(done["ckpt"]).parent == (seed_dir / chain / f"stage{stage}" / "checkpoints").resolve()
+            assert 0 < done["metrics"]["val/loss"] < 20, "its last validation is kept"
 
     def ckpt(chain: str, run: str) -> str:
         return json.loads((seed_dir / chain / run / "done.json").read_text())["ckpt"]
@@ -302,6 +303,41 @@ def test_stage3_replays_the_one_to_one_questions_asked_in_equal_parts(tmp_path: 
     assert both == ("instructions-stage3-pairs-0.25-i2i+t2i", "i2i_one_to_one=0.166667,t2i_one_to_one=0.166667")
     with pytest.raises(ValueError, match=r"'chatreid\.stage3_pair_tasks': one or more of"):
         chatreid_pipeline.ChatReIDBudget(stage3_pair_tasks=["caption"])
+
+
+def test_a_pair_run_left_at_chance_begins_again_with_another_seed(tmp_path: Path, monkeypatch) -> None:
+    """`chatreid.pair_restarts`: a pair run whose last Yes/No accuracy is at chance trains again from the same model
+    with seed + 1000; the chain goes on from the last try, whether or not it left chance."""
+    from ireid.app import chatreid_pipeline
+
+    accuracy = {"stage2-pairs-random": 0.52, "stage2-pairs-random-restart-1": 0.81, "stage2-pairs-look-alikes": 0.5,
+                "stage2-pairs-look-alikes-restart-1": 0.55, "stage2": 0.5}  # fmt: skip
+    calls: list[tuple[str, str, str]] = []
+
+    def fit_step(name, folder, *args, checkpoints=None, **_kwargs):
+        overrides = list(args[-1])
+        seed, init = (overrides[overrides.index(flag) + 1] for flag in ("--seed_everything", "--model.init_from"))
+        calls.append((folder.name, seed, init if init == "null" else Path(init).parent.name))
+        folder.mkdir(parents=True)
+        metrics = {"val/loss": 0.3, "val/yes_no_accuracy": accuracy[folder.name]} if folder.name in accuracy else {}
+        (folder / "done.json").write_text(json.dumps({"ckpt": str(folder / "best.ckpt"), "metrics": metrics}))
+        return folder / "best.ckpt"
+
+    monkeypatch.setattr(chatreid_pipeline, "fit_step", fit_step)
+    budget = chatreid_pipeline.ChatReIDBudget(chains=["2+3"], pair_steps=[10, 10, 0], pair_restarts=1)
+    pairs = [(tmp_path / "pairs-random", 10), (tmp_path / "pairs-look-alikes", 10)]
+    last = chatreid_pipeline.train_chain("2+3", tmp_path / "chain", tmp_path, tmp_path, budget, 7, pairs=pairs)
+    assert calls == [
+        ("stage2-pairs-random", "7", "null"),
+        ("stage2-pairs-random-restart-1", "1007", "null"),
+        ("stage2-pairs-look-alikes", "7", "stage2-pairs-random-restart-1"),
+        ("stage2-pairs-look-alikes-restart-1", "1007", "stage2-pairs-random-restart-1"),
+        ("stage2", "7", "stage2-pairs-look-alikes-restart-1"),  # the paper's stages are never begun again
+        ("stage3", "7", "stage2"),
+    ]
+    assert last == tmp_path / "chain" / "stage3" / "best.ckpt"
+    with pytest.raises(ValueError, match="pair_restarts"):
+        chatreid_pipeline.ChatReIDBudget(pair_restarts=-1)
 
 
 def test_an_sft_stopped_at_chance_begins_again_with_another_seed(tmp_path: Path, monkeypatch) -> None:
