@@ -104,8 +104,8 @@ class ChatReIDBudget:
     # with another seed (from the same model), up to this many times
     pair_restarts: int = 0
     image_match: str = "person"  # stage 2's own image pairs: the paper's rule, or "appearance" (a departure)
-    stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one questions (a departure),
-    stage3_pair_tasks: list[str] = field(default_factory=lambda: list(REPLAYED[:1]))  # which, in equal parts
+    stage3_pairs: float = 0.0  # share of stage 3 replaying stage 2's one-to-one questions (a departure)
+    stage3_pair_tasks: list[str] = field(default_factory=lambda: list(REPLAYED[:1]))  # which of REPLAYED, evenly
 
     def __post_init__(self) -> None:
         if self.person_tower and self.attribute_net:
