@@ -18,7 +18,7 @@ from typing import Any
 
 from ireid.app import chatreid_cli
 from ireid.app.attribute_net_pipeline import ensure_attribute_net
-from ireid.app.stages import REPO_CONFIGS, RESTART_SEED_STEP, finished_metrics, fit_step, kept_result
+from ireid.app.stages import REPO_CONFIGS, finished_metrics, fit_step, kept_result, restart_runs
 from ireid.chatreid import instructions_cli
 from ireid.chatreid.conversations import TASKS_BY_STAGE
 from ireid.chatreid.data import ConversationData
@@ -235,16 +235,13 @@ def train_chain(
     """The chain's stages in order under `out` (`extra`: arguments for every stage; `pairs`: conversation sets
     and steps that stage 2 trains on first, in order; a pair run that ends at chance begins again with another
     training seed, `budget.pair_restarts` times at most); returns the last stage's best checkpoint."""
-    runs = [(f"stage{stage}", stage, instructions, budget.steps[stage - 1]) for stage in CHAINS[chain]]
+    runs = [(f"stage{stage}", stage, instructions, budget.steps[stage - 1], 0) for stage in CHAINS[chain]]
     if 2 in CHAINS[chain]:
         at = CHAINS[chain].index(2)
-        runs[at:at] = [(pair_run(folder.name), 2, folder, steps) for folder, steps in pairs]
+        runs[at:at] = [(pair_run(f.name), 2, f, steps, budget.pair_restarts) for f, steps in pairs]
     previous: Path | None = None
-    for name, stage, conversations, steps in runs:
-        restarts = budget.pair_restarts if name.startswith(pair_run("")) else 0
-        for restart in range(restarts + 1):
-            folder = out / (name if restart == 0 else f"{name}-restart-{restart}")
-            run_seed = seed + restart * RESTART_SEED_STEP
+    for name, stage, conversations, steps, restarts in runs:
+        for restart, (folder, run_seed) in enumerate(restart_runs(out / name, seed, restarts)):
             overrides = [
                 "--data.conversations_dir", str(conversations),
                 "--data.data_dir", str(data_dir),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +43,13 @@ def minutes_to_hms(minutes: float) -> str:
     """Lightning's `max_time` format, DD:HH:MM:SS."""
     seconds = round(minutes * 60)
     return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def restart_runs(out: Path, seed: int, restarts: int) -> Iterator[tuple[Path, int]]:
+    """The folder and training seed of a run and of each time it may begin again: `out` with `seed`, then
+    `<out>-restart-k` with seed + k * RESTART_SEED_STEP; each keeps its own folder, so each resumes."""
+    for k in range(restarts + 1):
+        yield (out if k == 0 else out.with_name(f"{out.name}-restart-{k}")), seed + k * RESTART_SEED_STEP
 
 
 def finished_metrics(out: Path) -> dict[str, float]:

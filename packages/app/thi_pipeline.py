@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ireid.app.stages import REPO_CONFIGS, RESTART_SEED_STEP, fit_step
+from ireid.app.stages import REPO_CONFIGS, fit_step, restart_runs
 from ireid.app.vision_models import ANNOTATED, ATTRIBUTE_NET_PREFIX, CHATREID_PREFIX, vision_model
 from ireid.chatreid.conversations import check_conversation, stage_prefix
 from ireid.chatreid.data import ConversationData
@@ -204,9 +204,7 @@ def icl_rows(
 def _sft(out: Path, sft_dir: Path, data_dir: Path, eyes: Path, budget: ICLBudget, seed: int) -> Path:
     """The tuned MLLM's checkpoint. A run its config stops at chance (`ireid.core.callbacks.StopAtChance`) begins
     again with another training seed, up to `budget.restarts` times; each run keeps its own folder and resumes."""
-    for restart in range(budget.restarts + 1):
-        run = out / ("sft" if restart == 0 else f"sft-restart-{restart}")
-        run_seed = seed + restart * RESTART_SEED_STEP
+    for run, run_seed in restart_runs(out / "sft", seed, budget.restarts):
         overrides = [
             "--data.conversations_dir", str(sft_dir), "--data.data_dir", str(data_dir), "--seed_everything",
             str(run_seed), "--trainer.max_steps", str(budget.sft_steps), "--model.vision_checkpoint", str(eyes),
